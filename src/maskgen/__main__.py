@@ -1,0 +1,3 @@
+from maskgen.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,10 @@
+"""``maskgen amodal ...`` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("amodal", help="amodal commands")
+    parser.add_subparsers(dest="command", metavar="COMMAND")

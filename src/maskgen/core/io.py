@@ -1,0 +1,99 @@
+"""Safe file I/O: atomic writes, JSON that fails with a one-line message, image reading.
+
+Every writer goes through a temporary file in the destination folder and ``os.replace``, so a
+killed process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskgen.errors import MaskgenError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read JSON, turning a missing file or bad JSON into a one-line :class:`MaskgenError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgenError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise MaskgenError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise MaskgenError(f"{path}: not a UTF-8 text file") from None
+
+
+def read_image(path: str | os.PathLike[str], mode: str = "RGB") -> np.ndarray:
+    """Read an image as ``H x W x 3`` uint8 (``mode="RGB"``) or ``H x W`` uint8 (``"L"``).
+
+    Grey, palette and RGBA files are converted (RGBA is flattened onto black).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgenError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            if mode == "RGB" and im.mode in ("RGBA", "LA", "P"):
+                rgba = im.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                im = Image.alpha_composite(bg, rgba)
+            return np.asarray(im.convert(mode))
+    except (UnidentifiedImageError, OSError) as e:
+        raise MaskgenError(f"{path}: cannot read image ({e.__class__.__name__})") from None
+
+
+def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write a uint8 ``H x W``, ``H x W x 3`` or ``H x W x 4`` array as PNG, atomically."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array)).save(tmp, format="PNG")
+
+
+def refuse_overwrite(path: str | os.PathLike[str], force: bool = False) -> None:
+    """Raise when ``path`` exists and ``force`` is not set, so earlier results survive."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise MaskgenError(f"{path}: already exists; pass --force to overwrite it")
