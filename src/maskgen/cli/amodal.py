@@ -1,10 +1,13 @@
-"""``maskgen amodal ...`` commands."""
+"""``maskgen amodal ...`` commands: train, complete, analyze (Amodal-VAE) and evaluate (harness)."""
 
 from __future__ import annotations
 
 import argparse
 
+from maskgen.cli.amodal_evaluate import add_evaluate_parser
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("amodal", help="amodal commands")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = subparsers.add_parser("amodal", help="Amodal-VAE: train, complete, analyze, evaluate")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_evaluate_parser(sub)
