@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         # A group named without a command.
-        print(f"maskgen {args.group}: a command is required (see 'maskgen {args.group} --help')", file=sys.stderr)
+        print(
+            f"maskgen {args.group}: a command is required (see 'maskgen {args.group} --help')",
+            file=sys.stderr,
+        )
         return 2
     try:
         return int(args.func(args) or 0)

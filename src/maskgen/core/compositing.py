@@ -48,7 +48,11 @@ def composite(
     """
     colors = np.asarray(colors, dtype=np.float32)
     alphas = np.asarray(alphas, dtype=np.float32)
-    x = np.zeros(colors.shape[1:], dtype=np.float32) if background is None else np.asarray(background, dtype=np.float32).copy()
+    x = (
+        np.zeros(colors.shape[1:], dtype=np.float32)
+        if background is None
+        else np.asarray(background, dtype=np.float32).copy()
+    )
     for i in range(colors.shape[0]):
         a = alphas[i][..., None]
         x = colors[i] * a + x * (1.0 - a)
@@ -85,7 +89,12 @@ def occlude(full_mask: np.ndarray, masks_in_front: list[np.ndarray] | np.ndarray
     This is :func:`visible_masks` on the stack ``[full_mask, *masks_in_front]`` (layer 0 at the
     back); all masks share one ``H x W`` shape.
     """
-    stack = np.concatenate([np.asarray(full_mask, dtype=bool)[None], np.asarray(masks_in_front, dtype=bool).reshape(-1, *np.shape(full_mask))])
+    stack = np.concatenate(
+        [
+            np.asarray(full_mask, dtype=bool)[None],
+            np.asarray(masks_in_front, dtype=bool).reshape(-1, *np.shape(full_mask)),
+        ]
+    )
     return visible_masks(stack)[0]
 
 

@@ -58,7 +58,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise MaskgenError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise MaskgenError(
+            f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
     except UnicodeDecodeError:
         raise MaskgenError(f"{path}: not a UTF-8 text file") from None
 

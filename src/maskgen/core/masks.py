@@ -58,7 +58,9 @@ def crop_mask(mask: np.ndarray, box: np.ndarray, size: int = DEFAULT_CROP_SIZE) 
     )
 
 
-def crop_masks(masks: list[np.ndarray] | np.ndarray, boxes: np.ndarray, size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
+def crop_masks(
+    masks: list[np.ndarray] | np.ndarray, boxes: np.ndarray, size: int = DEFAULT_CROP_SIZE
+) -> np.ndarray:
     """Batch of :func:`crop_mask`: ``K`` masks and ``(K, 4)`` boxes to ``(K, N, N)`` float32."""
     out = np.zeros((len(boxes), size, size), dtype=np.float32)
     for k, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
@@ -118,7 +120,9 @@ def paste_mask(
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize a whole ``H x W`` mask to ``height x width`` (bilinear; float32 out)."""
-    return cv2.resize(np.asarray(mask, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(
+        np.asarray(mask, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
 
 
 def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
@@ -127,7 +131,9 @@ def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.nd
     Returns:
         ``(labels, count)``: ``H x W`` int32 labels with 0 for background and ``1..count``.
     """
-    count, labels = cv2.connectedComponents(np.asarray(mask, dtype=np.uint8), connectivity=connectivity)
+    count, labels = cv2.connectedComponents(
+        np.asarray(mask, dtype=np.uint8), connectivity=connectivity
+    )
     return labels.astype(np.int32), int(count - 1)
 
 

@@ -16,7 +16,10 @@ from pycocotools import mask as mask_utils
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """Encode an ``H x W`` binary mask as compressed RLE with ``counts`` as ``str``."""
     rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
@@ -41,33 +44,46 @@ def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
         if isinstance(counts, list):
             rle = mask_utils.frPyObjects(segm, h, w)
         else:
-            rle = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            rle = {
+                "size": [h, w],
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+            }
         return mask_utils.decode(rle).astype(bool)
     raise ValueError(f"unrecognised segmentation encoding of type {type(segm).__name__}")
 
 
 def encode_polygons(mask: np.ndarray, tolerance: float = 0.0) -> list[list[float]]:
-    """Polygons tracing a binary mask's outer contours (pixel-corner coordinates).
+    """Polygons tracing a binary mask's outer boundaries, in COCO pixel-corner coordinates.
 
-    Lossy for thin parts and holes; use RLE when exactness matters.
+    Marching squares at level 0.5 puts the outline on pixel edges (a 1-pixel-wide step is
+    traced exactly; convex corners lose a 1/8-pixel triangle). Holes are dropped: COCO polygons
+    cannot express them, so use RLE when exactness matters. ``tolerance`` > 0 simplifies the
+    outline (Douglas-Peucker, in pixels).
     """
-    import cv2
+    from skimage.measure import approximate_polygon, find_contours
 
-    m = np.asarray(mask, dtype=np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    padded = np.pad(np.asarray(mask, dtype=np.float32), 1)
     polys = []
-    for c in contours:
-        if tolerance > 0:
-            c = cv2.approxPolyDP(c, tolerance, True)
-        pts = c.reshape(-1, 2).astype(np.float64)
-        if len(pts) < 3:
+    for contour in find_contours(padded, 0.5):
+        # (row, col) in padded pixel-centre coordinates -> (x, y) in pixel-corner coordinates.
+        xy = contour[:, ::-1] - 0.5
+        # Outer boundaries and holes wind in opposite directions; keep the outer ones.
+        x, y = xy[:, 0], xy[:, 1]
+        signed_area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+        if signed_area <= 0:
             continue
-        polys.append(pts.ravel().tolist())
+        if tolerance > 0:
+            xy = approximate_polygon(xy, tolerance)
+        if len(xy) >= 4:  # closed contours repeat their first point
+            polys.append(xy[:-1].ravel().tolist())
     return polys
 
 
 def rle_area(segm: dict[str, Any]) -> int:
     """Pixel count of a compressed RLE without decoding it."""
     counts = segm["counts"]
-    rle = {"size": segm["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    rle = {
+        "size": segm["size"],
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
     return int(mask_utils.area(rle))

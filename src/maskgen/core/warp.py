@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None = None, mode: str = "bilinear") -> torch.Tensor:
+def warp(
+    images: torch.Tensor,
+    theta: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    mode: str = "bilinear",
+) -> torch.Tensor:
     """Warp ``N x C x H x W`` images by ``N x 2 x 3`` ``theta`` (zeros outside).
 
     Args:
@@ -37,7 +42,9 @@ def warp(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None
 
 def invert_theta(theta: torch.Tensor) -> torch.Tensor:
     """Inverse of ``N x 2 x 3`` affine maps (as 3x3 matrices with a ``[0, 0, 1]`` row)."""
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=theta.dtype, device=theta.device).expand(theta.shape[0], 1, 3)
+    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=theta.dtype, device=theta.device).expand(
+        theta.shape[0], 1, 3
+    )
     full = torch.cat([theta, bottom], dim=1)
     return torch.linalg.inv(full)[:, :2]
 
