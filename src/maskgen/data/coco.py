@@ -59,7 +59,9 @@ __all__ = [
 # Shared checks (used by the KINS and COCOA readers too)
 
 
-def check_top_level(path: Path, obj: Any, keys: tuple[str, ...] = ("images", "annotations")) -> None:
+def check_top_level(
+    path: Path, obj: Any, keys: tuple[str, ...] = ("images", "annotations")
+) -> None:
     """Check the file is a JSON object holding the list-valued ``keys``."""
     if not isinstance(obj, dict):
         raise MaskgenError(f"{path}: expected a JSON object at top level, got {type(obj).__name__}")
@@ -88,7 +90,9 @@ def parse_images(path: Path, images: list[Any]) -> dict[int, ImageRecord]:
             raise MaskgenError(f"{path}: image at index {k}: id must be an integer, got {iid!r}")
         h, w = im["height"], im["width"]
         if not (_is_int(h) and _is_int(w) and h > 0 and w > 0):
-            raise MaskgenError(f"{path}: image {iid}: height/width must be positive integers, got {h!r}x{w!r}")
+            raise MaskgenError(
+                f"{path}: image {iid}: height/width must be positive integers, got {h!r}x{w!r}"
+            )
         if iid in out:
             raise MaskgenError(f"{path}: image {iid}: duplicate image id")
         name = im.get("file_name", im.get("url", f"{iid}"))
@@ -106,7 +110,10 @@ def segm_area(segm: Any, height: int, width: int) -> int | None:
         counts = segm["counts"]
         if isinstance(counts, list):
             return int(sum(counts[1::2]))
-        rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        rle = {
+            "size": [height, width],
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+        }
         return int(mask_utils.area(rle))
     return None
 
@@ -138,7 +145,9 @@ def check_segmentation(
         counts = segm["counts"]
         if isinstance(counts, list):
             if not all(_is_int(c) and c >= 0 for c in counts):
-                raise MaskgenError(f"{where}: uncompressed RLE counts must be non-negative integers")
+                raise MaskgenError(
+                    f"{where}: uncompressed RLE counts must be non-negative integers"
+                )
             if sum(counts) != height * width:
                 raise MaskgenError(
                     f"{where}: uncompressed RLE counts sum to {sum(counts)}, expected {height * width}"
@@ -160,10 +169,14 @@ def check_segmentation(
         xs: list[float] = []
         ys: list[float] = []
         for p in segm:
-            if not isinstance(p, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p):
+            if not isinstance(p, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in p
+            ):
                 raise MaskgenError(f"{where}: polygon must be a flat list of numbers")
             if len(p) < 6 or len(p) % 2:
-                raise MaskgenError(f"{where}: polygon needs an even number of coordinates, at least 3 points")
+                raise MaskgenError(
+                    f"{where}: polygon needs an even number of coordinates, at least 3 points"
+                )
             xs.extend(p[0::2])
             ys.extend(p[1::2])
         x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
@@ -246,7 +259,9 @@ def check_unique_ids(path: Path, images: dict[int, ImageRecord]) -> None:
     for im in images.values():
         for inst in im.instances:
             if inst.id in seen:
-                raise MaskgenError(f"{path}: annotation {inst.id} (image {im.id}): duplicate annotation id")
+                raise MaskgenError(
+                    f"{path}: annotation {inst.id} (image {im.id}): duplicate annotation id"
+                )
             seen.add(inst.id)
 
 
@@ -260,7 +275,9 @@ def coco_from_json(path: Path, obj: Any) -> Dataset:
     images = parse_images(path, obj["images"])
     cats = check_categories(path, obj)
     for k, ann in enumerate(obj["annotations"]):
-        im = check_annotation_keys(path, ann, k, ("id", "image_id", "category_id", "segmentation"), images)
+        im = check_annotation_keys(
+            path, ann, k, ("id", "image_id", "category_id", "segmentation"), images
+        )
         where = annotation_where(path, ann, k)
         check_segmentation(ann["segmentation"], im.height, im.width, f"{where}: segmentation")
         if "bbox" in ann:
@@ -293,7 +310,12 @@ def read_coco(path: str | os.PathLike[str]) -> Dataset:
 
 def image_json(im: ImageRecord) -> dict[str, Any]:
     """The COCO ``images`` entry of a record."""
-    return {"id": int(im.id), "file_name": im.file_name, "height": int(im.height), "width": int(im.width)}
+    return {
+        "id": int(im.id),
+        "file_name": im.file_name,
+        "height": int(im.height),
+        "width": int(im.width),
+    }
 
 
 def _box_xywh(box: np.ndarray | None, segm: Any, height: int, width: int) -> list[float]:
@@ -318,7 +340,9 @@ def write_coco(dataset: Dataset, path: str | os.PathLike[str]) -> None:
     for im in dataset.images:
         for inst in im.instances:
             if inst.visible_segm is None:
-                raise MaskgenError(f"{path}: annotation {inst.id} (image {im.id}): no visible mask to write")
+                raise MaskgenError(
+                    f"{path}: annotation {inst.id} (image {im.id}): no visible mask to write"
+                )
             rle = segm_to_rle(inst.visible_segm, im.height, im.width)
             anns.append(
                 {

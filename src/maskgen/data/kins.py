@@ -86,14 +86,20 @@ def kins_from_json(path: Path, obj: Any, layout: str = "auto") -> Dataset:
                 layout = detect_kins_layout(ann) or "kins-2020"
                 break
     if layout not in _FIELDS:
-        raise MaskgenError(f"{path}: unknown KINS layout '{layout}' (expected kins-old or kins-2020)")
+        raise MaskgenError(
+            f"{path}: unknown KINS layout '{layout}' (expected kins-old or kins-2020)"
+        )
     vis_key, vbox_key, amo_key, abox_key, dropped = _FIELDS[layout]
     images = parse_images(path, obj["images"])
     cats = check_categories(path, obj)
     for k, ann in enumerate(obj["annotations"]):
-        im = check_annotation_keys(path, ann, k, ("id", "image_id", "category_id", vis_key, amo_key), images)
+        im = check_annotation_keys(
+            path, ann, k, ("id", "image_id", "category_id", vis_key, amo_key), images
+        )
         where = annotation_where(path, ann, k)
-        check_segmentation(ann[vis_key], im.height, im.width, f"{where}: {vis_key}", allow_empty=True)
+        check_segmentation(
+            ann[vis_key], im.height, im.width, f"{where}: {vis_key}", allow_empty=True
+        )
         check_segmentation(ann[amo_key], im.height, im.width, f"{where}: {amo_key}")
         abox = (
             check_box(ann[abox_key], im.height, im.width, f"{where}: {abox_key}")
@@ -101,7 +107,11 @@ def kins_from_json(path: Path, obj: Any, layout: str = "auto") -> Dataset:
             else box_of_segm(ann[amo_key], im.height, im.width)
         )
         vbox = None
-        if vbox_key in ann and ann[vbox_key] is not None and any(float(v) != 0 for v in ann[vbox_key]):
+        if (
+            vbox_key in ann
+            and ann[vbox_key] is not None
+            and any(float(v) != 0 for v in ann[vbox_key])
+        ):
             vbox = check_box(ann[vbox_key], im.height, im.width, f"{where}: {vbox_key}")
         elif vbox_key not in ann:
             vbox = box_of_segm(ann[vis_key], im.height, im.width)
@@ -148,7 +158,9 @@ def _write(dataset: Dataset, path: str | os.PathLike[str], layout: str) -> None:
         for inst in im.instances:
             if inst.amodal_segm is None or inst.visible_segm is None:
                 which = "amodal" if inst.amodal_segm is None else "visible"
-                raise MaskgenError(f"{path}: annotation {inst.id} (image {im.id}): no {which} mask to write")
+                raise MaskgenError(
+                    f"{path}: annotation {inst.id} (image {im.id}): no {which} mask to write"
+                )
             a = segm_to_rle(inst.amodal_segm, im.height, im.width)
             v = segm_to_rle(inst.visible_segm, im.height, im.width)
             ann: dict[str, Any] = {
