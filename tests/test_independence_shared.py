@@ -1,0 +1,185 @@
+"""Shared independence-prior modules: discriminator, losses, layout, composition, GAN phases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskgen.core.compositing import composite
+from maskgen.core.warp import translation_theta
+from maskgen.independence.composition import compose, compose_rgba
+from maskgen.independence.discriminator import (
+    DISCRIMINATOR_PRESETS,
+    SNDiscriminator,
+    specs_from_config,
+)
+from maskgen.independence.gan import (
+    area_weight_at,
+    detect_collapse,
+    discriminator_step,
+    ema_update,
+    generator_step,
+)
+from maskgen.independence.layout import (
+    identity_layout,
+    pad_and_random_crop,
+    spatial_transform_layout,
+)
+from maskgen.independence.losses import (
+    area_penalty,
+    d_loss_hinge,
+    d_loss_nonsaturating,
+    distillation_loss,
+    g_loss_nonsaturating,
+    mask_areas,
+    smooth_l1_distillation,
+)
+
+
+def test_discriminator_shapes_and_spectral_norm():
+    torch.manual_seed(0)
+    d = SNDiscriminator("app1-paper")
+    out = d(torch.rand(2, 3, 128, 128))
+    assert out.shape == (2, 1, 8, 8)  # four stride-2 layers: 128 / 16
+    d2 = SNDiscriminator("app2-paper")
+    assert d2(torch.rand(2, 3, 64, 64)).shape == (2, 1, 4, 4)
+    # Paper widths (Table 1): 64,128,256,512,256 then 1x1 -> 1.
+    assert [s.channels for s in DISCRIMINATOR_PRESETS["app1-paper"]] == [64, 128, 256, 512, 256]
+    # Spectral norm: after power iterations the largest singular value of each weight is ~1.
+    d.train()
+    for _ in range(30):
+        d(torch.rand(1, 3, 32, 32))
+    conv = d.net[0]
+    w = conv.weight.detach().reshape(conv.weight.shape[0], -1)
+    assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.05)
+    assert specs_from_config(d.config()["specs"]) == d.specs
+    with pytest.raises(ValueError, match="unknown discriminator preset"):
+        SNDiscriminator("nope")
+
+
+def test_area_penalty_matches_eq7():
+    # Two layers, batch 2: areas (0.5, 0.25) and (0, 1).
+    a = torch.zeros(2, 2, 1, 4, 4)
+    a[0, 0, :, :2] = 1.0
+    a[0, 1, :, :1] = 1.0
+    a[1, 1] = 1.0
+    areas = mask_areas(a)
+    assert torch.allclose(areas, torch.tensor([[0.5, 0.25], [0.0, 1.0]]))
+    expect = np.mean([(0.5 - 0.25) ** 2, 0.0, 0.25**2, 0.75**2])
+    assert area_penalty(a, 0.25).item() == pytest.approx(expect)
+    # List form equals the stacked form.
+    assert area_penalty([a[:, 0], a[:, 1]], 0.25).item() == pytest.approx(expect)
+
+
+def test_adversarial_losses_values():
+    real = torch.tensor([0.0])
+    fake = torch.tensor([0.0])
+    assert d_loss_nonsaturating(real, fake).item() == pytest.approx(2 * np.log(2))
+    assert g_loss_nonsaturating(torch.tensor([0.0])).item() == pytest.approx(np.log(2))
+    assert d_loss_hinge(torch.tensor([2.0]), torch.tensor([-2.0])).item() == 0.0
+
+
+def test_smooth_l1_eq8():
+    x = torch.tensor([0.0, 0.1, -0.2, 0.25, -0.5, 1.0])
+    expect = torch.tensor([0.0, 0.04, 0.16, 0.25, 0.5, 1.0])
+    assert torch.allclose(smooth_l1_distillation(x), expect)
+    assert distillation_loss(torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)).item() == 1.0
+
+
+def test_compose_matches_numpy_compositing():
+    g = torch.Generator().manual_seed(1)
+    bg = torch.rand(1, 3, 5, 5, generator=g)
+    rgb1, a1 = torch.rand(1, 3, 5, 5, generator=g), torch.rand(1, 1, 5, 5, generator=g)
+    rgb2, a2 = torch.rand(1, 3, 5, 5, generator=g), torch.rand(1, 1, 5, 5, generator=g)
+    out = compose([(rgb1, a1), (rgb2, a2)], bg)
+    ref = composite(
+        np.stack([rgb1[0].permute(1, 2, 0).numpy(), rgb2[0].permute(1, 2, 0).numpy()]),
+        np.stack([a1[0, 0].numpy(), a2[0, 0].numpy()]),
+        bg[0].permute(1, 2, 0).numpy(),
+    )
+    assert np.allclose(out[0].permute(1, 2, 0).numpy(), ref, atol=1e-6)
+    # Black x_0 when no background; RGBA form agrees.
+    out2 = compose_rgba([torch.cat([rgb2, a2], 1)])
+    assert torch.allclose(out2, rgb2 * a2)
+
+
+def test_layouts():
+    x = torch.rand(3, 4, 8, 8)
+    assert identity_layout(x) is x
+    # Integer translation by one pixel: theta shifts content right by 2/W normalised units.
+    theta = translation_theta(torch.full((3,), 2.0 / 8), torch.zeros(3))
+    y = spatial_transform_layout(x, theta)
+    assert torch.allclose(y[..., 1:], x[..., :-1], atol=1e-5)
+    assert torch.all(y[..., 0] == 0)
+    g = torch.Generator().manual_seed(0)
+    z = pad_and_random_crop(x, 3, g)
+    assert z.shape == x.shape
+    # Each output is a shifted copy: its non-zero content matches x at some offset.
+    for n in range(3):
+        found = False
+        for dy in range(-3, 4):
+            for dx in range(-3, 4):
+                p = torch.nn.functional.pad(x[n], (3, 3, 3, 3))
+                if torch.equal(p[:, 3 + dy : 11 + dy, 3 + dx : 11 + dx], z[n]):
+                    found = True
+        assert found
+    # Same generator seed -> same crops.
+    assert torch.equal(z, pad_and_random_crop(x, 3, torch.Generator().manual_seed(0)))
+
+
+def test_gan_phases_update_and_report():
+    torch.manual_seed(0)
+    d = SNDiscriminator("tiny")
+    unet = torch.nn.Conv2d(3, 1, 3, padding=1)
+    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(unet.parameters(), 4e-4, betas=(0.5, 0.999))
+    real = torch.rand(4, 3, 16, 16)
+    img = torch.rand(4, 3, 16, 16)
+    bg = torch.rand(4, 3, 16, 16)
+    alpha = torch.sigmoid(unet(img))
+    fake = compose([(img, alpha)], bg)
+    d_before = [p.clone() for p in d.parameters()]
+    out_d = discriminator_step(d, opt_d, real, fake, step=0)
+    assert set(out_d) == {"loss_d", "d_real", "d_fake"}
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, d.parameters(), strict=True))
+    assert unet.weight.grad is None  # D phase leaves the generator alone
+    d_snapshot = [p.clone() for p in d.parameters()]
+    w_before = unet.weight.clone()
+    out_g = generator_step(d, opt_g, fake, [alpha], area_weight=1000.0, area_target=0.25, step=0)
+    assert out_g["mask_area"] == pytest.approx(alpha.mean().item(), abs=1e-6)
+    assert out_g["loss_area"] == pytest.approx(
+        ((alpha.mean((1, 2, 3)) - 0.25) ** 2).mean().item(), rel=1e-5
+    )
+    assert not torch.equal(w_before, unet.weight)
+    assert all(torch.equal(a, b) for a, b in zip(d_snapshot, d.parameters(), strict=True))
+    assert all(p.requires_grad for p in d.parameters())
+
+
+def test_nonfinite_loss_raises():
+    from maskgen.errors import NonFiniteLossError
+
+    d = SNDiscriminator("tiny")
+    opt = torch.optim.Adam(d.parameters())
+    real = torch.full((2, 3, 8, 8), float("nan"))
+    with pytest.raises(NonFiniteLossError):
+        discriminator_step(d, opt, real, torch.rand(2, 3, 8, 8), step=3)
+
+
+def test_detect_collapse_and_helpers():
+    ok = [{"mask_area": 0.3, "d_real": 0.6, "d_fake": 0.4}] * 10
+    assert detect_collapse(ok) is None
+    empty = ok + [{"mask_area": 0.001, "d_real": 0.6, "d_fake": 0.4}] * 5
+    assert "near 0" in detect_collapse(empty)
+    full = [{"mask_area": 0.999}] * 5
+    assert "near 1" in detect_collapse(full)
+    win = [{"mask_area": 0.3, "d_real": 0.999, "d_fake": 0.001}] * 5
+    assert "discriminator wins" in detect_collapse(win)
+    assert detect_collapse(win[:3]) is None  # not enough ticks
+    assert area_weight_at(0, 1000, 100) == 0.0
+    assert area_weight_at(50, 1000, 100) == 500.0
+    assert area_weight_at(500, 1000, 100) == 1000.0
+    assert area_weight_at(0, 1000, 0) == 1000.0
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    ema_update(a, b, 0.0)
+    assert torch.equal(a.weight, b.weight)
