@@ -1,0 +1,474 @@
+"""Numpy-facing Amodal-VAE predictor: visible masks in, amodal masks, samples and uncertainty out.
+
+Like segment-anything's ``SamPredictor``, the model works on tensors and this class works on
+numpy arrays in image coordinates::
+
+    predictor = AmodalPredictor.from_folder("src/maskgen/models/amodal-vae-builtin")
+    completions = predictor.complete_image(visible_masks)          # K x H x W bool
+    completions[0].amodal_mask                                     # H x W bool
+
+Pipeline per instance (DESIGN §2, supplementary §3.2):
+
+1. **Crop.** The visible mask is cropped tightly to its *visible* box (the tight half-open box of
+   its pixels, :func:`maskgen.core.boxes.mask_to_box`) and resized to 28x28 with
+   :func:`maskgen.core.masks.crop_mask` (bilinear, float32 in ``[0, 1]``).
+2. **Encode.** ``q2(z | visible crop)`` gives ``mu`` and ``logvar`` (64-d factorial Normal).
+3. **Box.** The spatial-transformer head predicts the amodal box in the visible box's normalised
+   frame (:func:`maskgen.core.boxes.relative_box` convention); it is mapped back to pixels with
+   :func:`~maskgen.core.boxes.absolute_box`. With ``amodal_boxes`` given, those boxes are used
+   instead ("--amodal-box" mode; the paper's remedy for its box failures, supplementary Fig. 7-8).
+4. **Decode.** The *posterior mean* ``mu`` is decoded (the "mode"); ``sigmoid`` gives Bernoulli
+   probabilities on the 28x28 amodal-box frame, pasted into the image with
+   :func:`maskgen.core.masks.paste_mask` and thresholded at the model's saved threshold ``t``
+   (a pixel is in the mask when ``p >= t``; the paper's ``t = 0.1``, supplementary §3.1).
+5. **Post-process** (DESIGN §8, "filling only where something can hide the object"). With
+   ``restrict_to_occluders=True`` (the default) a predicted pixel *outside* the instance's
+   visible mask is kept only where another instance's visible mask lies (only something in front
+   can hide an object). In every mode the visible mask is OR-ed in. Pixels beyond the image
+   border cannot be represented in an ``H x W`` mask, so amodal extent outside the image is
+   always cut at the border (and the restriction does not look outside the image).
+6. **Samples** (optional, ``samples=K``): ``z_k = mu + sigma * eps_k`` from q2, decoded,
+   pasted and thresholded like the mode, then post-processed the same way. Each sample gets a
+   **consistency score** computed on the *raw* thresholded sample (before post-processing, which
+   would make every sample trivially consistent):
+
+       known pixels  K = V  u  B,  V = the instance's visible mask,
+                     B = visible background = pixels of the image in neither V nor any other
+                         instance's visible mask (nothing there could hide the object)
+       consistency(S) = |S n V| / |(S n K) u V| = |S n V| / (|V| + |S n B|)   in [0, 1]
+
+   i.e. the IoU, restricted to known pixels, between the sample and the visible mask: 1 exactly
+   when the sample covers every visible pixel and spills onto no visible-background pixel. The
+   same score is reported for the mode.
+7. **Uncertainty**: the mean posterior standard deviation ``mean_j exp(logvar_j / 2)`` over the
+   64 latents (inactive latents sit at sigma ~ 1 for every input, so differences come from the
+   active ones; supplementary Fig. 4 looks at the same quantity per latent).
+
+Sampling is seeded per instance (``numpy.random.default_rng([seed, index])``), so the samples do
+not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskgen.core.boxes import absolute_box, mask_to_box
+from maskgen.core.masks import DEFAULT_CROP_SIZE, crop_mask, paste_mask
+from maskgen.errors import MaskgenError
+
+__all__ = ["AmodalPredictor", "Completion", "ImageInput", "consistency_score"]
+
+DEFAULT_THRESHOLD = 0.1  # supplementary §3.1 (used only when a model carries no tuned threshold)
+
+
+@dataclass
+class Completion:
+    """The completion of one instance, in image coordinates.
+
+    Attributes:
+        amodal_mask: ``H x W`` bool, the post-processed mode (see module docstring).
+        raw_mask: ``H x W`` bool, the thresholded mode before post-processing (no restriction,
+            visible mask not OR-ed in).
+        probability: ``H x W`` float32 Bernoulli probabilities of the mode pasted into the image
+            (0 outside the amodal box), or None when not requested.
+        visible_box: ``(4,)`` float64 ``(x0, y0, x1, y1)`` tight box of the visible mask.
+        amodal_box: ``(4,)`` float64 box the decoder's 28x28 frame was pasted into (predicted,
+            or supplied).
+        box_source: ``"predicted"`` or ``"supplied"``.
+        uncertainty: mean posterior sigma over the latents (float).
+        consistency: consistency score of the raw mode (float in ``[0, 1]``).
+        mu, sigma: ``(D,)`` float32 posterior mean and standard deviation.
+        samples: ``S x H x W`` bool post-processed samples (``S = 0`` when none were asked for).
+        sample_consistency: ``(S,)`` float64 consistency score of each raw sample.
+    """
+
+    amodal_mask: np.ndarray
+    raw_mask: np.ndarray
+    probability: np.ndarray | None
+    visible_box: np.ndarray
+    amodal_box: np.ndarray
+    box_source: str
+    uncertainty: float
+    consistency: float
+    mu: np.ndarray
+    sigma: np.ndarray
+    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=bool))
+    sample_consistency: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass
+class ImageInput:
+    """One image's input to :meth:`AmodalPredictor.complete_images`.
+
+    Attributes:
+        visible_masks: ``K x H x W`` bool visible masks of all instances of the image (every
+            one is used as a potential occluder of the others).
+        amodal_boxes: optional ``K x 4`` float boxes ``(x0, y0, x1, y1)``; rows with a NaN fall
+            back to the predicted box.
+        complete: optional ``(K,)`` bool selecting which instances to complete (default: all);
+            the others still count as occluders.
+    """
+
+    visible_masks: np.ndarray
+    amodal_boxes: np.ndarray | None = None
+    complete: np.ndarray | None = None
+
+
+def consistency_score(sample: np.ndarray, visible: np.ndarray, others: np.ndarray) -> float:
+    """Agreement of a completed mask with the visible evidence (module docstring, item 6).
+
+    Args:
+        sample: ``H x W`` bool completed mask (raw, before post-processing).
+        visible: ``H x W`` bool visible mask of the instance (non-empty).
+        others: ``H x W`` bool union of the *other* instances' visible masks (possible occluders).
+
+    Returns:
+        ``|S n V| / (|V| + |S n B|)`` with ``B = ~V & ~others``, in ``[0, 1]``.
+    """
+    s = np.asarray(sample, dtype=bool)
+    v = np.asarray(visible, dtype=bool)
+    b = ~v & ~np.asarray(others, dtype=bool)
+    denom = int(v.sum()) + int((s & b).sum())
+    return float((s & v).sum()) / denom if denom else 0.0
+
+
+def _region(boxes: Sequence[np.ndarray], height: int, width: int) -> tuple[int, int, int, int]:
+    """Integer pixel region ``(rx0, ry0, rx1, ry1)`` covering the boxes, clipped to the image."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rx0 = max(int(np.floor(b[:, 0].min())), 0)
+    ry0 = max(int(np.floor(b[:, 1].min())), 0)
+    rx1 = min(int(np.ceil(b[:, 2].max())), width)
+    ry1 = min(int(np.ceil(b[:, 3].max())), height)
+    return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
+
+
+def _crop_local(mask: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """:func:`crop_mask` reading only the pixels near ``box`` (same result, less work).
+
+    Bilinear samples inside a box only touch pixels within one pixel of it, so a sub-array with a
+    2-pixel margin (zero beyond the image either way) gives the identical crop.
+    """
+    h, w = mask.shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    sx0 = max(int(np.floor(x0)) - 2, 0)
+    sy0 = max(int(np.floor(y0)) - 2, 0)
+    sx1 = min(int(np.ceil(x1)) + 2, w)
+    sy1 = min(int(np.ceil(y1)) + 2, h)
+    sub = mask[sy0:sy1, sx0:sx1]
+    return crop_mask(sub, np.array([x0 - sx0, y0 - sy0, x1 - sx0, y1 - sy0]), size)
+
+
+class AmodalPredictor:
+    """Complete visible masks with a trained Amodal-VAE (numpy in, numpy out).
+
+    Args:
+        model: an ``AmodalVAE`` (``encode_partial``, ``decode``, ``predict_amodal_box``); put in
+            eval mode here.
+        threshold: binarisation threshold for decoder probabilities (the model's tuned one).
+        device: torch device string.
+        config: the model folder's config dict (kept for reports).
+        batch_size: crops per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        threshold: float = DEFAULT_THRESHOLD,
+        device: str = "cpu",
+        config: dict[str, Any] | None = None,
+        batch_size: int = 1024,
+        source: str = "",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.threshold = float(threshold)
+        self.config = dict(config or {})
+        self.batch_size = int(batch_size)
+        self.source = source
+        self.crop_size = int(self.config.get("crop_size", DEFAULT_CROP_SIZE))
+        self.uses_channels_last = False
+
+    @classmethod
+    def from_folder(
+        cls, path: str | os.PathLike[str], device: str = "cpu", batch_size: int = 1024
+    ) -> AmodalPredictor:
+        """Load a model folder (``config.json`` + ``model.safetensors``) strictly.
+
+        Raises:
+            MaskgenError: the folder is missing, incomplete or does not match its config.
+        """
+        from maskgen.amodal.io import load_amodal_model
+
+        model, config, threshold = load_amodal_model(path, device=device)
+        return cls(
+            model, threshold, device=device, config=config, batch_size=batch_size, source=str(path)
+        )
+
+    # ------------------------------------------------------------------ tensor stage
+    @torch.inference_mode()
+    def encode(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run ``q2`` and the box head on visible-box crops.
+
+        Args:
+            crops: ``N x S x S`` float32 visible masks cropped to their visible boxes.
+
+        Returns:
+            ``(mu, logvar, rel_boxes)``: ``N x D`` float32 each and ``N x 4`` float64 amodal boxes
+            in the visible box's normalised frame.
+        """
+        mus, logvars, rels = [], [], []
+        for i in range(0, len(crops), self.batch_size):
+            x = torch.from_numpy(
+                np.ascontiguousarray(crops[i : i + self.batch_size], dtype=np.float32)
+            )
+            x = x[:, None].to(self.device)
+            mu, logvar = self.model.encode_partial(x)
+            rel = self.model.predict_amodal_box(x)
+            mus.append(mu.float().cpu().numpy())
+            logvars.append(logvar.float().cpu().numpy())
+            rels.append(rel.double().cpu().numpy())
+        if not mus:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 4))
+        return np.concatenate(mus), np.concatenate(logvars), np.concatenate(rels)
+
+    @torch.inference_mode()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Decode ``N x D`` latents to ``N x S x S`` float32 probabilities (amodal-box frame)."""
+        outs = []
+        for i in range(0, len(z), self.batch_size):
+            zz = torch.from_numpy(
+                np.ascontiguousarray(z[i : i + self.batch_size], dtype=np.float32)
+            )
+            logits = self.model.decode(zz.to(self.device))
+            outs.append(torch.sigmoid(logits.float())[:, 0].cpu().numpy())
+        if not outs:
+            return np.zeros((0, self.crop_size, self.crop_size), np.float32)
+        return np.concatenate(outs)
+
+    # ------------------------------------------------------------------ numpy API
+    def complete_image(
+        self,
+        visible_masks: np.ndarray,
+        amodal_boxes: np.ndarray | None = None,
+        samples: int = 0,
+        restrict_to_occluders: bool = True,
+        seed: int = 0,
+        return_probability: bool = True,
+    ) -> list[Completion]:
+        """Complete every instance of one image.
+
+        Args:
+            visible_masks: ``K x H x W`` bool; each mask non-empty.
+            amodal_boxes: optional ``K x 4`` known amodal boxes ``(x0, y0, x1, y1)`` in pixels
+                (NaN rows use the predicted box).
+            samples: number of posterior samples per instance (0 = mode only).
+            restrict_to_occluders: keep predicted invisible pixels only under other instances'
+                visible masks (module docstring, item 5).
+            seed: seed of the posterior samples.
+            return_probability: keep the ``H x W`` probability map of each instance.
+
+        Returns:
+            ``K`` :class:`Completion` s, in input order.
+        """
+        item = ImageInput(np.asarray(visible_masks, dtype=bool), amodal_boxes)
+        return next(
+            iter(
+                self.complete_images(
+                    [item],
+                    samples=samples,
+                    restrict_to_occluders=restrict_to_occluders,
+                    seed=seed,
+                    return_probability=return_probability,
+                )
+            )
+        )
+
+    def complete_images(
+        self,
+        images: Iterable[ImageInput],
+        samples: int = 0,
+        restrict_to_occluders: bool = True,
+        seed: int = 0,
+        return_probability: bool = False,
+        chunk_instances: int | None = None,
+    ) -> Iterator[list[Completion]]:
+        """Complete many images, batching crops across images; yields one list per image.
+
+        Instances are counted across the whole call (for sample seeding) in input order; only
+        instances selected by ``ImageInput.complete`` get a :class:`Completion` (the list holds
+        them in input order).
+        """
+        chunk_instances = chunk_instances or max(self.batch_size, 256)
+        pending: list[ImageInput] = []
+        count = 0
+        counter = [0]
+        for item in images:
+            vm = np.asarray(item.visible_masks, dtype=bool)
+            if vm.ndim != 3:
+                raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
+            pending.append(ImageInput(vm, item.amodal_boxes, item.complete))
+            count += len(vm)
+            if count >= chunk_instances:
+                yield from self._complete_chunk(
+                    pending, samples, restrict_to_occluders, seed, return_probability, counter
+                )
+                pending, count = [], 0
+        if pending:
+            yield from self._complete_chunk(
+                pending, samples, restrict_to_occluders, seed, return_probability, counter
+            )
+
+    # ------------------------------------------------------------------ internals
+    def _complete_chunk(
+        self,
+        items: list[ImageInput],
+        samples: int,
+        restrict: bool,
+        seed: int,
+        return_probability: bool,
+        counter: list[int],
+    ) -> list[list[Completion]]:
+        size = self.crop_size
+        # 1. crops of every selected instance of every image
+        crops, vboxes, owners = [], [], []
+        for i, item in enumerate(items):
+            vm = item.visible_masks
+            sel = (
+                np.ones(len(vm), bool) if item.complete is None else np.asarray(item.complete, bool)
+            )
+            for k in range(len(vm)):
+                if not sel[k]:
+                    continue
+                try:
+                    vbox = mask_to_box(vm[k])
+                except ValueError:
+                    raise MaskgenError(f"visible mask {k}: empty (nothing to complete)") from None
+                crops.append(_crop_local(vm[k], vbox, size))
+                vboxes.append(vbox)
+                owners.append((i, k))
+        n = len(crops)
+        crops_arr = np.stack(crops) if n else np.zeros((0, size, size), np.float32)
+        # 2. one batched forward: encode, box head, decode the mode (and the samples)
+        mu, logvar, rel = self.encode(crops_arr)
+        probs = self.decode(mu)
+        sigma = np.exp(0.5 * logvar.astype(np.float64)).astype(np.float32)
+        sample_probs = None
+        if samples > 0 and n:
+            eps = np.stack(
+                [
+                    np.random.default_rng([int(seed), counter[0] + j]).standard_normal(
+                        (samples, mu.shape[1])
+                    )
+                    for j in range(n)
+                ]
+            ).astype(np.float32)
+            z = (mu[:, None] + sigma[:, None] * eps).reshape(n * samples, -1)
+            sample_probs = self.decode(z).reshape(n, samples, size, size)
+        counter[0] += n
+        # 3. paste back, image by image
+        results: list[list[Completion]] = [[] for _ in items]
+        others_cache: dict[int, np.ndarray] = {}
+        for j, (i, k) in enumerate(owners):
+            item = items[i]
+            vm = item.visible_masks
+            if i not in others_cache:
+                others_cache[i] = vm.sum(axis=0, dtype=np.int32)
+            count_map = others_cache[i]
+            box = None
+            if item.amodal_boxes is not None:
+                cand = np.asarray(item.amodal_boxes, dtype=np.float64)[k]
+                if np.all(np.isfinite(cand)):
+                    if not (cand[2] > cand[0] and cand[3] > cand[1]):
+                        raise MaskgenError(
+                            f"amodal box of instance {k}: {cand.tolist()} has no area"
+                        )
+                    box = cand
+            source = "supplied" if box is not None else "predicted"
+            if box is None:
+                box = absolute_box(rel[j], vboxes[j])
+                if not (box[2] > box[0] and box[3] > box[1]):  # degenerate head output
+                    box = vboxes[j].copy()
+                    source = "visible-fallback"
+            results[i].append(
+                self._finish(
+                    vm[k],
+                    count_map,
+                    vboxes[j],
+                    box,
+                    source,
+                    probs[j],
+                    None if sample_probs is None else sample_probs[j],
+                    mu[j],
+                    sigma[j],
+                    restrict,
+                    return_probability,
+                )
+            )
+        return results
+
+    def _finish(
+        self,
+        visible: np.ndarray,
+        count_map: np.ndarray,
+        vbox: np.ndarray,
+        abox: np.ndarray,
+        source: str,
+        prob: np.ndarray,
+        sample_probs: np.ndarray | None,
+        mu: np.ndarray,
+        sigma: np.ndarray,
+        restrict: bool,
+        return_probability: bool,
+    ) -> Completion:
+        h, w = visible.shape
+        rx0, ry0, rx1, ry1 = _region([vbox, abox], h, w)
+        local_box = abox - np.array([rx0, ry0, rx0, ry0], dtype=np.float64)
+        rh, rw = ry1 - ry0, rx1 - rx0
+        vis = visible[ry0:ry1, rx0:rx1]
+        others = (count_map[ry0:ry1, rx0:rx1] - vis) > 0
+        background = ~vis & ~others
+        n_vis = int(vis.sum())
+
+        def finish_one(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+            local_p = paste_mask(p, local_box, rh, rw)
+            raw = local_p >= self.threshold
+            denom = n_vis + int((raw & background).sum())
+            cons = float((raw & vis).sum()) / denom if denom else 0.0
+            out = (raw & others) | vis if restrict else raw | vis
+            return raw, out, cons, local_p
+
+        def full(local: np.ndarray, dtype: Any = bool) -> np.ndarray:
+            arr = np.zeros((h, w), dtype=dtype)
+            arr[ry0:ry1, rx0:rx1] = local
+            return arr
+
+        raw, out, cons, local_p = finish_one(prob)
+        sample_masks = np.zeros((0, h, w), dtype=bool)
+        sample_cons = np.zeros(0)
+        if sample_probs is not None:
+            sample_masks = np.zeros((len(sample_probs), h, w), dtype=bool)
+            sample_cons = np.zeros(len(sample_probs))
+            for s, sp in enumerate(sample_probs):
+                _, s_out, s_cons, _ = finish_one(sp)
+                sample_masks[s, ry0:ry1, rx0:rx1] = s_out
+                sample_cons[s] = s_cons
+        return Completion(
+            amodal_mask=full(out),
+            raw_mask=full(raw),
+            probability=full(local_p, np.float32) if return_probability else None,
+            visible_box=np.asarray(vbox, dtype=np.float64),
+            amodal_box=np.asarray(abox, dtype=np.float64),
+            box_source=source,
+            uncertainty=float(sigma.mean()) if sigma.size else 0.0,
+            consistency=cons,
+            mu=np.asarray(mu, np.float32),
+            sigma=np.asarray(sigma, np.float32),
+            samples=sample_masks,
+            sample_consistency=sample_cons,
+        )
