@@ -2,8 +2,10 @@
 
 Public API::
 
-    load_dataset(path: str | PathLike, layout: str = "auto") -> Dataset
+    load_dataset(path: str | PathLike, layout: str = "auto",
+                 image_root: str | PathLike | None = None) -> Dataset
     detect_layout(obj: Any) -> str | None
+    check_image_files(dataset: Dataset, image_root: str | PathLike) -> None
     LAYOUTS = ("coco", "kins-old", "kins-2020", "cocoa")
 
 ``layout="auto"`` decides from the keys of the first annotation: ``regions`` -> COCOA;
@@ -26,7 +28,7 @@ from maskgen.data.kins import detect_kins_layout, kins_from_json
 from maskgen.data.types import Dataset
 from maskgen.errors import MaskgenError
 
-__all__ = ["LAYOUTS", "detect_layout", "load_dataset"]
+__all__ = ["LAYOUTS", "check_image_files", "detect_layout", "load_dataset"]
 
 LAYOUTS: tuple[str, ...] = ("coco", "kins-old", "kins-2020", "cocoa")
 
@@ -51,12 +53,26 @@ def detect_layout(obj: Any) -> str | None:
     return None
 
 
-def load_dataset(path: str | os.PathLike[str], layout: str = "auto") -> Dataset:
+def check_image_files(dataset: Dataset, image_root: str | os.PathLike[str]) -> None:
+    """Raise :class:`MaskgenError` naming the first image whose file is missing under the root."""
+    root = Path(image_root)
+    for im in dataset.images:
+        f = root / im.file_name
+        if not f.is_file():
+            raise MaskgenError(f"{f}: image file not found (image {im.id} of {dataset.source})")
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    layout: str = "auto",
+    image_root: str | os.PathLike[str] | None = None,
+) -> Dataset:
     """Read a COCO, KINS (old or 2020) or COCOA annotation file.
 
     Args:
         path: the JSON file.
         layout: ``"auto"`` or one of :data:`LAYOUTS`.
+        image_root: when given, check that every image's ``file_name`` exists under it.
 
     Raises:
         MaskgenError: missing or malformed file, unknown layout, or any failed check.
@@ -75,10 +91,14 @@ def load_dataset(path: str | os.PathLike[str], layout: str = "auto") -> Dataset:
             )
         layout = detected
     if layout == "coco":
-        return coco_from_json(path, obj)
-    if layout == "cocoa":
-        return cocoa_from_json(path, obj)
-    return kins_from_json(path, obj, layout)
+        ds = coco_from_json(path, obj)
+    elif layout == "cocoa":
+        ds = cocoa_from_json(path, obj)
+    else:
+        ds = kins_from_json(path, obj, layout)
+    if image_root is not None:
+        check_image_files(ds, image_root)
+    return ds
 
 
 def _describe(obj: Any) -> str:

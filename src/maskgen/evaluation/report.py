@@ -156,7 +156,7 @@ def plot_iou_vs_visible(
     ax.set_xlabel("visible ratio |V| / |A|")
     ax.set_ylabel("per-instance IoU")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
