@@ -1,0 +1,609 @@
+"""Synthetic layered scenes with exact amodal ground truth (``maskgen data scenes``).
+
+Scene format: ``DIR/images/{train,val,test}/NNNNNN.png`` (RGB, ``S x S``), ``DIR/annotations/
+{split}_kins2020.json`` (KINS 2020 layout: amodal ``a_segm``/``a_bbox``/``a_area``, visible
+``i_segm``/``i_bbox``/``i_area``, depth ``oco_id``/``ico_id``, RLE masks, ``file_name`` relative to
+``DIR/images/{split}``), ``DIR/annotations/{split}_coco.json`` (the same instances, visible masks
+only -- what a user without amodal labels has) and ``DIR/summary.json`` (parameters and statistics).
+
+How a scene is made (all random choices from one seed; image ``i`` of split ``s`` uses the
+generator ``numpy.random.default_rng([seed, s, i])``, so images do not depend on each other):
+
+1. **Background**: a random crop of a scikit-image photo or texture (rescaled, flipped, tinted;
+   70 %) or a flat colour with mild noise (30 %).
+2. **Density**: each image draws a mode -- *sparse* (35 %: 3-6 shapes placed so that they touch
+   nothing placed before when possible), *mixed* (25 %: 4-8 shapes, half of them placed onto an
+   earlier shape) or *dense* (40 %: 6-10 shapes, 90 % placed onto an earlier shape). Sparse images give the
+   complete (unoccluded, isolated) instances that Amodal-VAE's stage 1 needs; dense ones give
+   heavy occlusion.
+3. **Shapes**: drawn from the split's own shape pool (:func:`maskgen.data.shapes.split_shape_pools`:
+   test shapes are never used in train), flipped left-right half the time, scaled so the longer
+   side is log-uniform in ``[min_shape_size, max_shape_size]`` px (24-120 at 256 px) with smooth
+   outlines (:func:`maskgen.data.builtin.upsample_shape`). 15 % of shapes may cross the image border
+   (their centre stays inside); the rest keep a 1-px margin.
+4. **Depth order**: a random permutation, independent of placement. Each shape is filled with a
+   flat colour (with noise) or a tinted texture crop, and the layers are composited back to front
+   with the shared :func:`maskgen.core.compositing.composite`; visible masks come from
+   :func:`maskgen.core.compositing.visible_masks` (binary alphas, so the image and the masks agree
+   exactly: visible = amodal minus the union of the amodal masks in front).
+
+Ground truth conventions: the amodal mask is the shape's full mask **clipped to the image** (as in
+KINS), so border truncation is not counted as occlusion; occlusion ratio = ``1 - visible/amodal``.
+An instance whose visible part is smaller than ``min_visible_pixels`` (20) or than
+``min_visible_fraction`` (10 %) of its amodal mask is **still drawn but not annotated** (as with
+unlabeled objects in real data); ``summary.json`` counts them. ``depth`` (written as ``oco_id`` and
+``ico_id``) is the layer's index in the back-to-front order of all drawn shapes (larger is nearer).
+
+``summary.json`` reports per split the occlusion histogram (0, <= 25 %, <= 50 %, > 50 %) and the
+number of **complete** instances by the rule Amodal-VAE's stage 1 can apply without amodal labels
+(DESIGN §2): the visible mask touches no other annotated visible mask (8-neighbourhood) and not the
+image border -- plus how many of those are truly unoccluded (a hidden, unannotated shape can make
+the rule wrong, as in real data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from maskgen.core.boxes import mask_to_box
+from maskgen.core.compositing import composite, visible_masks
+from maskgen.core.rle import encode_rle
+from maskgen.data.shapes import SPLITS, ShapeSet, load_shapes, split_shape_pools
+from maskgen.data.types import Dataset, ImageRecord, Instance
+from maskgen.errors import MaskgenError
+
+OCCLUSION_BUCKETS = ("0", "<=25%", "<=50%", ">50%")
+# (name, probability, min shapes, max shapes, probability a shape is placed onto an earlier one)
+DENSITY_MODES = (
+    ("sparse", 0.35, 3, 6, 0.0),
+    ("mixed", 0.25, 4, 8, 0.5),
+    ("dense", 0.40, 6, 10, 0.9),
+)
+BORDER_CROSS_PROB = 0.15
+TEXTURE_BACKGROUND_PROB = 0.7
+TEXTURE_FILL_PROB = 0.5
+ISOLATION_GAP = 2  # px kept free around shapes placed in "sparse" mode
+
+
+@dataclass
+class SceneConfig:
+    """Parameters of :func:`generate_scenes` (stored in ``summary.json``).
+
+    Attributes:
+        image_size: side ``S`` of the square images, px.
+        num_images: images per split.
+        min_shape_size, max_shape_size: range of a shape's longer side, px (log-uniform);
+            ``max_shape_size`` is capped at ``image_size``.
+        min_visible_pixels, min_visible_fraction: instances with less visible area are drawn
+            but not annotated.
+        seed: master seed.
+    """
+
+    image_size: int = 256
+    num_images: dict[str, int] = field(
+        default_factory=lambda: {"train": 2000, "val": 250, "test": 250}
+    )
+    min_shape_size: int = 24
+    max_shape_size: int = 120
+    min_visible_pixels: int = 20
+    min_visible_fraction: float = 0.10
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`MaskgenError` for sizes that make no sense."""
+        if self.min_shape_size < 8:
+            raise MaskgenError(f"--min-shape-size {self.min_shape_size}: must be at least 8 px")
+        if self.max_shape_size < self.min_shape_size:
+            raise MaskgenError(
+                f"--max-shape-size {self.max_shape_size}: smaller than --min-shape-size {self.min_shape_size}"
+            )
+        if self.image_size < self.min_shape_size + 2:
+            raise MaskgenError(
+                f"--image-size {self.image_size}: smaller than the smallest shape "
+                f"(--min-shape-size {self.min_shape_size} px plus a 1-px margin)"
+            )
+        if self.image_size > 4096:
+            raise MaskgenError(f"--image-size {self.image_size}: larger than 4096 px")
+        for split, n in self.num_images.items():
+            if n < 0:
+                raise MaskgenError(f"--num-images-{split} {n}: must not be negative")
+        if sum(self.num_images.values()) == 0:
+            raise MaskgenError("--num-images-*: all splits are empty; nothing to generate")
+        if not 0.0 <= self.min_visible_fraction < 1.0:
+            raise MaskgenError(
+                f"min_visible_fraction {self.min_visible_fraction}: must be in [0, 1)"
+            )
+
+
+@dataclass
+class Scene:
+    """One rendered scene.
+
+    Attributes:
+        image: ``S x S x 3`` uint8 RGB.
+        amodal: ``L x S x S`` bool full masks clipped to the image, back to front.
+        visible: ``L x S x S`` bool visible masks (same order).
+        labels: ``(L,)`` int64 class indices.
+        shape_ids: ``(L,)`` int64 index of each shape in its pool.
+        mode: density mode name.
+    """
+
+    image: np.ndarray
+    amodal: np.ndarray
+    visible: np.ndarray
+    labels: np.ndarray
+    shape_ids: np.ndarray
+    mode: str
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _random_crop(
+    rng: np.random.Generator, tex: np.ndarray, h: int, w: int, zoom: float
+) -> np.ndarray:
+    """An ``h x w`` crop of ``tex`` (uint8 RGB) seen at ``zoom`` (output px per texture px)."""
+    th, tw = tex.shape[:2]
+    ch = int(np.clip(round(h / zoom), 1, th))
+    cw = int(np.clip(round(w / zoom), 1, tw))
+    y = int(rng.integers(0, th - ch + 1))
+    x = int(rng.integers(0, tw - cw + 1))
+    crop = tex[y : y + ch, x : x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _tint(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Colour-jitter a uint8 image: per-channel gain towards a random colour, then a bias."""
+    colour = rng.uniform(0.35, 1.0, size=3).astype(np.float32)
+    mix = rng.uniform(0.0, 0.8)
+    gain = (1.0 - mix) + mix * colour / colour.max()
+    bias = rng.uniform(-30, 30, size=3).astype(np.float32)
+    return img.astype(np.float32) * gain * rng.uniform(0.7, 1.2) + bias
+
+
+def _flat(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    colour = rng.uniform(0, 255, size=3).astype(np.float32)
+    noise = rng.normal(0.0, 5.0, size=(h, w, 1)).astype(np.float32)
+    return np.broadcast_to(colour, (h, w, 3)) + noise
+
+
+def _background(rng: np.random.Generator, size: int, textures: list[np.ndarray]) -> np.ndarray:
+    if textures and rng.random() < TEXTURE_BACKGROUND_PROB:
+        tex = textures[int(rng.integers(len(textures)))]
+        zoom = max(size / min(tex.shape[:2]), rng.uniform(0.6, 1.6))
+        return _tint(rng, _random_crop(rng, tex, size, size, zoom))
+    return _flat(rng, size, size)
+
+
+def _fill(rng: np.random.Generator, h: int, w: int, textures: list[np.ndarray]) -> np.ndarray:
+    if textures and rng.random() < TEXTURE_FILL_PROB:
+        tex = textures[int(rng.integers(len(textures)))]
+        zoom = max(max(h / tex.shape[0], w / tex.shape[1]), rng.uniform(0.5, 1.5))
+        return _tint(rng, _random_crop(rng, tex, h, w, zoom))
+    return _flat(rng, h, w)
+
+
+def render_shape(shape: np.ndarray, longer_side: float, flip: bool) -> np.ndarray:
+    """Scale a tightly cropped shape so its longer side is ~``longer_side`` px, smooth outline.
+
+    Args:
+        shape: ``h x w`` bool tight crop.
+        longer_side: target length of the longer side, px.
+        flip: mirror left-right.
+
+    Returns:
+        ``H x W`` bool, tightly cropped again (non-empty).
+    """
+    from maskgen.data.builtin import upsample_shape
+    from maskgen.data.shapes import tight_crop
+
+    h, w = shape.shape
+    scale = longer_side / max(h, w)
+    padded = np.pad(shape, 1)  # room for the smoothed outline
+    out_h = max(3, int(round((h + 2) * scale)))
+    out_w = max(3, int(round((w + 2) * scale)))
+    up = upsample_shape(padded, (out_h, out_w))
+    m = tight_crop(up)
+    if m is None:  # a tiny, thin shape vanished: fall back to nearest-neighbour
+        m = tight_crop(
+            cv2.resize(padded.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST) > 0
+        )
+    assert m is not None
+    return m[:, ::-1] if flip else m
+
+
+def _paste(
+    canvas: np.ndarray, m: np.ndarray, x0: int, y0: int
+) -> tuple[slice, slice, np.ndarray] | None:
+    """Where ``m`` (top-left at ``x0, y0``) lands on ``canvas``: (rows, cols, clipped m) or None."""
+    s_h, s_w = canvas.shape[:2]
+    h, w = m.shape
+    ya, xa = max(0, y0), max(0, x0)
+    yb, xb = min(s_h, y0 + h), min(s_w, x0 + w)
+    if ya >= yb or xa >= xb:
+        return None
+    return slice(ya, yb), slice(xa, xb), m[ya - y0 : yb - y0, xa - x0 : xb - x0]
+
+
+def render_scene(
+    rng: np.random.Generator, pool: ShapeSet, cfg: SceneConfig, textures: list[np.ndarray]
+) -> Scene:
+    """Draw one scene from ``pool`` (see the module docstring for the recipe)."""
+    size = cfg.image_size
+    max_side = min(cfg.max_shape_size, size)
+    names, probs = [m[0] for m in DENSITY_MODES], np.array([m[1] for m in DENSITY_MODES])
+    mode_i = int(rng.choice(len(DENSITY_MODES), p=probs / probs.sum()))
+    _, _, k_min, k_max, p_onto = DENSITY_MODES[mode_i]
+    k = int(rng.integers(k_min, k_max + 1))
+
+    occupied = np.zeros((size, size), dtype=bool)  # dilated union of placed shapes
+    gap_kernel = np.ones((2 * ISOLATION_GAP + 1, 2 * ISOLATION_GAP + 1), dtype=np.uint8)
+    placed: list[tuple[np.ndarray, int, int]] = []  # (mask, x0, y0)
+    shape_ids, labels = [], []
+    for _ in range(k):
+        sid = int(rng.integers(len(pool)))
+        side = float(np.exp(rng.uniform(np.log(cfg.min_shape_size), np.log(max_side))))
+        m = render_shape(pool.masks[sid], side, flip=bool(rng.random() < 0.5))
+        h, w = m.shape
+        cross = rng.random() < BORDER_CROSS_PROB or h > size - 2 or w > size - 2
+
+        def sample_xy(m_h: int, m_w: int, cross: bool = cross) -> tuple[int, int]:
+            if cross:  # the centre stays inside the image
+                return int(rng.integers(-(m_w // 2), size - m_w // 2)), int(
+                    rng.integers(-(m_h // 2), size - m_h // 2)
+                )
+            return int(rng.integers(1, size - m_w)), int(rng.integers(1, size - m_h))
+
+        if placed and rng.random() < p_onto:
+            # Onto an earlier shape: centre uniformly inside its box.
+            pm, px, py = placed[int(rng.integers(len(placed)))]
+            cx = px + rng.uniform(0, pm.shape[1])
+            cy = py + rng.uniform(0, pm.shape[0])
+            x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
+            if not cross:
+                x0 = int(np.clip(x0, 1, size - w - 1))
+                y0 = int(np.clip(y0, 1, size - h - 1))
+        else:
+            x0, y0 = sample_xy(h, w)
+            if p_onto == 0.0:
+                # Sparse mode: look for a spot touching nothing placed so far.
+                for _attempt in range(30):
+                    where = _paste(occupied, m, x0, y0)
+                    if where is None or not (occupied[where[0], where[1]] & where[2]).any():
+                        break
+                    x0, y0 = sample_xy(h, w)
+        where = _paste(occupied, m, x0, y0)
+        if where is None:
+            continue
+        full = np.zeros((size, size), dtype=bool)
+        full[where[0], where[1]] = where[2]
+        occupied |= cv2.dilate(full.astype(np.uint8), gap_kernel).astype(bool)
+        placed.append((m, x0, y0))
+        shape_ids.append(sid)
+        labels.append(int(pool.labels[sid]))
+
+    n = len(placed)
+    order = rng.permutation(n)  # depth: order[0] is the furthest layer
+    amodal = np.zeros((n, size, size), dtype=bool)
+    colours = np.zeros((n, size, size, 3), dtype=np.float32)
+    for layer, j in enumerate(order):
+        m, x0, y0 = placed[j]
+        rows, cols, clipped = _paste(amodal[layer], m, x0, y0)  # type: ignore[misc]
+        amodal[layer, rows, cols] = clipped
+        colours[layer, rows, cols] = _fill(rng, clipped.shape[0], clipped.shape[1], textures)
+    background = _background(rng, size, textures)
+    image = composite(colours, amodal, background)
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return Scene(
+        image=image,
+        amodal=amodal,
+        visible=visible_masks(amodal),
+        labels=np.asarray(labels, dtype=np.int64)[order] if n else np.zeros(0, np.int64),
+        shape_ids=np.asarray(shape_ids, dtype=np.int64)[order] if n else np.zeros(0, np.int64),
+        mode=names[mode_i],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Annotation and statistics
+
+
+def occlusion_bucket(ratio: float) -> str:
+    """``"0"`` (exactly unoccluded), ``"<=25%"``, ``"<=50%"`` or ``">50%"``."""
+    if ratio <= 0.0:
+        return "0"
+    if ratio <= 0.25:
+        return "<=25%"
+    if ratio <= 0.5:
+        return "<=50%"
+    return ">50%"
+
+
+def complete_by_rule(visible: list[np.ndarray]) -> list[bool]:
+    """Which annotated instances count as complete without amodal labels (DESIGN §2, stage 1).
+
+    Args:
+        visible: the annotated instances' ``H x W`` bool visible masks of one image.
+
+    Returns:
+        per instance: True when its visible mask touches no other visible mask (overlap or
+        8-neighbour contact) and not the image border.
+    """
+    kernel = np.ones((3, 3), dtype=np.uint8)
+    out = []
+    for i, v in enumerate(visible):
+        if v[0].any() or v[-1].any() or v[:, 0].any() or v[:, -1].any():
+            out.append(False)
+            continue
+        grown = cv2.dilate(v.astype(np.uint8), kernel).astype(bool)
+        out.append(not any((grown & u).any() for j, u in enumerate(visible) if j != i))
+    return out
+
+
+@dataclass
+class SplitStats:
+    """Counts for ``summary.json``."""
+
+    images: int = 0
+    drawn_instances: int = 0
+    annotated_instances: int = 0
+    dropped_small_visible: int = 0
+    occlusion_histogram: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(OCCLUSION_BUCKETS, 0)
+    )
+    complete_by_rule: int = 0
+    complete_by_rule_truly_unoccluded: int = 0
+    touching_border: int = 0
+    mean_occlusion: float = 0.0
+    density_modes: dict[str, int] = field(default_factory=lambda: {m[0]: 0 for m in DENSITY_MODES})
+    shapes_in_pool: int = 0
+
+
+def annotate(
+    scene: Scene, image_id: int, first_instance_id: int, file_name: str, cfg: SceneConfig
+) -> tuple[ImageRecord, dict[str, Any]]:
+    """Turn a :class:`Scene` into an :class:`ImageRecord` (dropping tiny visible parts).
+
+    Returns:
+        the record and per-scene statistics (keys of :class:`SplitStats`, plus occlusion ratios).
+    """
+    size = cfg.image_size
+    rec = ImageRecord(id=image_id, file_name=file_name, height=size, width=size)
+    kept_vis, ratios, truly_unoccluded, dropped = [], [], [], 0
+    next_id = first_instance_id
+    for layer in range(len(scene.amodal)):
+        a, v = scene.amodal[layer], scene.visible[layer]
+        a_area, v_area = int(a.sum()), int(v.sum())
+        if v_area < cfg.min_visible_pixels or v_area < cfg.min_visible_fraction * a_area:
+            dropped += 1
+            continue
+        ratio = 1.0 - v_area / a_area
+        rec.instances.append(
+            Instance(
+                id=next_id,
+                category_id=int(scene.labels[layer]) + 1,
+                visible_segm=encode_rle(v),
+                amodal_segm=encode_rle(a),
+                visible_box=mask_to_box(v),
+                amodal_box=mask_to_box(a),
+                depth=layer,
+            )
+        )
+        next_id += 1
+        kept_vis.append(v)
+        ratios.append(ratio)
+        truly_unoccluded.append(v_area == a_area)
+    complete = complete_by_rule(kept_vis)
+    stats = {
+        "drawn_instances": len(scene.amodal),
+        "annotated_instances": len(rec.instances),
+        "dropped_small_visible": dropped,
+        "ratios": ratios,
+        "complete_by_rule": sum(complete),
+        "complete_by_rule_truly_unoccluded": sum(
+            c and t for c, t in zip(complete, truly_unoccluded, strict=True)
+        ),
+        "touching_border": sum(
+            bool(v[0].any() or v[-1].any() or v[:, 0].any() or v[:, -1].any()) for v in kept_vis
+        ),
+    }
+    return rec, stats
+
+
+# --------------------------------------------------------------------------------------------
+# Splits and the output folder
+
+
+def _generate_one(args: tuple[int, int, int, str]) -> tuple[ImageRecord, dict[str, Any], str]:
+    split_index, image_index, first_id, images_dir = args
+    pool, cfg, textures = (
+        _WORKER_STATE["pools"][SPLITS[split_index]],
+        _WORKER_STATE["cfg"],
+        _WORKER_STATE["textures"],
+    )
+    rng = np.random.default_rng([cfg.seed, split_index, image_index])
+    scene = render_scene(rng, pool, cfg, textures)
+    name = f"{image_index:06d}.png"
+    rec, stats = annotate(scene, image_index + 1, first_id, name, cfg)
+    from PIL import Image
+
+    Image.fromarray(scene.image).save(
+        os.path.join(images_dir, name), format="PNG", compress_level=1
+    )
+    return rec, stats, scene.mode
+
+
+_WORKER_STATE: dict[str, Any] = {}
+MAX_INSTANCES_PER_IMAGE = 10  # ids are allotted in blocks so that workers need not talk
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MaskgenError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise MaskgenError(f"{out}: already exists; pass --force to overwrite it")
+        if not (out / "summary.json").is_file():
+            raise MaskgenError(
+                f"{out}: exists and is not a scenes folder (no summary.json); refusing to replace it even with --force"
+            )
+
+
+def generate_scenes(
+    out: str | os.PathLike[str],
+    shapes: str | Path = "builtin",
+    cfg: SceneConfig | None = None,
+    force: bool = False,
+    workers: int = 1,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Generate a scenes folder (see the module docstring) and return its summary.
+
+    The folder is built beside ``out`` under a temporary name and moved into place at the end,
+    so an interrupted run leaves nothing half-written. With ``force``, an existing scenes folder
+    (one holding ``summary.json``) is replaced; any other non-empty path is never touched.
+
+    Args:
+        out: output folder.
+        shapes: ``"builtin"``, a folder of mask images, or an ``.npy``/``.npz`` file
+            (:func:`maskgen.data.shapes.load_shapes`).
+        cfg: :class:`SceneConfig` (defaults when None).
+        force: replace an existing scenes folder.
+        workers: processes (results do not depend on it).
+        progress: tqdm progress bar (None: only on a terminal).
+
+    Returns:
+        the summary dict written to ``out/summary.json``.
+    """
+    from tqdm import tqdm
+
+    from maskgen.data.builtin import texture_images
+    from maskgen.data.coco import write_coco
+    from maskgen.data.kins import write_kins2020
+
+    cfg = cfg or SceneConfig()
+    cfg.validate()
+    out = Path(out)
+    _check_out_dir(out, force)
+    shape_set = load_shapes(shapes)
+    pools, shared = split_shape_pools(shape_set)
+    textures = list(texture_images().values())
+    categories = [
+        {"id": i + 1, "name": n, "supercategory": "animal" if str(shapes) == "builtin" else "shape"}
+        for i, n in enumerate(shape_set.class_names)
+    ]
+    _WORKER_STATE.update(pools=pools, cfg=cfg, textures=textures)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+    t_start = time.perf_counter()
+    summary: dict[str, Any] = {
+        "format": "maskgen synthetic scenes v1",
+        "config": asdict(cfg),
+        "shapes": shape_set.source,
+        "shape_pools_shared_between_splits": shared,
+        "categories": [c["name"] for c in categories],
+        "splits": {},
+    }
+    pool_ctx = None
+    try:
+        if workers > 1:
+            import multiprocessing as mp
+
+            pool_ctx = mp.get_context("fork").Pool(workers)
+        for split_index, split in enumerate(SPLITS):
+            n = cfg.num_images.get(split, 0)
+            images_dir = tmp / "images" / split
+            images_dir.mkdir(parents=True)
+            jobs = [
+                (split_index, i, i * MAX_INSTANCES_PER_IMAGE + 1, str(images_dir)) for i in range(n)
+            ]
+            results = (
+                pool_ctx.imap(_generate_one, jobs, chunksize=16)
+                if pool_ctx
+                else map(_generate_one, jobs)
+            )
+            stats = SplitStats(images=n, shapes_in_pool=len(pools[split]))
+            records, ratios = [], []
+            for rec, st, mode in tqdm(
+                results,
+                total=n,
+                desc=f"scenes {split}",
+                disable=None if progress is None else not progress,
+                leave=False,
+            ):
+                records.append(rec)
+                stats.drawn_instances += st["drawn_instances"]
+                stats.annotated_instances += st["annotated_instances"]
+                stats.dropped_small_visible += st["dropped_small_visible"]
+                stats.complete_by_rule += st["complete_by_rule"]
+                stats.complete_by_rule_truly_unoccluded += st["complete_by_rule_truly_unoccluded"]
+                stats.touching_border += st["touching_border"]
+                stats.density_modes[mode] += 1
+                ratios.extend(st["ratios"])
+            for r in ratios:
+                stats.occlusion_histogram[occlusion_bucket(r)] += 1
+            stats.mean_occlusion = round(float(np.mean(ratios)), 4) if ratios else 0.0
+            dataset = Dataset(
+                images=records, categories=categories, source=str(out), layout="kins-2020"
+            )
+            write_kins2020(dataset, tmp / "annotations" / f"{split}_kins2020.json")
+            write_coco(dataset, tmp / "annotations" / f"{split}_coco.json")
+            summary["splits"][split] = asdict(stats)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    finally:
+        if pool_ctx is not None:
+            pool_ctx.close()
+            pool_ctx.join()
+        _WORKER_STATE.clear()
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    return summary
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move the finished folder ``new`` to ``out`` (replacing an existing scenes folder)."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+        os.replace(new, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, out)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few human-readable lines: per split, instances, occlusion histogram, complete count."""
+    lines = []
+    for split, st in summary["splits"].items():
+        n = st["annotated_instances"]
+        hist = ", ".join(
+            f"{b} {c} ({100 * c / n:.0f}%)" if n else f"{b} 0"
+            for b, c in st["occlusion_histogram"].items()
+        )
+        comp = st["complete_by_rule"]
+        lines.append(
+            f"{split}: {st['images']} images, {n} annotated instances "
+            f"({st['dropped_small_visible']} drawn but too hidden to annotate); occlusion {hist}; "
+            f"complete by the stage-1 rule {comp} ({100 * comp / max(n, 1):.0f}%, "
+            f"{st['complete_by_rule_truly_unoccluded']} truly unoccluded)"
+        )
+    return "\n".join(lines)
