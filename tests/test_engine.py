@@ -201,6 +201,25 @@ def test_rng_capture_restore_reproduces_draws(tmp_path: Path) -> None:
     assert _draws() == a
 
 
+def test_rng_restore_on_other_rank_gives_distinct_reproducible_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import maskgen.engine.rng as rng
+
+    seed_everything(9)
+    state = capture_rng_state()  # captured on rank 0, as checkpoints are
+    assert state["rank"] == 0
+    a = _draws()
+    monkeypatch.setattr(rng, "global_rank", lambda: 1)
+    restore_rng_state(state)
+    b = _draws()
+    restore_rng_state(state)
+    assert _draws() == b and b != a
+    monkeypatch.setattr(rng, "global_rank", lambda: 0)
+    restore_rng_state(state)
+    assert _draws() == a
+
+
 def test_seed_everything_per_rank_streams() -> None:
     seed_everything(5)
     a = _draws()
