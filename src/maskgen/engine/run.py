@@ -195,7 +195,9 @@ class RunFolder:
         """Append ``{"step", "time", **metrics}`` as one line of ``metrics.jsonl`` (rank 0).
 
         ``time`` is seconds since this process opened the run. Tensor and numpy scalars are
-        converted to Python floats; ints, strings and bools are kept.
+        converted to Python floats; ints, strings and bools are kept; NaN/inf are written as
+        strings. After a crash the steps between the checkpoint used and the crash are trained
+        and logged again, so a reader should keep the last line per step.
         """
         if not self.ctx.is_main:
             return
@@ -312,7 +314,7 @@ def check_finite(
     """Stop training with :class:`NonFiniteLossError` when ``loss`` is NaN or infinite.
 
     With several processes the check is agreed over all ranks (one tiny all-reduce), so every
-    rank stops together instead of the others hanging. The message names the run folder whose
+    rank stops together instead of the others hanging -- call it on every rank. The message names the run folder whose
     checkpoints are kept (``run``, default: the last :class:`RunFolder` opened in this process).
     The caller must not save a checkpoint after this raises.
     """
