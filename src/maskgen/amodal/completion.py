@@ -134,7 +134,6 @@ def read_amodal_boxes(path: str | os.PathLike[str]) -> dict[int, np.ndarray]:
 
 def gt_amodal_box(rec: ImageRecord, inst: Any) -> np.ndarray | None:
     """The instance's amodal box, else the tight box of its amodal mask, else None."""
-    from maskgen.core.boxes import mask_to_box
 
     if inst.amodal_box is not None:
         return np.asarray(inst.amodal_box, dtype=np.float64)
@@ -194,24 +193,24 @@ def result_annotation(rec: ImageRecord, inst: Any, comp: Completion) -> dict[str
     (``[x, y, w, h]`` of the box the decoder's frame was pasted into), ``box_source`` and, with
     samples, ``samples``: ``[{"segmentation": RLE, "consistency": float}, ...]``.
     """
-    m = comp.amodal_mask
+    box = comp.mask_box()
     ann: dict[str, Any] = {
         "id": int(inst.id),
         "image_id": int(rec.id),
         "category_id": int(inst.category_id),
-        "segmentation": encode_rle(m),
-        "bbox": [float(v) for v in xyxy_to_xywh(mask_to_box(m))] if m.any() else [0.0] * 4,
-        "area": int(m.sum()),
+        "segmentation": comp.rle(),
+        "bbox": [float(v) for v in xyxy_to_xywh(box)] if box is not None else [0.0] * 4,
+        "area": comp.area,
         "score": round(float(comp.consistency), 6),
         "consistency": round(float(comp.consistency), 6),
         "uncertainty": round(float(comp.uncertainty), 6),
         "amodal_box": [round(float(v), 3) for v in xyxy_to_xywh(comp.amodal_box)],
         "box_source": comp.box_source,
     }
-    if len(comp.samples):
+    if comp.num_samples:
         ann["samples"] = [
-            {"segmentation": encode_rle(s), "consistency": round(float(c), 6)}
-            for s, c in zip(comp.samples, comp.sample_consistency, strict=True)
+            {"segmentation": comp.rle(k), "consistency": round(float(c), 6)}
+            for k, c in enumerate(comp.sample_consistency)
         ]
     return ann
 
@@ -399,8 +398,9 @@ def overlay_image(
     for v, c in zip(visible, completions, strict=True):
         vis_any |= v
         inv_any |= c.amodal_mask & ~v
-    inv_any &= ~vis_any | inv_any  # completed parts are drawn over the occluder
-    out[vis_any] = (1 - alpha) * out[vis_any] + alpha * VISIBLE_COLOUR
+    # Completed (invisible) parts are drawn over whatever hides them; each pixel is blended once.
+    vis_only = vis_any & ~inv_any
+    out[vis_only] = (1 - alpha) * out[vis_only] + alpha * VISIBLE_COLOUR
     out[inv_any] = (1 - alpha) * out[inv_any] + alpha * INVISIBLE_COLOUR
     res = np.clip(out, 0, 255).astype(np.uint8)
     for c in completions:

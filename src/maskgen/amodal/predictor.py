@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from maskgen.core.boxes import absolute_box, mask_to_box
+from maskgen.core.boxes import absolute_box, mask_to_box, square_box
 from maskgen.core.masks import DEFAULT_CROP_SIZE, crop_mask, paste_mask
 from maskgen.errors import MaskgenError
 
@@ -67,39 +67,113 @@ __all__ = ["AmodalPredictor", "Completion", "ImageInput", "consistency_score"]
 DEFAULT_THRESHOLD = 0.1  # supplementary §3.1 (used only when a model carries no tuned threshold)
 
 
-@dataclass
 class Completion:
     """The completion of one instance, in image coordinates.
 
-    Attributes:
+    Masks are stored for the pixel region that can hold them (the amodal box joined with the
+    visible box, clipped to the image) and expanded to ``H x W`` on access, so completing many
+    instances stays cheap; :meth:`rle` encodes the amodal mask without an extra copy.
+
+    Attributes (``H x W`` arrays are built on access):
         amodal_mask: ``H x W`` bool, the post-processed mode (see module docstring).
         raw_mask: ``H x W`` bool, the thresholded mode before post-processing (no restriction,
             visible mask not OR-ed in).
         probability: ``H x W`` float32 Bernoulli probabilities of the mode pasted into the image
-            (0 outside the amodal box), or None when not requested.
+            (0 outside the amodal box), or None when not kept.
+        samples: ``S x H x W`` bool post-processed samples (``S = 0`` when none were asked for).
+        sample_consistency: ``(S,)`` float64 consistency score of each raw sample.
         visible_box: ``(4,)`` float64 ``(x0, y0, x1, y1)`` tight box of the visible mask.
-        amodal_box: ``(4,)`` float64 box the decoder's 28x28 frame was pasted into (predicted,
-            or supplied).
-        box_source: ``"predicted"`` or ``"supplied"``.
+        amodal_box: ``(4,)`` float64 box the decoder's 28x28 frame was pasted into.
+        box_source: ``"predicted"``, ``"supplied"`` or ``"visible-fallback"`` (the box head
+            gave a degenerate box; the visible box was used).
         uncertainty: mean posterior sigma over the latents (float).
         consistency: consistency score of the raw mode (float in ``[0, 1]``).
         mu, sigma: ``(D,)`` float32 posterior mean and standard deviation.
-        samples: ``S x H x W`` bool post-processed samples (``S = 0`` when none were asked for).
-        sample_consistency: ``(S,)`` float64 consistency score of each raw sample.
+        region: ``(x0, y0, x1, y1)`` integer pixel region the local arrays cover.
     """
 
-    amodal_mask: np.ndarray
-    raw_mask: np.ndarray
-    probability: np.ndarray | None
-    visible_box: np.ndarray
-    amodal_box: np.ndarray
-    box_source: str
-    uncertainty: float
-    consistency: float
-    mu: np.ndarray
-    sigma: np.ndarray
-    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=bool))
-    sample_consistency: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        region: tuple[int, int, int, int],
+        local_mask: np.ndarray,
+        local_raw: np.ndarray,
+        local_prob: np.ndarray | None,
+        local_samples: np.ndarray,
+        sample_consistency: np.ndarray,
+        visible_box: np.ndarray,
+        amodal_box: np.ndarray,
+        box_source: str,
+        uncertainty: float,
+        consistency: float,
+        mu: np.ndarray,
+        sigma: np.ndarray,
+    ) -> None:
+        self.shape = shape
+        self.region = region
+        self.local_mask = local_mask
+        self.local_raw = local_raw
+        self.local_prob = local_prob
+        self.local_samples = local_samples
+        self.sample_consistency = sample_consistency
+        self.visible_box = visible_box
+        self.amodal_box = amodal_box
+        self.box_source = box_source
+        self.uncertainty = uncertainty
+        self.consistency = consistency
+        self.mu = mu
+        self.sigma = sigma
+
+    def _full(self, local: np.ndarray, dtype: Any = bool, order: str = "C") -> np.ndarray:
+        x0, y0, x1, y1 = self.region
+        out = np.zeros(self.shape, dtype=dtype, order=order)
+        out[y0:y1, x0:x1] = local
+        return out
+
+    @property
+    def amodal_mask(self) -> np.ndarray:
+        return self._full(self.local_mask)
+
+    @property
+    def raw_mask(self) -> np.ndarray:
+        return self._full(self.local_raw)
+
+    @property
+    def probability(self) -> np.ndarray | None:
+        return None if self.local_prob is None else self._full(self.local_prob, np.float32)
+
+    @property
+    def samples(self) -> np.ndarray:
+        x0, y0, x1, y1 = self.region
+        out = np.zeros((len(self.local_samples), *self.shape), dtype=bool)
+        out[:, y0:y1, x0:x1] = self.local_samples
+        return out
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.local_samples)
+
+    @property
+    def area(self) -> int:
+        return int(self.local_mask.sum())
+
+    def mask_box(self) -> np.ndarray | None:
+        """Tight ``(x0, y0, x1, y1)`` box of the amodal mask (None when empty)."""
+        if not self.local_mask.any():
+            return None
+        return mask_to_box(self.local_mask) + np.array(self.region[:2] * 2, dtype=np.float64)
+
+    def rle(self, sample: int | None = None) -> dict[str, Any]:
+        """Compressed RLE (``counts`` as str) of the amodal mask, or of sample ``sample``."""
+        from pycocotools import mask as mask_utils
+
+        local = self.local_mask if sample is None else self.local_samples[sample]
+        full = self._full(local, np.uint8, order="F")
+        r = mask_utils.encode(full)
+        return {
+            "size": [int(r["size"][0]), int(r["size"][1])],
+            "counts": r["counts"].decode("ascii"),
+        }
 
 
 @dataclass
@@ -138,13 +212,16 @@ def consistency_score(sample: np.ndarray, visible: np.ndarray, others: np.ndarra
     return float((s & v).sum()) / denom if denom else 0.0
 
 
-def _region(boxes: Sequence[np.ndarray], height: int, width: int) -> tuple[int, int, int, int]:
-    """Integer pixel region ``(rx0, ry0, rx1, ry1)`` covering the boxes, clipped to the image."""
+def _region(
+    boxes: Sequence[np.ndarray], height: int, width: int, margin: int = 0
+) -> tuple[int, int, int, int]:
+    """Integer pixel region ``(rx0, ry0, rx1, ry1)`` covering the boxes (plus ``margin``
+    pixels), clipped to the image."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    rx0 = max(int(np.floor(b[:, 0].min())), 0)
-    ry0 = max(int(np.floor(b[:, 1].min())), 0)
-    rx1 = min(int(np.ceil(b[:, 2].max())), width)
-    ry1 = min(int(np.ceil(b[:, 3].max())), height)
+    rx0 = max(int(np.floor(b[:, 0].min())) - margin, 0)
+    ry0 = max(int(np.floor(b[:, 1].min())) - margin, 0)
+    rx1 = min(int(np.ceil(b[:, 2].max())) + margin, width)
+    ry1 = min(int(np.ceil(b[:, 3].max())) + margin, height)
     return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
 
 
@@ -169,11 +246,13 @@ class AmodalPredictor:
 
     Args:
         model: an ``AmodalVAE`` (``encode_partial``, ``decode``, ``predict_amodal_box``); put in
-            eval mode here.
+            eval mode here (BatchNorm folded when :func:`maskgen.amodal.model.fuse_for_inference`
+            applies).
         threshold: binarisation threshold for decoder probabilities (the model's tuned one).
         device: torch device string.
-        config: the model folder's config dict (kept for reports).
+        config: the model folder's ``config.json`` dict (kept for reports).
         batch_size: crops per forward pass.
+        source: where the model came from (for reports).
     """
 
     def __init__(
@@ -184,15 +263,28 @@ class AmodalPredictor:
         config: dict[str, Any] | None = None,
         batch_size: int = 1024,
         source: str = "",
+        fuse: bool = True,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        if fuse:
+            try:
+                from maskgen.amodal.model import AmodalVAE, fuse_for_inference
+
+                if isinstance(model, AmodalVAE):
+                    model = fuse_for_inference(model)
+            except ImportError:  # pragma: no cover - model module always present in a release
+                pass
+        self.model = model
         self.threshold = float(threshold)
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
         self.source = source
-        self.crop_size = int(self.config.get("crop_size", DEFAULT_CROP_SIZE))
-        self.uses_channels_last = False
+        arch = getattr(model, "config", None)
+        self.crop_size = int(getattr(arch, "crop_size", DEFAULT_CROP_SIZE))
+        # The box head's context frame (maskgen.amodal.model: square_box(visible_box, scale)).
+        self.context_scale = getattr(arch, "box_context_scale", None)
+        self.context_size = getattr(arch, "box_context_size", None)
 
     @classmethod
     def from_folder(
@@ -210,32 +302,56 @@ class AmodalPredictor:
             model, threshold, device=device, config=config, batch_size=batch_size, source=str(path)
         )
 
+    @property
+    def uses_context(self) -> bool:
+        return self.context_scale is not None and self.context_size is not None
+
     # ------------------------------------------------------------------ tensor stage
     @torch.inference_mode()
-    def encode(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(
+        self,
+        crops: np.ndarray,
+        context: np.ndarray | None = None,
+        vis_wh: np.ndarray | None = None,
+        boxes: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Run ``q2`` and the box head on visible-box crops.
 
         Args:
             crops: ``N x S x S`` float32 visible masks cropped to their visible boxes.
+            context: optional ``N x 2 x C x C`` float32 context frames for the box head
+                (:func:`maskgen.amodal.data.context_crop`).
+            vis_wh: optional ``N x 2`` visible box ``(width, height)`` in pixels.
+            boxes: run the box head (skip it when amodal boxes are known).
 
         Returns:
-            ``(mu, logvar, rel_boxes)``: ``N x D`` float32 each and ``N x 4`` float64 amodal boxes
-            in the visible box's normalised frame.
+            ``(mu, logvar, rel_boxes)``: ``N x D`` float32 each and ``N x 4`` float64 amodal
+            boxes in the visible box's normalised frame (None when ``boxes`` is False).
         """
         mus, logvars, rels = [], [], []
-        for i in range(0, len(crops), self.batch_size):
-            x = torch.from_numpy(
-                np.ascontiguousarray(crops[i : i + self.batch_size], dtype=np.float32)
-            )
+        bs = self.batch_size
+        for i in range(0, len(crops), bs):
+            x = torch.from_numpy(np.ascontiguousarray(crops[i : i + bs], dtype=np.float32))
             x = x[:, None].to(self.device)
             mu, logvar = self.model.encode_partial(x)
-            rel = self.model.predict_amodal_box(x)
             mus.append(mu.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
-            rels.append(rel.double().cpu().numpy())
+            if boxes:
+                kw: dict[str, Any] = {}
+                if context is not None:
+                    kw["context"] = torch.from_numpy(np.ascontiguousarray(context[i : i + bs])).to(
+                        self.device
+                    )
+                if vis_wh is not None:
+                    kw["vis_wh"] = torch.from_numpy(
+                        np.asarray(vis_wh[i : i + bs], dtype=np.float32)
+                    ).to(self.device)
+                rel = self.model.predict_amodal_box(x, **kw)
+                rels.append(rel.double().cpu().numpy())
         if not mus:
-            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 4))
-        return np.concatenate(mus), np.concatenate(logvars), np.concatenate(rels)
+            empty = np.zeros((0, 0), np.float32)
+            return empty, empty, np.zeros((0, 4)) if boxes else None
+        return np.concatenate(mus), np.concatenate(logvars), np.concatenate(rels) if boxes else None
 
     @torch.inference_mode()
     def decode(self, z: np.ndarray) -> np.ndarray:
@@ -252,6 +368,57 @@ class AmodalPredictor:
         return np.concatenate(outs)
 
     # ------------------------------------------------------------------ numpy API
+    def prepare(
+        self, visible_masks: np.ndarray, indices: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Crops of one image's instances: what :meth:`encode` takes.
+
+        Args:
+            visible_masks: ``K x H x W`` bool visible masks of the image (all instances: the
+                others are each instance's potential occluders).
+            indices: which instances to crop (default all); each must be non-empty.
+
+        Returns:
+            ``(crops N x S x S float32, visible boxes N x 4 float64, context N x 2 x C x C or
+            None)``.
+        """
+        vm = np.asarray(visible_masks, dtype=bool)
+        idx = range(len(vm)) if indices is None else indices
+        count = vm.sum(axis=0, dtype=np.int16) if self.uses_context else None
+        crops, boxes, ctxs = [], [], []
+        for k in idx:
+            try:
+                vbox = mask_to_box(vm[k])
+            except ValueError:
+                raise MaskgenError(f"visible mask {k}: empty (nothing to complete)") from None
+            crops.append(_crop_local(vm[k], vbox, self.crop_size))
+            boxes.append(vbox)
+            if count is not None:
+                ctxs.append(self._context(vm[k], count, vbox))
+        s = self.crop_size
+        crops_arr = np.stack(crops) if crops else np.zeros((0, s, s), np.float32)
+        boxes_arr = np.stack(boxes) if boxes else np.zeros((0, 4))
+        ctx = None
+        if count is not None:
+            c = int(self.context_size)
+            ctx = np.stack(ctxs) if ctxs else np.zeros((0, 2, c, c), np.float32)
+        return crops_arr, boxes_arr, ctx
+
+    def _context(self, visible: np.ndarray, count: np.ndarray, vbox: np.ndarray) -> np.ndarray:
+        """``2 x C x C`` context frame (:func:`maskgen.amodal.data.context_crop`, computed on
+        the frame's neighbourhood only)."""
+        h, w = visible.shape
+        frame = square_box(vbox, float(self.context_scale))
+        rx0, ry0, rx1, ry1 = _region([frame], h, w, margin=2)
+        if rx1 <= rx0 or ry1 <= ry0:
+            c = int(self.context_size)
+            return np.zeros((2, c, c), np.float32)
+        vis = visible[ry0:ry1, rx0:rx1]
+        others = (count[ry0:ry1, rx0:rx1] - vis) > 0
+        local = frame - np.array([rx0, ry0, rx0, ry0], dtype=np.float64)
+        c = int(self.context_size)
+        return np.stack([crop_mask(vis, local, c), crop_mask(others, local, c)])
+
     def complete_image(
         self,
         visible_masks: np.ndarray,
@@ -271,7 +438,7 @@ class AmodalPredictor:
             restrict_to_occluders: keep predicted invisible pixels only under other instances'
                 visible masks (module docstring, item 5).
             seed: seed of the posterior samples.
-            return_probability: keep the ``H x W`` probability map of each instance.
+            return_probability: keep the probability map of each instance.
 
         Returns:
             ``K`` :class:`Completion` s, in input order.
@@ -300,7 +467,7 @@ class AmodalPredictor:
     ) -> Iterator[list[Completion]]:
         """Complete many images, batching crops across images; yields one list per image.
 
-        Instances are counted across the whole call (for sample seeding) in input order; only
+        Instances are numbered across the whole call (for sample seeding) in input order; only
         instances selected by ``ImageInput.complete`` get a :class:`Completion` (the list holds
         them in input order).
         """
@@ -312,6 +479,10 @@ class AmodalPredictor:
             vm = np.asarray(item.visible_masks, dtype=bool)
             if vm.ndim != 3:
                 raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
+            if item.amodal_boxes is not None and np.shape(item.amodal_boxes) != (len(vm), 4):
+                raise MaskgenError(
+                    f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
+                )
             pending.append(ImageInput(vm, item.amodal_boxes, item.complete))
             count += len(vm)
             if count >= chunk_instances:
@@ -336,26 +507,39 @@ class AmodalPredictor:
     ) -> list[list[Completion]]:
         size = self.crop_size
         # 1. crops of every selected instance of every image
-        crops, vboxes, owners = [], [], []
+        crops, vboxes, ctxs, owners, known = [], [], [], [], []
         for i, item in enumerate(items):
             vm = item.visible_masks
             sel = (
                 np.ones(len(vm), bool) if item.complete is None else np.asarray(item.complete, bool)
             )
-            for k in range(len(vm)):
-                if not sel[k]:
-                    continue
-                try:
-                    vbox = mask_to_box(vm[k])
-                except ValueError:
-                    raise MaskgenError(f"visible mask {k}: empty (nothing to complete)") from None
-                crops.append(_crop_local(vm[k], vbox, size))
-                vboxes.append(vbox)
+            idx = [k for k in range(len(vm)) if sel[k]]
+            c, b, x = self.prepare(vm, idx)
+            crops.append(c)
+            vboxes.append(b)
+            if x is not None:
+                ctxs.append(x)
+            for k in idx:
                 owners.append((i, k))
-        n = len(crops)
-        crops_arr = np.stack(crops) if n else np.zeros((0, size, size), np.float32)
+                box = None
+                if item.amodal_boxes is not None:
+                    cand = np.asarray(item.amodal_boxes, dtype=np.float64)[k]
+                    if np.all(np.isfinite(cand)):
+                        if not (cand[2] > cand[0] and cand[3] > cand[1]):
+                            raise MaskgenError(
+                                f"amodal box of instance {k}: {cand.tolist()} has no area"
+                            )
+                        box = cand
+                known.append(box)
+        n = len(owners)
+        crops_arr = np.concatenate(crops) if n else np.zeros((0, size, size), np.float32)
+        vbox_arr = np.concatenate(vboxes) if n else np.zeros((0, 4))
+        ctx_arr = np.concatenate(ctxs) if (n and ctxs) else None
+        need_boxes = any(b is None for b in known)
         # 2. one batched forward: encode, box head, decode the mode (and the samples)
-        mu, logvar, rel = self.encode(crops_arr)
+        mu, logvar, rel = self.encode(
+            crops_arr, ctx_arr, vbox_arr[:, 2:] - vbox_arr[:, :2], boxes=need_boxes
+        )
         probs = self.decode(mu)
         sigma = np.exp(0.5 * logvar.astype(np.float64)).astype(np.float32)
         sample_probs = None
@@ -373,33 +557,22 @@ class AmodalPredictor:
         counter[0] += n
         # 3. paste back, image by image
         results: list[list[Completion]] = [[] for _ in items]
-        others_cache: dict[int, np.ndarray] = {}
+        count_maps: dict[int, np.ndarray] = {}
         for j, (i, k) in enumerate(owners):
-            item = items[i]
-            vm = item.visible_masks
-            if i not in others_cache:
-                others_cache[i] = vm.sum(axis=0, dtype=np.int32)
-            count_map = others_cache[i]
-            box = None
-            if item.amodal_boxes is not None:
-                cand = np.asarray(item.amodal_boxes, dtype=np.float64)[k]
-                if np.all(np.isfinite(cand)):
-                    if not (cand[2] > cand[0] and cand[3] > cand[1]):
-                        raise MaskgenError(
-                            f"amodal box of instance {k}: {cand.tolist()} has no area"
-                        )
-                    box = cand
-            source = "supplied" if box is not None else "predicted"
+            vm = items[i].visible_masks
+            if i not in count_maps:
+                count_maps[i] = vm.sum(axis=0, dtype=np.int16)
+            box, source = known[j], "supplied"
             if box is None:
-                box = absolute_box(rel[j], vboxes[j])
+                source = "predicted"
+                box = absolute_box(rel[j], vbox_arr[j])
                 if not (box[2] > box[0] and box[3] > box[1]):  # degenerate head output
-                    box = vboxes[j].copy()
-                    source = "visible-fallback"
+                    box, source = vbox_arr[j].copy(), "visible-fallback"
             results[i].append(
                 self._finish(
                     vm[k],
-                    count_map,
-                    vboxes[j],
+                    count_maps[i],
+                    vbox_arr[j],
                     box,
                     source,
                     probs[j],
@@ -427,41 +600,38 @@ class AmodalPredictor:
         return_probability: bool,
     ) -> Completion:
         h, w = visible.shape
-        rx0, ry0, rx1, ry1 = _region([vbox, abox], h, w)
+        region = _region([vbox, abox], h, w)
+        rx0, ry0, rx1, ry1 = region
         local_box = abox - np.array([rx0, ry0, rx0, ry0], dtype=np.float64)
         rh, rw = ry1 - ry0, rx1 - rx0
         vis = visible[ry0:ry1, rx0:rx1]
         others = (count_map[ry0:ry1, rx0:rx1] - vis) > 0
         background = ~vis & ~others
-        n_vis = int(vis.sum())
+        n_vis = int(np.count_nonzero(vis))
+        keep = (others | vis) if restrict else None
 
         def finish_one(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
             local_p = paste_mask(p, local_box, rh, rw)
             raw = local_p >= self.threshold
-            denom = n_vis + int((raw & background).sum())
-            cons = float((raw & vis).sum()) / denom if denom else 0.0
-            out = (raw & others) | vis if restrict else raw | vis
+            denom = n_vis + int(np.count_nonzero(raw & background))
+            cons = float(np.count_nonzero(raw & vis)) / denom if denom else 0.0
+            out = (raw & keep) | vis if keep is not None else raw | vis
             return raw, out, cons, local_p
 
-        def full(local: np.ndarray, dtype: Any = bool) -> np.ndarray:
-            arr = np.zeros((h, w), dtype=dtype)
-            arr[ry0:ry1, rx0:rx1] = local
-            return arr
-
         raw, out, cons, local_p = finish_one(prob)
-        sample_masks = np.zeros((0, h, w), dtype=bool)
-        sample_cons = np.zeros(0)
-        if sample_probs is not None:
-            sample_masks = np.zeros((len(sample_probs), h, w), dtype=bool)
-            sample_cons = np.zeros(len(sample_probs))
-            for s, sp in enumerate(sample_probs):
-                _, s_out, s_cons, _ = finish_one(sp)
-                sample_masks[s, ry0:ry1, rx0:rx1] = s_out
-                sample_cons[s] = s_cons
+        n_s = 0 if sample_probs is None else len(sample_probs)
+        local_samples = np.zeros((n_s, rh, rw), dtype=bool)
+        sample_cons = np.zeros(n_s)
+        for s in range(n_s):
+            _, local_samples[s], sample_cons[s], _ = finish_one(sample_probs[s])
         return Completion(
-            amodal_mask=full(out),
-            raw_mask=full(raw),
-            probability=full(local_p, np.float32) if return_probability else None,
+            shape=(h, w),
+            region=region,
+            local_mask=out,
+            local_raw=raw,
+            local_prob=local_p if return_probability else None,
+            local_samples=local_samples,
+            sample_consistency=sample_cons,
             visible_box=np.asarray(vbox, dtype=np.float64),
             amodal_box=np.asarray(abox, dtype=np.float64),
             box_source=source,
@@ -469,6 +639,4 @@ class AmodalPredictor:
             consistency=cons,
             mu=np.asarray(mu, np.float32),
             sigma=np.asarray(sigma, np.float32),
-            samples=sample_masks,
-            sample_consistency=sample_cons,
         )
