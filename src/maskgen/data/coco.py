@@ -29,13 +29,14 @@ annotation. Masks are not decoded on load.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maskgen.core.boxes import mask_to_box, xywh_to_xyxy, xyxy_to_xywh
+from maskgen.core.boxes import mask_to_box, xyxy_to_xywh
 from maskgen.core.io import read_json, write_json
 from maskgen.core.rle import decode_segmentation, encode_rle
 from maskgen.data.types import Dataset, ImageRecord, Instance
@@ -72,8 +73,42 @@ def check_top_level(
             raise MaskgenError(f"{path}: top-level '{k}' must be a list")
 
 
+_NUMBER = (int, float)
+
+
 def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+class Where:
+    """Lazy error-message prefix ``"<file>: annotation <id> (image <id>)[: <field>]"``.
+
+    Built per annotation on load but formatted only when an error is raised.
+    """
+
+    __slots__ = ("path", "ann", "index", "field_name")
+
+    def __init__(self, path: Path, ann: Any, index: int, field_name: str | None = None) -> None:
+        self.path = path
+        self.ann = ann
+        self.index = index
+        self.field_name = field_name
+
+    def field(self, name: str) -> Where:
+        return Where(self.path, self.ann, self.index, name)
+
+    def __str__(self) -> str:
+        ann = self.ann if isinstance(self.ann, dict) else {}
+        aid = ann.get("id", f"at index {self.index}")
+        text = f"{self.path}: annotation {aid} (image {ann.get('image_id', '?')})"
+        return f"{text}: {self.field_name}" if self.field_name else text
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def parse_images(path: Path, images: list[Any]) -> dict[int, ImageRecord]:
@@ -119,14 +154,15 @@ def segm_area(segm: Any, height: int, width: int) -> int | None:
 
 
 def check_segmentation(
-    segm: Any, height: int, width: int, where: str, allow_empty: bool = False
+    segm: Any, height: int, width: int, where: Any, allow_empty: bool = False
 ) -> None:
     """Check a COCO segmentation without decoding it.
 
     Args:
         segm: polygon list, or RLE dict with ``size`` ``[H, W]`` and ``counts`` (str or list).
         height, width: the image size the mask must have.
-        where: prefix for error messages, ``"<file>: annotation <id> (image <id>): <field>"``.
+        where: prefix for error messages, ``"<file>: annotation <id> (image <id>): <field>"``
+            (a str, or a lazy :class:`Where`).
         allow_empty: accept a mask with no pixels (a fully occluded instance's visible mask).
 
     Raises:
@@ -136,7 +172,9 @@ def check_segmentation(
         if "counts" not in segm or "size" not in segm:
             raise MaskgenError(f"{where}: RLE needs 'size' and 'counts'")
         size = segm["size"]
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        if not (
+            isinstance(size, list) and len(size) == 2 and _is_int(size[0]) and _is_int(size[1])
+        ):
             raise MaskgenError(f"{where}: RLE 'size' must be [height, width], got {size!r}")
         if (size[0], size[1]) != (height, width):
             raise MaskgenError(
@@ -188,26 +226,26 @@ def check_segmentation(
     raise MaskgenError(f"{where}: segmentation must be a polygon list or an RLE object")
 
 
-def check_box(box: Any, height: int, width: int, where: str) -> np.ndarray:
+def check_box(box: Any, height: int, width: int, where: Any) -> np.ndarray:
     """Check a COCO ``[x, y, w, h]`` box; return it as ``(4,)`` float64 ``(x0, y0, x1, y1)``.
 
     The box must have positive width and height and lie inside the image up to one pixel of
-    slack (annotation tools round outward).
+    slack (annotation tools round outward). ``where`` (a str or :class:`Where`) prefixes errors.
     """
     if not (
         isinstance(box, list)
         and len(box) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        and all(type(v) in _NUMBER or _is_number(v) for v in box)
     ):
         raise MaskgenError(f"{where}: box must be [x, y, w, h] numbers, got {box!r}")
-    if not all(np.isfinite(box)):
+    x, y, w, h = (float(v) for v in box)
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(w) and math.isfinite(h)):
         raise MaskgenError(f"{where}: box has non-finite values {box!r}")
-    if box[2] <= 0 or box[3] <= 0:
+    if w <= 0 or h <= 0:
         raise MaskgenError(f"{where}: box {box!r} has no area")
-    b = xywh_to_xyxy(box)
-    if b[0] < -1 or b[1] < -1 or b[2] > width + 1 or b[3] > height + 1:
+    if x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1:
         raise MaskgenError(f"{where}: box {box!r} lies outside the {height}x{width} image")
-    return b
+    return np.array((x, y, x + w, y + h), dtype=np.float64)
 
 
 def segm_to_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
@@ -223,10 +261,9 @@ def box_of_segm(segm: Any, height: int, width: int) -> np.ndarray | None:
     return mask_to_box(m) if m.any() else None
 
 
-def annotation_where(path: Path, ann: dict[str, Any], index: int) -> str:
-    """``"<file>: annotation <id> (image <image_id>)"`` for error messages."""
-    aid = ann.get("id", f"at index {index}")
-    return f"{path}: annotation {aid} (image {ann.get('image_id', '?')})"
+def annotation_where(path: Path, ann: dict[str, Any], index: int) -> Where:
+    """Lazy ``"<file>: annotation <id> (image <image_id>)"`` for error messages."""
+    return Where(path, ann, index)
 
 
 def check_annotation_keys(
@@ -279,9 +316,9 @@ def coco_from_json(path: Path, obj: Any) -> Dataset:
             path, ann, k, ("id", "image_id", "category_id", "segmentation"), images
         )
         where = annotation_where(path, ann, k)
-        check_segmentation(ann["segmentation"], im.height, im.width, f"{where}: segmentation")
+        check_segmentation(ann["segmentation"], im.height, im.width, where.field("segmentation"))
         if "bbox" in ann:
-            box = check_box(ann["bbox"], im.height, im.width, f"{where}: bbox")
+            box = check_box(ann["bbox"], im.height, im.width, where.field("bbox"))
         else:
             box = box_of_segm(ann["segmentation"], im.height, im.width)
         extra = {

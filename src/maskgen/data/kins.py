@@ -98,11 +98,11 @@ def kins_from_json(path: Path, obj: Any, layout: str = "auto") -> Dataset:
         )
         where = annotation_where(path, ann, k)
         check_segmentation(
-            ann[vis_key], im.height, im.width, f"{where}: {vis_key}", allow_empty=True
+            ann[vis_key], im.height, im.width, where.field(vis_key), allow_empty=True
         )
-        check_segmentation(ann[amo_key], im.height, im.width, f"{where}: {amo_key}")
+        check_segmentation(ann[amo_key], im.height, im.width, where.field(amo_key))
         abox = (
-            check_box(ann[abox_key], im.height, im.width, f"{where}: {abox_key}")
+            check_box(ann[abox_key], im.height, im.width, where.field(abox_key))
             if abox_key in ann
             else box_of_segm(ann[amo_key], im.height, im.width)
         )
@@ -112,7 +112,7 @@ def kins_from_json(path: Path, obj: Any, layout: str = "auto") -> Dataset:
             and ann[vbox_key] is not None
             and any(float(v) != 0 for v in ann[vbox_key])
         ):
-            vbox = check_box(ann[vbox_key], im.height, im.width, f"{where}: {vbox_key}")
+            vbox = check_box(ann[vbox_key], im.height, im.width, where.field(vbox_key))
         elif vbox_key not in ann:
             vbox = box_of_segm(ann[vis_key], im.height, im.width)
         skip = {"id", "image_id", "category_id", vis_key, vbox_key, amo_key, abox_key, *dropped}

@@ -58,5 +58,4 @@ def baseline_protocol(name: str) -> dict[str, Any]:
         "visible_source": "gt",
         "crop": "none (whole image)",
         "or_visible": True,
-        "visibility_constraint": "n/a",
     }
