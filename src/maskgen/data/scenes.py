@@ -19,8 +19,9 @@ generator ``numpy.random.default_rng([seed, s, i])``, so images do not depend on
 3. **Shapes**: drawn from the split's own shape pool (:func:`maskgen.data.shapes.split_shape_pools`:
    test shapes are never used in train), flipped left-right half the time, scaled so the longer
    side is log-uniform in ``[min_shape_size, max_shape_size]`` px (24-120 at 256 px) with smooth
-   outlines (:func:`maskgen.data.builtin.upsample_shape`). 15 % of shapes may cross the image border
-   (their centre stays inside); the rest keep a 1-px margin.
+   outlines (:func:`maskgen.data.builtin.upsample_shape`). 15 % of shapes cross one image edge
+   (10-50 % of their extent outside, as truncated objects in real data); the rest keep a 1-px
+   margin (a shape placed onto an earlier one is clamped to that margin).
 4. **Depth order**: a random permutation, independent of placement. Each shape is filled with a
    flat colour (with noise) or a tinted texture crop, and the layers are composited back to front
    with the shared :func:`maskgen.core.compositing.composite`; visible masks come from
@@ -261,11 +262,19 @@ def render_scene(
         cross = rng.random() < BORDER_CROSS_PROB or h > size - 2 or w > size - 2
 
         def sample_xy(m_h: int, m_w: int, cross: bool = cross) -> tuple[int, int]:
-            if cross:  # the centre stays inside the image
-                return int(rng.integers(-(m_w // 2), size - m_w // 2)), int(
-                    rng.integers(-(m_h // 2), size - m_h // 2)
-                )
-            return int(rng.integers(1, size - m_w)), int(rng.integers(1, size - m_h))
+            def inside(extent: int) -> int:  # 1-px margin when it fits, else centred at random
+                if extent <= size - 2:
+                    return int(rng.integers(1, size - extent))
+                return int(rng.integers(-(extent // 2), size - extent // 2))
+
+            x, y = inside(m_w), inside(m_h)
+            if cross:  # 10-50 % of the shape's extent beyond one image edge
+                edge = int(rng.integers(4))
+                extent = m_w if edge < 2 else m_h
+                out = int(round(rng.uniform(0.1, 0.5) * extent))
+                pos = -out if edge % 2 == 0 else size - extent + out
+                x, y = (pos, y) if edge < 2 else (x, pos)
+            return x, y
 
         if placed and rng.random() < p_onto:
             # Onto an earlier shape: centre uniformly inside its box.
@@ -437,6 +446,8 @@ def _generate_one(args: tuple[int, int, int, str]) -> tuple[ImageRecord, dict[st
     rng = np.random.default_rng([cfg.seed, split_index, image_index])
     scene = render_scene(rng, pool, cfg, textures)
     name = f"{image_index:06d}.png"
+    if len(scene.amodal) > MAX_INSTANCES_PER_IMAGE:  # ids are allotted in blocks per image
+        raise RuntimeError(f"scene has {len(scene.amodal)} > {MAX_INSTANCES_PER_IMAGE} shapes")
     rec, stats = annotate(scene, image_index + 1, first_id, name, cfg)
     from PIL import Image
 
