@@ -1,0 +1,482 @@
+"""The Amodal-VAE supplementary's analyses, regenerated as plots and numbers.
+
+:func:`analyze` runs all four on a ground-truth file with amodal masks (KINS / COCOA layout, e.g.
+the built-in scenes' ``test_kins2020.json``) and writes ``analysis.json`` and PNG plots:
+
+1. **Prior samples** (supplementary Fig. 3): ``z ~ N(0, I)`` decoded to Bernoulli probabilities
+   (before binarisation), tiled into ``prior_samples.png``.
+2. **Posterior spread vs occlusion** (Fig. 4): ``sigma = exp(logvar / 2)`` of ``q2`` for every
+   instance's GT visible mask, averaged per latent within three groups of GT occlusion ratio
+   ``r = |A \\ V| / |A|``: ``"0"`` (``r == 0``), ``"1-50"`` (``0 < r <= 0.5``) and ``">50"``
+   (``r > 0.5``). The plot shows the ``15`` latents with the smallest mean sigma over all
+   instances (as the paper does); the JSON holds all of them. The *finding* is tested on the mean
+   sigma over those 15 latents: it must grow from group to group.
+3. **mIoU vs visible ratio** (Fig. 1): per-instance full IoU of the mode and of the best of ``K``
+   (20) posterior samples -- best *by ground truth*, so an analysis, not a user feature -- and of
+   the sample a user would pick (highest visible-consistency score), averaged in visible-ratio bins
+   of width 0.1. Findings tested: best-of-K mean above the mode's overall, and the gap shrinking
+   as visibility grows (the least-squares slope of the per-bin gap against the bin centre,
+   weighted by bin counts, is negative).
+4. **GT vs corrupted visible masks** (Table 1's question): the same completion run once from GT
+   visible masks and once from corrupted ones (:mod:`maskgen.amodal.corruption`, a stand-in for a
+   detector's masks), each scored with every metric variant of :mod:`maskgen.core.metrics`
+   against the GT amodal *and GT visible* masks; the raw input masks are scored too (Table 1's
+   "GT Instance Mask" / "Pred. Mask" rows).
+
+Every completion uses the predictor's default post-processing unless ``restrict=False``
+(:mod:`maskgen.amodal.predictor`: invisible pixels only under other instances' visible masks,
+visible mask OR-ed in); the protocol is written into ``analysis.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskgen.amodal.completion import CROP_CONVENTION, complete_dataset
+from maskgen.amodal.corruption import CorruptionConfig, corrupt_masks
+from maskgen.amodal.predictor import AmodalPredictor, Completion
+from maskgen.core.metrics import AmodalAccumulator, InstanceCounts, instance_counts
+from maskgen.data.types import Dataset, ImageRecord
+
+__all__ = [
+    "SIGMA_GROUPS",
+    "analyze",
+    "local_counts",
+    "prior_samples",
+    "sigma_group",
+    "write_prior_grid",
+]
+
+SIGMA_GROUPS = ("0", "1-50", ">50")
+N_PLOTTED_LATENTS = 15
+VISIBLE_BINS = np.linspace(0.0, 1.0, 11)
+
+
+def sigma_group(occluded_area: int, amodal_area: int) -> str:
+    """Fig. 4 group of an instance: ``"0"``, ``"1-50"`` (``0 < r <= 0.5``) or ``">50"``."""
+    if occluded_area <= 0:
+        return "0"
+    return "1-50" if 2 * occluded_area <= amodal_area else ">50"
+
+
+@torch.inference_mode()
+def prior_samples(predictor: AmodalPredictor, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Decode ``n`` draws of ``z ~ N(0, I)``: ``n x S x S`` float32 probabilities (Fig. 3)."""
+    mu_dim = _latent_dim(predictor)
+    z = np.random.default_rng(seed).standard_normal((n, mu_dim)).astype(np.float32)
+    return predictor.decode(z)
+
+
+def _latent_dim(predictor: AmodalPredictor) -> int:
+    arch = getattr(predictor.model, "config", None)
+    if arch is not None and hasattr(arch, "latent_dim"):
+        return int(arch.latent_dim)
+    s = predictor.crop_size
+    mu, _, _ = predictor.encode(np.zeros((1, s, s), np.float32), boxes=False)
+    return int(mu.shape[1])
+
+
+def write_prior_grid(probs: np.ndarray, path: str | os.PathLike[str], nrow: int = 8) -> None:
+    """Tile ``N x S x S`` probabilities into a greyscale PNG (white = 1), upscaled 3x."""
+    from maskgen.core.io import write_image
+    from maskgen.engine.images import make_image_grid
+
+    grid = make_image_grid(torch.from_numpy(probs[:, None]), nrow=nrow, padding=2, pad_value=0.5)
+    grid = np.kron(grid, np.ones((3, 3), dtype=np.uint8)) if grid.ndim == 2 else grid
+    write_image(path, grid)
+
+
+def local_counts(
+    comp: Completion, sample: int | None, amodal: np.ndarray, visible: np.ndarray
+) -> InstanceCounts:
+    """:func:`maskgen.core.metrics.instance_counts` of a completion's mode (``sample=None``) or
+    sample, computed on the completion's pixel region (the prediction is empty outside it).
+
+    Args:
+        comp: the completion.
+        sample: sample index, or None for the post-processed mode.
+        amodal, visible: ``H x W`` bool GT amodal and GT visible masks.
+    """
+    x0, y0, x1, y1 = comp.region
+    p = comp.local_mask if sample is None else comp.local_samples[sample]
+    a = amodal[y0:y1, x0:x1]
+    v = visible[y0:y1, x0:x1]
+    a_area = int(np.count_nonzero(amodal))
+    occ_area = int(np.count_nonzero(amodal & ~visible))
+    p_area = int(np.count_nonzero(p))
+    fi = int(np.count_nonzero(p & a))
+    pv = p & ~v
+    ii = int(np.count_nonzero(pv & a & ~v))
+    return InstanceCounts(
+        full_inter=fi,
+        full_union=p_area + a_area - fi,
+        inv_inter=ii,
+        inv_union=int(np.count_nonzero(pv)) + occ_area - ii,
+        visible_area=int(np.count_nonzero(visible)),
+        amodal_area=a_area,
+        occluded_area=occ_area,
+        pred_area=p_area,
+    )
+
+
+def _bin_table(vis_ratio: np.ndarray, values: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for lo, hi in zip(VISIBLE_BINS[:-1], VISIBLE_BINS[1:], strict=True):
+        sel = (vis_ratio >= lo) & ((vis_ratio < hi) if hi < 1 else (vis_ratio <= hi))
+        row: dict[str, Any] = {
+            "visible_ratio": [round(float(lo), 2), round(float(hi), 2)],
+            "n": int(sel.sum()),
+        }
+        for k, v in values.items():
+            row[k] = float(v[sel].mean()) if sel.any() else None
+        rows.append(row)
+    return rows
+
+
+def _weighted_slope(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float | None:
+    keep = w > 0
+    if keep.sum() < 2:
+        return None
+    x, y, w = x[keep], y[keep], w[keep]
+    xm = np.average(x, weights=w)
+    ym = np.average(y, weights=w)
+    den = float(np.sum(w * (x - xm) ** 2))
+    return float(np.sum(w * (x - xm) * (y - ym)) / den) if den > 0 else None
+
+
+def analyze(
+    predictor: AmodalPredictor,
+    gt: Dataset,
+    out: str | os.PathLike[str],
+    *,
+    samples: int = 20,
+    seed: int = 0,
+    restrict: bool = True,
+    corruption: CorruptionConfig | None = None,
+    corruption_seed: int = 0,
+    prior_count: int = 64,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the four analyses (module docstring) and write their files into ``out``.
+
+    Args:
+        predictor: the model.
+        gt: ground truth with amodal masks (checked with
+            :func:`maskgen.evaluation.harness.check_amodal_gt`). Instances with empty visible
+            masks are skipped (listed in ``analysis.json``).
+        out: an existing or new folder; files inside are replaced.
+        samples: ``K`` of best-of-K (20 in the paper).
+        seed: posterior sampling seed (and prior sampling seed).
+        restrict: the predictor's occluder restriction (default on).
+        corruption: corruption strengths (defaults of :class:`CorruptionConfig`).
+        corruption_seed: corruption seed; instance ``j`` (in file order) uses index ``j``.
+
+    Returns:
+        the ``analysis.json`` dict.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskgen.core.io import write_json
+    from maskgen.evaluation.harness import check_amodal_gt
+
+    check_amodal_gt(gt)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    corruption = corruption or CorruptionConfig()
+    t0 = time.perf_counter()
+
+    # 1. prior samples ------------------------------------------------------------------------
+    probs = prior_samples(predictor, prior_count, seed)
+    write_prior_grid(probs, out / "prior_samples.png")
+
+    # 2-4 (GT half). One pass over GT visible masks with K samples -----------------------------
+    sig_rows: list[tuple[str, np.ndarray]] = []
+    mode_iou, best_iou, pick_iou, vis_ratio = [], [], [], []
+    best_inv, mode_inv = [], []
+    acc_gt = AmodalAccumulator(keep_instances=False)
+    acc_raw_gt = AmodalAccumulator(keep_instances=False)
+    gt_masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def gt_masks_of(rec: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        if rec.id not in gt_masks:
+            am = np.stack([rec.amodal_mask(i) for i in rec.instances])
+            vm = np.stack([rec.visible_mask(i) for i in rec.instances])
+            gt_masks[rec.id] = (am, vm)
+        return gt_masks[rec.id]
+
+    def on_gt(rec: ImageRecord, item: Any, insts: list[Any], comps: list[Completion]) -> None:
+        if not rec.instances:
+            return
+        am, vm = gt_masks_of(rec)
+        del gt_masks[rec.id]
+        index = {inst.id: k for k, inst in enumerate(rec.instances)}
+        for inst, c in zip(insts, comps, strict=True):
+            k = index[inst.id]
+            a, v = am[k], vm[k]
+            cm = instance_counts(c.amodal_mask, a, v)
+            acc_gt.add(cm, inst.id)
+            acc_raw_gt.add(instance_counts(v, a, v), inst.id)
+            sig_rows.append((sigma_group(cm.occluded_area, cm.amodal_area), c.sigma))
+            vis_ratio.append(cm.visible_ratio)
+            mode_iou.append(cm.full_iou)
+            mode_inv.append(cm.invisible_iou if cm.occluded else np.nan)
+            if c.num_samples:
+                sc = [local_counts(c, s, a, v) for s in range(c.num_samples)]
+                ious = np.array([x.full_iou for x in sc])
+                best = int(np.argmax(ious))
+                best_iou.append(float(ious[best]))
+                best_inv.append(sc[best].invisible_iou if cm.occluded else np.nan)
+                pick_iou.append(float(ious[int(np.argmax(c.sample_consistency))]))
+
+    _, st_gt = complete_dataset(
+        predictor,
+        gt,
+        samples=samples,
+        restrict=restrict,
+        seed=seed,
+        skip_empty=True,
+        on_image=on_gt,
+        make_annotations=False,
+        progress=progress,
+    )
+
+    # 2. Fig. 4 -------------------------------------------------------------------------------
+    sig_all = np.stack([s for _, s in sig_rows]) if sig_rows else np.zeros((0, 1))
+    groups = np.array([g for g, _ in sig_rows])
+    overall_sigma = sig_all.mean(axis=0) if len(sig_all) else np.zeros(0)
+    order = np.argsort(overall_sigma)[:N_PLOTTED_LATENTS]
+    fig4: dict[str, Any] = {
+        "groups": {},
+        "plotted_latents": order.tolist(),
+        "mean_sigma_all_latents": overall_sigma.tolist(),
+    }
+    for g in SIGMA_GROUPS:
+        sel = groups == g
+        per_latent = sig_all[sel].mean(axis=0) if sel.any() else None
+        fig4["groups"][g] = {
+            "n": int(sel.sum()),
+            "mean_sigma_per_latent": None if per_latent is None else per_latent.tolist(),
+            "mean_sigma_plotted_latents": None
+            if per_latent is None
+            else float(per_latent[order].mean()),
+            "mean_sigma_all": None if per_latent is None else float(per_latent.mean()),
+        }
+    present = [
+        fig4["groups"][g]["mean_sigma_plotted_latents"]
+        for g in SIGMA_GROUPS
+        if fig4["groups"][g]["n"]
+    ]
+    fig4["finding_spread_grows_with_occlusion"] = bool(
+        len(present) == 3 and present[0] < present[1] < present[2]
+    )
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.27
+    colours = {"0": "tab:blue", "1-50": "tab:orange", ">50": "tab:green"}
+    for gi, g in enumerate(SIGMA_GROUPS):
+        vals = fig4["groups"][g]["mean_sigma_per_latent"]
+        if vals is None:
+            continue
+        ax.bar(
+            np.arange(len(order)) + (gi - 1) * width,
+            np.asarray(vals)[order],
+            width,
+            label=f"occlusion {g} % (n={fig4['groups'][g]['n']})",
+            color=colours[g],
+        )
+    ax.set_xticks(np.arange(len(order)), [str(i) for i in order])
+    ax.set_xlabel("latent (15 with the smallest mean posterior sigma)")
+    ax.set_ylabel("mean posterior sigma")
+    ax.set_title("Posterior spread by occlusion (supplementary Fig. 4)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "posterior_sigma.png", dpi=110)
+    plt.close(fig)
+
+    # 3. Fig. 1 -------------------------------------------------------------------------------
+    vr = np.asarray(vis_ratio)
+    fig1: dict[str, Any] = {"samples": samples, "bins": []}
+    if samples > 0 and len(best_iou):
+        mi, bi, pi = np.asarray(mode_iou), np.asarray(best_iou), np.asarray(pick_iou)
+        rows = _bin_table(vr, {"mode": mi, "best_of_k": bi, "consistency_pick": pi})
+        for r in rows:
+            r["gap"] = None if r["n"] == 0 else r["best_of_k"] - r["mode"]
+        fig1["bins"] = rows
+        centres = np.array([(r["visible_ratio"][0] + r["visible_ratio"][1]) / 2 for r in rows])
+        gaps = np.array([r["gap"] if r["gap"] is not None else 0.0 for r in rows])
+        counts = np.array([r["n"] for r in rows], dtype=np.float64)
+        slope = _weighted_slope(centres, gaps, counts)
+        fig1["overall"] = {
+            "mode_full_iou_mean": float(mi.mean()),
+            "best_of_k_full_iou_mean": float(bi.mean()),
+            "consistency_pick_full_iou_mean": float(pi.mean()),
+            "mode_invisible_iou_mean": float(np.nanmean(mode_inv))
+            if np.isfinite(mode_inv).any()
+            else None,
+            "best_of_k_invisible_iou_mean": float(np.nanmean(best_inv))
+            if np.isfinite(best_inv).any()
+            else None,
+            "gap_slope_per_unit_visible_ratio": slope,
+            "share_of_best_gain_captured_by_consistency_pick": (
+                float((pi.mean() - mi.mean()) / (bi.mean() - mi.mean()))
+                if bi.mean() > mi.mean()
+                else None
+            ),
+        }
+        fig1["finding_best_of_k_above_mode"] = bool(bi.mean() > mi.mean())
+        fig1["finding_gap_shrinks_with_visibility"] = bool(slope is not None and slope < 0)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ok = counts > 0
+        for key, label, style in (
+            ("mode", "Amodal-VAE (posterior mode)", "o-"),
+            ("best_of_k", f"best of {samples} samples (by GT)", "s-"),
+            ("consistency_pick", "sample with best consistency", "^--"),
+        ):
+            ax.plot(
+                centres[ok],
+                [r[key] * 100 for r, k in zip(rows, ok, strict=True) if k],
+                style,
+                label=label,
+            )
+        ax.set_xlabel("visible ratio |V|/|A|")
+        ax.set_ylabel("mIoU (full, per-instance mean), %")
+        ax.set_title("mIoU vs visible ratio (supplementary Fig. 1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "miou_vs_visible.png", dpi=110)
+        plt.close(fig)
+
+    # 4. Table 1: GT vs corrupted visible masks -------------------------------------------------
+    acc_cor = AmodalAccumulator(keep_instances=False)
+    acc_raw_cor = AmodalAccumulator(keep_instances=False)
+    offsets: dict[int, int] = {}
+    n = 0
+    for rec in gt.images:
+        offsets[rec.id] = n
+        n += len(rec.instances)
+    corrupted_cache: dict[int, np.ndarray] = {}
+
+    def corrupted(rec: ImageRecord) -> np.ndarray:
+        if rec.id not in corrupted_cache:
+            _, vm = gt_masks_of(rec)
+            corrupted_cache[rec.id] = corrupt_masks(
+                vm, corruption_seed, offsets[rec.id], corruption
+            )
+        return corrupted_cache[rec.id]
+
+    def on_cor(rec: ImageRecord, item: Any, insts: list[Any], comps: list[Completion]) -> None:
+        if not rec.instances:
+            return
+        am, vm = gt_masks_of(rec)
+        cv = corrupted(rec)
+        del gt_masks[rec.id], corrupted_cache[rec.id]
+        index = {inst.id: k for k, inst in enumerate(rec.instances)}
+        for inst, c in zip(insts, comps, strict=True):
+            k = index[inst.id]
+            acc_cor.add(instance_counts(c.amodal_mask, am[k], vm[k]), inst.id)
+            acc_raw_cor.add(instance_counts(cv[k], am[k], vm[k]), inst.id)
+
+    _, st_cor = complete_dataset(
+        predictor,
+        gt,
+        samples=0,
+        restrict=restrict,
+        seed=seed,
+        skip_empty=True,
+        on_image=on_cor,
+        make_annotations=False,
+        visible_override=corrupted,
+        progress=progress,
+    )
+    table1 = {
+        "gt_visible": {"amodal_vae": acc_gt.summary(), "raw_input_mask": acc_raw_gt.summary()},
+        "corrupted_visible": {
+            "amodal_vae": acc_cor.summary(),
+            "raw_input_mask": acc_raw_cor.summary(),
+        },
+        "corruption": {
+            "config": corruption.to_dict(),
+            "seed": corruption_seed,
+            "module": "maskgen.amodal.corruption",
+        },
+    }
+    g_all, c_all = (
+        table1["gt_visible"]["amodal_vae"]["overall"],
+        table1["corrupted_visible"]["amodal_vae"]["overall"],
+    )
+    table1["drop"] = {
+        k: (None if g_all[k] is None or c_all[k] is None else g_all[k] - c_all[k])
+        for k in (
+            "full_iou_dataset",
+            "full_iou_mean",
+            "invisible_iou_dataset",
+            "invisible_iou_mean",
+        )
+    }
+    _table1_plot(table1, out / "gt_vs_corrupted.png", plt)
+
+    result = {
+        "protocol": {
+            "model": predictor.source,
+            "threshold": predictor.threshold,
+            "ground_truth": gt.source,
+            "visible_source": "gt (and corrupted gt for Table 1's second half)",
+            "crop": CROP_CONVENTION,
+            "or_visible": True,
+            "restrict_to_occluders": bool(restrict),
+            "amodal_boxes": "predicted by the model's box head",
+            "samples": samples,
+            "seed": seed,
+            "metrics": "maskgen.core.metrics (full / invisible IoU, dataset-level and per-instance mean)",
+        },
+        "n_instances": st_gt["n_instances"],
+        "skipped_empty_visible": st_gt["skipped_empty"],
+        "fig3_prior_samples": {"n": prior_count, "file": "prior_samples.png"},
+        "fig4_posterior_sigma": fig4,
+        "fig1_miou_vs_visible_ratio": fig1,
+        "table1_gt_vs_corrupted": table1,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "files": ["analysis.json", "prior_samples.png", "posterior_sigma.png"]
+        + (["miou_vs_visible.png"] if fig1["bins"] else [])
+        + ["gt_vs_corrupted.png"],
+    }
+    del st_cor
+    write_json(out / "analysis.json", result)
+    return result
+
+
+def _table1_plot(table1: dict[str, Any], path: Path, plt: Any) -> None:
+    keys = [
+        ("full_iou_dataset", "full (dataset)"),
+        ("full_iou_mean", "full (per-inst.)"),
+        ("invisible_iou_dataset", "invisible (dataset)"),
+        ("invisible_iou_mean", "invisible (per-inst.)"),
+    ]
+    series = [
+        ("gt_visible", "amodal_vae", "Amodal-VAE, GT visible"),
+        ("corrupted_visible", "amodal_vae", "Amodal-VAE, corrupted visible"),
+        ("gt_visible", "raw_input_mask", "raw GT visible mask"),
+        ("corrupted_visible", "raw_input_mask", "raw corrupted mask"),
+    ]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.2
+    for si, (a, b, label) in enumerate(series):
+        o = table1[a][b]["overall"]
+        vals = [100 * (o[k] or 0.0) for k, _ in keys]
+        ax.bar(np.arange(len(keys)) + (si - 1.5) * width, vals, width, label=label)
+    ax.set_xticks(np.arange(len(keys)), [lbl for _, lbl in keys])
+    ax.set_ylabel("IoU, %")
+    ax.set_title("Completion from GT vs corrupted visible masks (supplementary Table 1)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
