@@ -1,0 +1,617 @@
+"""Independence prior, application 2: instance appearances and masks from ONE cluster image.
+
+Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image of HOC":
+
+- **Foreground providers**: ``N`` providers share one deconvolutional generator
+  ``z -> RGBA`` (paper Table 2, :class:`ClusterGenerator`), each with its own independently
+  sampled ``z`` ("to guarantee the independence between appearances").
+- **Layout**: structure-free -- each generated RGBA layer is zero-padded by ``pad`` px and
+  randomly cropped back (:func:`maskgen.independence.layout.pad_and_random_crop`; padding 30 /
+  32 / 26 px for the crowd / fruit / seed images, "Layout Details").
+- **Background provider**: pure black, or real patches with a black disk of radius ~20 px in the
+  centre (:func:`maskgen.independence.cluster_patches.make_backgrounds`, "which work better").
+- **Composition**: eq. 5 back to front (:func:`maskgen.independence.composition.compose`).
+- **Losses**: SN discriminator (Table 2), adversarial loss (eq. 6-7), mask-area penalty
+  ``lambda * E[(1/N) sum_i (|m_i|_1/A - a)^2]`` (eq. 7), and the appendix's "information
+  regularization term like InfoGAN" of weight ``beta`` (:class:`LatentPredictor`): a small
+  network Q predicts ``z`` back from each generated RGBA instance; G and Q minimise
+  ``beta * mean((Q(G(z)) - z)^2)`` (InfoGAN's continuous-code term with a fixed-variance
+  Gaussian), which keeps the generator using ``z`` (more diverse instances).
+
+Presets (:data:`PRESETS`): ``crowd``, ``fruit``, ``seed`` follow paper Table 4 (layers 8/10/12,
+lambda 1000, dim z 6/5/2, a 0.1/0.25/0.25, beta 50) with Table 2's networks at 64x64; ``cpu``
+(the default) is sized for a 2-core CPU: 32x32 patches and narrower networks (see
+:data:`PRESETS` for every value and ``docs``/report for what was measured).
+
+Tensors: generated instances are ``M x 4 x P x P`` float in ``[0, 1]`` (RGB + alpha, not
+premultiplied); composites and real patches ``N x 3 x P x P`` in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskgen.errors import MaskgenError
+from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
+from maskgen.independence.composition import compose
+from maskgen.independence.discriminator import ConvSpec, SNDiscriminator
+from maskgen.independence.gan import (
+    area_weight_at,
+    detect_collapse,
+    discriminator_step,
+    ema_update,
+    generator_step,
+)
+from maskgen.independence.layout import pad_and_random_crop
+from maskgen.independence.losses import ADVERSARIAL_LOSSES
+
+KIND = "cluster"
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and presets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterConfig:
+    """Every hyper-parameter of a cluster run (stored in the run's and model's config.json).
+
+    Paper values (Table 4 / text) are in the presets; see :data:`PRESETS`.
+    """
+
+    patch_size: int = 32  # P: patches and generated instances are P x P (paper: 64)
+    layers: int = 10  # N composition layers (foreground providers)
+    z_dim: int = 4  # dim(z)
+    area_weight: float = 1000.0  # lambda
+    area_target: float = 0.2  # a
+    info_weight: float = 50.0  # beta
+    binary_weight: float = 0.0  # not in the paper: weight of mean(alpha * (1 - alpha)), pushes
+    # soft masks towards 0/1 so "uniformly faint everywhere" stops satisfying the area penalty
+    area_warmup: int = 0  # steps of linear warm-up of lambda (0 = paper: full lambda at once)
+    instance_noise: float = 0.0  # std of Gaussian noise on D inputs, annealed to 0
+    noise_steps: int = 0  # steps over which the instance noise anneals
+    ema_decay: float = 0.0  # EMA of G's weights for the saved model (0 = off, paper)
+    pad: int = 16  # layout padding in px (paper: 30/32/26 at 64x64)
+    background: str = "disk"  # "disk" (real patch with central black disk) or "black"
+    disk_radius: float | None = None  # px; default 20 * P / 64
+    flips: bool = False  # h/v flips of real patches (paper: fruit and seed images)
+    g_channels: tuple[int, ...] = (64, 32, 16)  # Table 2: (256, 128, 64)
+    g_base_convs: int = 2  # Table 2: two 4x4 stride-1 convs at the base resolution
+    d_specs: tuple[tuple[int, int, int], ...] = ((32, 3, 2), (64, 3, 2), (128, 3, 2), (128, 3, 1))
+    q_channels: tuple[int, ...] = (16, 32, 64)
+    adv_loss: str = "nonsaturating"  # or "hinge"
+    batch_size: int = 16  # composites per step
+    lr_g: float = 4e-4  # paper
+    lr_d: float = 2e-4  # paper
+    betas: tuple[float, float] = (0.5, 0.999)  # paper
+    steps: int = 3000
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = [list(x) if isinstance(x, tuple) else x for x in v]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k in ("g_channels", "q_channels", "betas"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        if "d_specs" in kw:
+            kw["d_specs"] = tuple(tuple(r) for r in kw["d_specs"])
+        return cls(**kw)
+
+
+_TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
+
+#: Named settings. ``crowd``/``fruit``/``seed``: paper Table 4 + Table 2 networks at 64x64,
+#: padding from "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data
+#: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets).
+#: ``tiny``: for tests only.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": dict(binary_weight=5.0),
+    "crowd": dict(
+        patch_size=64,
+        layers=8,
+        z_dim=6,
+        area_target=0.1,
+        pad=30,
+        flips=False,
+        g_channels=(256, 128, 64),
+        d_specs=_TABLE2_D,
+        q_channels=(32, 64, 128, 128),
+        batch_size=64,
+        steps=20000,
+    ),
+    "fruit": dict(
+        patch_size=64,
+        layers=10,
+        z_dim=5,
+        area_target=0.25,
+        pad=32,
+        flips=True,
+        g_channels=(256, 128, 64),
+        d_specs=_TABLE2_D,
+        q_channels=(32, 64, 128, 128),
+        batch_size=64,
+        steps=20000,
+    ),
+    "seed": dict(
+        patch_size=64,
+        layers=12,
+        z_dim=2,
+        area_target=0.25,
+        pad=26,
+        flips=True,
+        g_channels=(256, 128, 64),
+        d_specs=_TABLE2_D,
+        q_channels=(32, 64, 128, 128),
+        batch_size=64,
+        steps=20000,
+    ),
+    "tiny": dict(
+        patch_size=16,
+        layers=3,
+        z_dim=2,
+        pad=4,
+        g_channels=(16, 8, 8),
+        g_base_convs=1,
+        d_specs=((8, 3, 2), (16, 3, 2), (16, 3, 1)),
+        q_channels=(8, 8),
+        batch_size=4,
+        steps=6,
+    ),
+}
+
+
+def make_config(preset: str = "cpu", **overrides: Any) -> ClusterConfig:
+    """A :class:`ClusterConfig` from a preset name plus overrides (``None`` values ignored)."""
+    if preset not in PRESETS:
+        raise MaskgenError(f"unknown cluster preset {preset!r}; choose from {', '.join(PRESETS)}")
+    kw = dict(PRESETS[preset])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = ClusterConfig.from_dict(ClusterConfig(**kw).to_dict())
+    if cfg.patch_size % 8 or cfg.patch_size < 16:
+        raise MaskgenError(f"patch size {cfg.patch_size}: must be a multiple of 8, at least 16")
+    if cfg.background not in ("disk", "black"):
+        raise MaskgenError(f"unknown background {cfg.background!r}; choose disk or black")
+    if cfg.adv_loss not in ADVERSARIAL_LOSSES:
+        raise MaskgenError(f"unknown adversarial loss {cfg.adv_loss!r}")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+
+
+class ClusterGenerator(nn.Module):
+    """Paper Table 2 generator: ``z`` (``M x z_dim``) -> RGBA ``M x 4 x P x P`` in ``[0, 1]``.
+
+    Layers (Table 2, widths ``c0, c1, c2 = g_channels``, base ``b = P / 8``): "1x1 conv" of the
+    ``1 x 1 x z`` input to ``b*b*c0`` (a linear layer), BN, lReLU; ``g_base_convs`` x (4x4 conv
+    ``c0`` stride 1, BN, lReLU); 4x4 deconv ``c1`` stride 2, BN, lReLU; 4x4 deconv ``c2``
+    stride 2, BN, lReLU; 4x4 deconv 4 stride 2, sigmoid. Channel 3 is the soft mask (alpha).
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        patch_size: int = 64,
+        channels=(256, 128, 64),
+        base_convs: int = 2,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        c0, c1, c2 = channels
+        self.z_dim, self.patch_size, self.base = z_dim, patch_size, patch_size // 8
+        self.fc = nn.Linear(z_dim, self.base * self.base * c0, bias=False)
+        self.bn0 = nn.BatchNorm1d(self.base * self.base * c0)
+        act = nn.LeakyReLU(negative_slope, inplace=True)
+        body: list[nn.Module] = []
+        for _ in range(base_convs):
+            # 4x4 stride-1 "same" conv (even kernel: pad 1 before, 2 after).
+            body += [
+                nn.ZeroPad2d((1, 2, 1, 2)),
+                nn.Conv2d(c0, c0, 4, 1, 0, bias=False),
+                nn.BatchNorm2d(c0),
+                act,
+            ]
+        body += [nn.ConvTranspose2d(c0, c1, 4, 2, 1, bias=False), nn.BatchNorm2d(c1), act]
+        body += [nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), act]
+        body += [nn.ConvTranspose2d(c2, 4, 4, 2, 1)]
+        self.body = nn.Sequential(*body)
+        self.c0 = c0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.bn0(self.fc(z)), 0.2)
+        h = h.view(z.shape[0], self.c0, self.base, self.base)
+        return torch.sigmoid(self.body(h))
+
+
+class LatentPredictor(nn.Module):
+    """InfoGAN-style Q network: RGBA instance ``M x 4 x P x P`` -> predicted ``z`` ``M x z_dim``.
+
+    The paper only says "an information regularization term like InfoGAN" (appendix); we use a
+    small stride-2 conv net (lReLU) and a linear head, trained jointly with G on
+    ``mean((Q(G(z)) - z)^2)``.
+    """
+
+    def __init__(self, z_dim: int, patch_size: int, channels=(16, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = 4
+        for ch in channels:
+            layers += [nn.Conv2d(c, ch, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            c = ch
+        self.net = nn.Sequential(*layers)
+        side = patch_size // 2 ** len(channels)
+        self.head = nn.Linear(c * side * side, z_dim)
+
+    def forward(self, rgba: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(rgba * 2.0 - 1.0).flatten(1))
+
+
+def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminator, LatentPredictor]:
+    """Generator, discriminator and Q network for ``cfg``."""
+    g = ClusterGenerator(cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs)
+    d = SNDiscriminator(tuple(ConvSpec(*r) for r in cfg.d_specs), in_channels=3)
+    q = LatentPredictor(cfg.z_dim, cfg.patch_size, cfg.q_channels)
+    return g, d, q
+
+
+def sample_z(
+    n: int, z_dim: int, generator: torch.Generator | None = None, device="cpu"
+) -> torch.Tensor:
+    """Latent codes ``n x z_dim`` uniform in ``[-1, 1]`` (InfoGAN's continuous codes)."""
+    return (torch.rand(n, z_dim, generator=generator) * 2.0 - 1.0).to(device)
+
+
+def generate_composites(
+    g: nn.Module,
+    cfg: ClusterConfig,
+    n: int,
+    background: torch.Tensor,
+    z: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Generator for scene patches: ``N`` providers -> layout -> composition (paper Fig. 4).
+
+    Args:
+        g: the shared instance generator.
+        n: composites to make.
+        background: ``n x 3 x P x P`` ``x_0``.
+        z: ``n x L x z_dim`` codes (drawn when None).
+
+    Returns:
+        dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
+        layout), ``layers`` (``n x L x 4 x P x P``, after layout) and ``composite``
+        (``n x 3 x P x P``).
+    """
+    L, P = cfg.layers, cfg.patch_size
+    dev = background.device
+    if z is None:
+        z = sample_z(n * L, cfg.z_dim, generator, dev).view(n, L, cfg.z_dim)
+    inst = g(z.reshape(n * L, cfg.z_dim))  # (n*L) x 4 x P x P
+    placed = pad_and_random_crop(inst, cfg.pad, generator=generator)
+    inst = inst.view(n, L, 4, P, P)
+    placed = placed.view(n, L, 4, P, P)
+    comp = compose([(placed[:, i, :3], placed[:, i, 3:4]) for i in range(L)], background)
+    return {"z": z, "instances": inst, "layers": placed, "composite": comp}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def image_fingerprint(image: np.ndarray) -> str:
+    """Short SHA-256 of an image's shape and pixels (a run refuses to resume on another image)."""
+    h = hashlib.sha256(str(image.shape).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()[:16]
+
+
+def regularizers(
+    q: nn.Module, out: dict[str, torch.Tensor], cfg: ClusterConfig
+) -> dict[str, torch.Tensor]:
+    """Application 2's extra generator terms, passed to the shared G phase as ``extra_loss``.
+
+    - InfoGAN-like term (appendix, weight ``beta``): ``mean((Q(G(z)) - z)^2)``. All layers are
+      i.i.d., so it is computed on layer 0 of each composite -- an unbiased estimate of the
+      all-layer term at ``1/L`` of the cost.
+    - Binarisation term (ours, weight ``binary_weight``, 0 in the paper presets):
+      ``mean(alpha * (1 - alpha))`` over the generated masks.
+
+    Returns ``{"extra": weighted sum (scalar, attached), "info_loss", "binary_loss"}``.
+    """
+    zhat = q(out["instances"][:, 0])
+    info = F.mse_loss(zhat.float(), out["z"][:, 0].float())
+    alphas = out["instances"][:, :, 3:4].float()
+    binary = (alphas * (1.0 - alphas)).mean()
+    extra = cfg.info_weight * info + cfg.binary_weight * binary
+    return {"extra": extra, "info_loss": info.detach(), "binary_loss": binary.detach()}
+
+
+def preview_grid(out: dict[str, torch.Tensor], real: torch.Tensor, k: int = 8) -> torch.Tensor:
+    """Rows: real patches, composites, instance appearances (RGB over grey by alpha), masks."""
+    k = min(k, real.shape[0], out["composite"].shape[0])
+    inst = out["instances"][:k, 0].detach().float().cpu()
+    rgb, a = inst[:, :3], inst[:, 3:4]
+    over_grey = rgb * a + 0.5 * (1 - a)
+    return torch.cat(
+        [
+            real[:k].cpu(),
+            out["composite"][:k].detach().float().cpu(),
+            over_grey,
+            a.expand(-1, 3, -1, -1),
+        ]
+    )
+
+
+def train_cluster(
+    *,
+    image: np.ndarray,
+    instance_size: float,
+    out: str | Path,
+    preset: str = "cpu",
+    image_name: str = "image",
+    device: str = "cpu",
+    log_every: int = 50,
+    checkpoint_every: int = 200,
+    grid_every: int | None = None,
+    max_seconds: float | None = None,
+    threads: int | None = None,
+    **overrides: Any,
+) -> Path:
+    """Train a cluster model on one image; resume automatically from ``out``'s checkpoints.
+
+    Args:
+        image: ``H x W x 3`` uint8 RGB (grey/RGBA accepted).
+        instance_size: width in pixels of the largest instance in ``image``.
+        out: run folder (engine :class:`~maskgen.engine.RunFolder` of kind ``"cluster"``).
+        preset: a :data:`PRESETS` name; ``overrides`` (ClusterConfig fields, e.g. ``steps``,
+            ``flips``, ``batch_size``) replace preset values.
+        device: ``"cpu"`` or ``"cuda"`` (mixed precision there).
+        log_every: steps between metrics.jsonl lines; ``grid_every`` between preview grids
+            (default: ``checkpoint_every``); ``checkpoint_every`` between checkpoints.
+        max_seconds: stop (with a checkpoint) after this wall time; the run resumes later.
+
+    Returns:
+        the model folder ``out/model`` (``config.json`` + ``model.safetensors``).
+    """
+    from maskgen.engine import (
+        RunFolder,
+        autocast_context,
+        capture_rng_state,
+        init_distributed,
+        progress,
+        restore_rng_state,
+        save_image_grid,
+        save_model_folder,
+        seed_everything,
+        shutdown_distributed,
+        unwrap,
+        warn,
+        wrap_ddp,
+    )
+
+    cfg = make_config(preset, **overrides)
+    if threads:
+        torch.set_num_threads(threads)
+    sampler = PatchSampler(image, instance_size, cfg.patch_size, cfg.flips, name=image_name)
+    ctx = init_distributed(device)
+    try:
+        seed_everything(cfg.seed, ctx.rank)
+        config = {
+            "preset": preset,
+            "instance_size": float(instance_size),
+            "window": sampler.window,
+            "image_size": [int(sampler.image_hw[0]), int(sampler.image_hw[1])],
+            "image_sha": image_fingerprint(sampler.resized.numpy()),
+            **cfg.to_dict(),
+        }
+        run = RunFolder(out, kind=KIND, config=config, ctx=ctx)
+        dev = ctx.device
+        g, d, q = build_networks(cfg)
+        g, d, q = g.to(dev), d.to(dev), q.to(dev)
+        opt_g = torch.optim.Adam(
+            list(g.parameters()) + list(q.parameters()), lr=cfg.lr_g, betas=cfg.betas
+        )
+        opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema_decay > 0 else None
+        start = 0
+        state = run.load_latest_checkpoint(map_location=dev)
+        if state is not None:
+            g.load_state_dict(state["g"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            d.load_state_dict(state["d"])
+            q.load_state_dict(state["q"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            start = int(state["step"])
+            restore_rng_state(state["rng"])
+            if ctx.is_main:
+                import sys
+
+                print(f"resuming {run.path} from step {start}", file=sys.stderr)
+        if ctx.is_main and run.ctx.is_main and start == 0:
+            from maskgen.core.io import write_image
+
+            write_image(
+                run.path / "train_image.png",
+                (sampler.resized.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+            )
+        gw, dw, qw = wrap_ddp(g, ctx), wrap_ddp(d, ctx), wrap_ddp(q, ctx)
+        grid_every = grid_every or checkpoint_every
+        (run.path / "grids").mkdir(exist_ok=True)
+        per_rank = max(1, cfg.batch_size // ctx.world_size)
+        t0 = time.monotonic()
+        acc: dict[str, float] = {}
+        n_acc = 0
+        history: list[dict[str, float]] = []
+        last_warning: str | None = None
+
+        def noise_at(i: int) -> float:
+            """Instance noise std, annealed linearly to 0 over ``noise_steps``."""
+            if cfg.instance_noise <= 0 or cfg.noise_steps <= 0:
+                return 0.0
+            return cfg.instance_noise * max(0.0, 1.0 - i / cfg.noise_steps)
+
+        step = start
+
+        def save(step_done: int) -> None:
+            run.save_checkpoint(
+                step_done,
+                {
+                    "step": step_done,
+                    "g": unwrap(gw).state_dict(),
+                    "d": unwrap(dw).state_dict(),
+                    "q": unwrap(qw).state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": opt_d.state_dict(),
+                    "rng": capture_rng_state(),
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
+                },
+            )
+
+        for step in progress(range(start, cfg.steps), desc="cluster", initial=start, ctx=ctx):
+            real = sampler.sample(per_rank).to(dev)
+            bg = make_backgrounds(cfg.background, per_rank, sampler, radius=cfg.disk_radius).to(dev)
+            # Phase 0: providers -> layout -> composition (paper Fig. 4).
+            with autocast_context(dev):
+                out_ = generate_composites(gw, cfg, per_rank, bg)
+            # Phase 1: discriminator on real patches vs composites (eq. 6).
+            m_d = discriminator_step(
+                dw,
+                opt_d,
+                real,
+                out_["composite"],
+                loss=cfg.adv_loss,
+                instance_noise=noise_at(step),
+                step=step,
+                autocast=autocast_context(dev),
+            )
+            # Phase 2: generator (+ Q): adversarial + lambda * area (eq. 7) + beta * info (+ binary).
+            with autocast_context(dev):
+                reg = regularizers(qw, out_, cfg)
+            m_g = generator_step(
+                unwrap(dw),
+                opt_g,
+                out_["composite"],
+                out_["instances"][:, :, 3:4],
+                area_weight=area_weight_at(step, cfg.area_weight, cfg.area_warmup),
+                area_target=cfg.area_target,
+                loss=cfg.adv_loss,
+                instance_noise=noise_at(step),
+                extra_loss=reg["extra"],
+                step=step,
+                autocast=autocast_context(dev),
+            )
+            m_g.update(info_loss=float(reg["info_loss"]), binary_loss=float(reg["binary_loss"]))
+            if ema is not None:
+                ema_update(ema, unwrap(gw), cfg.ema_decay)
+            for k, v in {**m_d, **m_g}.items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+            n_acc += 1
+            done = step + 1
+            timed_out = max_seconds is not None and time.monotonic() - t0 > max_seconds
+            if done % log_every == 0 or done == cfg.steps or timed_out:
+                tick = {k: v / n_acc for k, v in acc.items()}
+                run.log(done, **tick, sec_per_iter=(time.monotonic() - t0) / max(1, done - start))
+                history.append(tick)
+                msg = detect_collapse(history)
+                if msg and ctx.is_main and msg != last_warning:
+                    warn(f"step {done}: {msg}")
+                    last_warning = msg
+                acc, n_acc = {}, 0
+            if done % grid_every == 0 or done == cfg.steps:
+                save_image_grid(
+                    run.path / "grids" / f"grid-{done:08d}.png", preview_grid(out_, real), nrow=8
+                )
+            if done % checkpoint_every == 0 or done == cfg.steps or timed_out:
+                save(done)
+            if timed_out:
+                break
+        finished = step + 1 >= cfg.steps or start >= cfg.steps
+        model_dir = run.model_dir()
+        if finished:
+            final_g = ema if ema is not None else unwrap(gw)
+            g_state = {f"generator.{k}": v for k, v in final_g.state_dict().items()}
+            save_model_folder(
+                model_dir,
+                KIND,
+                config,
+                g_state,
+                extra={
+                    "instance_size": float(instance_size),
+                    "window": sampler.window,
+                    "patch_size": cfg.patch_size,
+                },
+            )
+            run.mark_finished()
+        return model_dir
+    finally:
+        shutdown_distributed()
+
+
+def load_generator(
+    path: str | Path, device: str = "cpu"
+) -> tuple[ClusterGenerator, ClusterConfig, dict]:
+    """Load a trained generator from a model folder (or a run folder holding ``model/``).
+
+    Returns ``(generator in eval mode, its ClusterConfig, the full config.json dict)``.
+    """
+    from maskgen.engine import load_model_folder, load_state_dict_strict
+
+    header, state = load_model_folder(path, KIND, device=device)
+    cfg = ClusterConfig.from_dict(header["config"])
+    g = ClusterGenerator(cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs)
+    gstate = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
+    if not gstate:
+        raise MaskgenError(f"{path}: model holds no generator weights")
+    load_state_dict_strict(g, gstate, path)
+    return g.to(device).eval(), cfg, header
+
+
+@torch.no_grad()
+def generate_instances(
+    g: ClusterGenerator, n: int, seed: int = 0, device: str = "cpu"
+) -> torch.Tensor:
+    """``n`` generated instances ``n x 4 x P x P`` (eval-mode BN), deterministic for ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return g(sample_z(n, g.z_dim, gen, device)).float().cpu()
+
+
+__all__ = [
+    "KIND",
+    "PRESETS",
+    "ClusterConfig",
+    "ClusterGenerator",
+    "LatentPredictor",
+    "build_networks",
+    "regularizers",
+    "generate_composites",
+    "generate_instances",
+    "load_generator",
+    "make_config",
+    "sample_z",
+    "train_cluster",
+]

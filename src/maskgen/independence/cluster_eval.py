@@ -1,0 +1,364 @@
+"""Evaluate a cluster model against an instance label map of its training image.
+
+The paper (Dai et al., AAAI 2019, Fig. 8-11) shows results qualitatively only. We measure three
+things, each defined here once and named in every report:
+
+1. **single-object rate**: the share of generated layers whose mask ``alpha > 0.5`` is *exactly
+   one connected object of plausible size*: after dropping specks smaller than 5 % of ``A_ref``,
+   exactly one 8-connected component remains and its area lies in
+   ``[PLAUSIBLE_LOW * A_ref, PLAUSIBLE_HIGH * A_ref]``. ``A_ref`` is the 90th percentile of the
+   ground-truth instance areas (instances not touching the image border, visible masks, scaled to
+   the patch resolution) -- a robust stand-in for the area of an unoccluded instance, since most
+   instances in a dense cluster are partly hidden. The upper bound (1.6) rejects two objects
+   merged into one blob (~2 ``A_ref``); the lower (0.3) rejects fragments.
+2. **best-match IoU**: for each generated mask, the highest IoU with any ground-truth instance
+   shape (visible masks of instances not touching the border, at patch resolution), both masks
+   translated so that their centroids coincide (integer shifts on a ``2P x 2P`` canvas); the mean
+   over generated layers (a layer with an empty mask scores 0).
+3. **count**: objects in the image estimated as ``foreground area / mean generated mask area``
+   (areas in image pixels: generated areas are scaled by ``(window / P)^2``), vs the number of
+   labels. Foreground area **without labels**: Otsu's threshold on the luminance, foreground =
+   the brighter class (``foreground="bright"``; ``"dark"`` for dark objects on a bright ground;
+   ``"all"`` for a dense cluster that hides its background). The count from the label map's own
+   foreground (``labels > 0``) is reported beside it, separating the two error sources. Both
+   ignore overlap (hidden parts of instances), so they tend to under-count dense clusters.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskgen.errors import MaskgenError
+
+PLAUSIBLE_LOW = 0.3
+PLAUSIBLE_HIGH = 1.6
+SPECK_FRACTION = 0.05
+REF_PERCENTILE = 90
+
+
+def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an instance label map (``H x W``; 0 = background, ``k > 0`` instance ``k``).
+
+    Accepts 8/16/32-bit grey PNGs, palette images (palette indices) and colour-coded RGB(A)
+    maps (each distinct colour an instance, black the background). Returns ``H x W`` int64.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskgenError(f"{path}: label map not found")
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA"):
+                a = np.asarray(im.convert("RGB")).astype(np.int64)
+                code = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+                uniq, inv = np.unique(code, return_inverse=True)
+                ids = np.arange(len(uniq))
+                if uniq[0] != 0:  # no black: every colour is an instance
+                    ids = ids + 1
+                return ids[inv].reshape(code.shape)
+            return np.asarray(im).astype(np.int64)
+    except (UnidentifiedImageError, OSError) as e:
+        raise MaskgenError(f"{path}: cannot read label map ({e.__class__.__name__})") from None
+
+
+def gt_shapes(labels: np.ndarray, scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """Ground-truth instance shapes at patch resolution.
+
+    Args:
+        labels: ``H x W`` int label map.
+        scale: patch pixels per image pixel (``P / window``).
+
+    Returns:
+        (list of tight ``h x w`` bool masks of instances not touching the image border, scaled
+        by ``scale``; ``(K,)`` float array of their areas in patch pixels).
+    """
+    import cv2
+    from scipy import ndimage
+
+    h, w = labels.shape
+    objs = ndimage.find_objects(labels.astype(np.int32))
+    shapes, areas = [], []
+    for k, sl in enumerate(objs, start=1):
+        if sl is None:
+            continue
+        ys, xs = sl
+        if ys.start == 0 or xs.start == 0 or ys.stop == h or xs.stop == w:
+            continue
+        m = (labels[sl] == k).astype(np.float32)
+        nh, nw = max(1, round(m.shape[0] * scale)), max(1, round(m.shape[1] * scale))
+        r = (
+            cv2.resize(m, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            > 0.5
+        )
+        if r.any():
+            shapes.append(r)
+            areas.append(float(r.sum()))
+    return shapes, np.asarray(areas, dtype=np.float64)
+
+
+def centred(mask: np.ndarray, canvas: int) -> np.ndarray:
+    """Paste a bool mask on a ``canvas x canvas`` grid with its centroid at the centre."""
+    out = np.zeros((canvas, canvas), bool)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return out
+    cy, cx = ys.mean(), xs.mean()
+    oy = int(round(canvas / 2 - 0.5 - cy))
+    ox = int(round(canvas / 2 - 0.5 - cx))
+    ty, tx = ys + oy, xs + ox
+    keep = (ty >= 0) & (ty < canvas) & (tx >= 0) & (tx < canvas)
+    out[ty[keep], tx[keep]] = True
+    return out
+
+
+def single_object_flags(masks: np.ndarray, a_ref: float) -> tuple[np.ndarray, np.ndarray]:
+    """For ``M x P x P`` bool masks: (is exactly one plausible object, number of components)."""
+    from scipy import ndimage
+
+    ok = np.zeros(len(masks), bool)
+    ncomp = np.zeros(len(masks), np.int64)
+    speck = SPECK_FRACTION * a_ref
+    for i, m in enumerate(masks):
+        lab, n = ndimage.label(m, structure=np.ones((3, 3)))
+        sizes = np.bincount(lab.ravel())[1:] if n else np.zeros(0)
+        big = sizes[sizes >= speck]
+        ncomp[i] = len(big)
+        ok[i] = len(big) == 1 and PLAUSIBLE_LOW * a_ref <= big[0] <= PLAUSIBLE_HIGH * a_ref
+    return ok, ncomp
+
+
+def best_match_iou(masks: np.ndarray, shapes: list[np.ndarray], canvas: int) -> np.ndarray:
+    """Per generated mask, the best IoU over GT shapes with both centred on ``canvas``."""
+    if not shapes:
+        return np.zeros(len(masks))
+    gm = np.stack([centred(m, canvas) for m in masks]).reshape(len(masks), -1).astype(np.float32)
+    tm = np.stack([centred(s, canvas) for s in shapes]).reshape(len(shapes), -1).astype(np.float32)
+    inter = gm @ tm.T
+    union = gm.sum(1)[:, None] + tm.sum(1)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return iou.max(1)
+
+
+def foreground_area(image: np.ndarray, mode: str = "bright") -> float:
+    """Foreground pixels of an RGB image without labels (see module docstring, item 3)."""
+    if mode == "all":
+        return float(image.shape[0] * image.shape[1])
+    from skimage.filters import threshold_otsu
+
+    grey = image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if grey.max() == grey.min():
+        return 0.0
+    t = threshold_otsu(grey)
+    if mode == "bright":
+        return float((grey > t).sum())
+    if mode == "dark":
+        return float((grey <= t).sum())
+    raise MaskgenError(f"unknown foreground mode {mode!r}; choose bright, dark or all")
+
+
+def evaluate_cluster(
+    model: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str],
+    image_path: str | os.PathLike[str] | None = None,
+    num_samples: int = 256,
+    seed: int = 0,
+    foreground: str = "bright",
+) -> dict[str, Any]:
+    """Compute the metrics of the module docstring; returns a JSON-ready dict."""
+    import torch
+
+    from maskgen.independence.cluster import generate_instances, load_generator
+
+    g, cfg, header = load_generator(model)
+    labels = read_label_map(labels_path)
+    if labels.ndim != 2:
+        raise MaskgenError(f"{labels_path}: a label map must be a single-channel image")
+    mconf = header["config"]
+    trained_hw = mconf.get("image_size")
+    if trained_hw is not None and list(labels.shape) != list(trained_hw):
+        raise MaskgenError(
+            f"{labels_path}: label map is {labels.shape[1]}x{labels.shape[0]} px but the model was "
+            f"trained on a {trained_hw[1]}x{trained_hw[0]} px image"
+        )
+    image = None
+    if image_path is not None:
+        from maskgen.independence.cluster_patches import load_cluster_image
+
+        image = load_cluster_image(image_path)
+        if image.shape[:2] != labels.shape:
+            raise MaskgenError(
+                f"{labels_path}: label map is {labels.shape[1]}x{labels.shape[0]} px but "
+                f"{image_path} is {image.shape[1]}x{image.shape[0]} px"
+            )
+    if labels.max() <= 0:
+        raise MaskgenError(f"{labels_path}: label map holds no instances")
+    P = cfg.patch_size
+    window = float(mconf["window"])
+    scale = P / window
+    shapes, areas = gt_shapes(labels, scale)
+    if len(shapes) == 0:
+        raise MaskgenError(
+            f"{labels_path}: no instance lies inside the image (all touch the border)"
+        )
+    a_ref = float(np.percentile(areas, REF_PERCENTILE))
+    inst = generate_instances(g, num_samples, seed=seed)
+    masks = (inst[:, 3] > 0.5).numpy()
+    ok, ncomp = single_object_flags(masks, a_ref)
+    ious = best_match_iou(masks, shapes, canvas=2 * P)
+    gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
+    soft_area_img = float(inst[:, 3].sum((1, 2)).mean()) / scale**2
+    true_count = int(len(np.unique(labels[labels > 0])))
+    fg_labels = float((labels > 0).sum())
+    result: dict[str, Any] = {
+        "model": str(model),
+        "labels": str(labels_path),
+        "num_generated": int(num_samples),
+        "seed": seed,
+        "patch_size": P,
+        "window": window,
+        "gt_instances_used": len(shapes),
+        "a_ref_patch_px": a_ref,
+        "plausible_area_patch_px": [PLAUSIBLE_LOW * a_ref, PLAUSIBLE_HIGH * a_ref],
+        "single_object_rate": float(ok.mean()),
+        "components_histogram": {
+            str(k): int((ncomp == k).sum()) for k in range(int(ncomp.max()) + 1)
+        },
+        "best_match_iou_mean": float(ious.mean()),
+        "best_match_iou_median": float(np.median(ious)),
+        "mean_generated_mask_area_image_px": gen_area_img,
+        "mean_soft_mask_area_image_px": soft_area_img,
+        "true_count": true_count,
+        # None when every generated mask is empty (no instance size learned).
+        "count_from_label_foreground": fg_labels / gen_area_img if gen_area_img > 0 else None,
+        "definitions": "see maskgen.independence.cluster_eval module docstring",
+    }
+    if image is not None:
+        fg = foreground_area(image, foreground)
+        result["foreground_mode"] = foreground
+        result["foreground_area_px"] = fg
+        result["count_estimate"] = fg / gen_area_img if gen_area_img > 0 else None
+    del torch
+    return result
+
+
+def estimate_count(
+    model: str | os.PathLike[str],
+    image: np.ndarray,
+    foreground: str = "bright",
+    num_samples: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Object count of an image without labels: foreground area / mean generated mask area."""
+    from maskgen.independence.cluster import generate_instances, load_generator
+
+    g, cfg, header = load_generator(model)
+    scale = cfg.patch_size / float(header["config"]["window"])
+    inst = generate_instances(g, num_samples, seed=seed)
+    area = float((inst[:, 3] > 0.5).sum((1, 2)).float().mean()) / scale**2
+    fg = foreground_area(image, foreground)
+    return {
+        "foreground_area_px": fg,
+        "mean_generated_mask_area_image_px": area,
+        "count_estimate": fg / area if area > 0 else None,
+    }
+
+
+__all__ = [
+    "PLAUSIBLE_HIGH",
+    "PLAUSIBLE_LOW",
+    "best_match_iou",
+    "centred",
+    "estimate_count",
+    "evaluate_cluster",
+    "foreground_area",
+    "gt_shapes",
+    "read_label_map",
+    "single_object_flags",
+]
+
+
+def write_samples(
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    num: int = 16,
+    seed: int = 0,
+    image: np.ndarray | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Picture grids and single RGBA instances of a trained cluster model.
+
+    Writes into ``out``:
+
+    - ``appearances.png``: learned instance appearances (the generator's RGB), ``num`` of them;
+    - ``masks.png``: their soft masks (alpha); ``carved.png``: RGB x alpha over grey;
+    - ``composites.png``: ``num`` generated composite patches (``L`` layers each, the
+      training layout, over disk backgrounds of ``image`` when given, else black);
+    - ``layers.png``: the paper's appendix figures 9-11: one column per composite; rows 1..L the
+      carved instances of each composition layer after layout (back to front), then the
+      composite, then a learned appearance and its soft mask;
+    - ``instances/instance_NNN.png``: ``num`` single generated instances as RGBA PNGs.
+
+    Returns the written paths.
+    """
+    import torch
+
+    from maskgen.core.io import refuse_overwrite, write_image
+    from maskgen.engine import save_image_grid
+    from maskgen.independence.cluster import generate_composites, load_generator
+    from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
+
+    if num < 1:
+        raise MaskgenError(f"--num {num}: must be at least 1")
+    out = Path(out)
+    names = [
+        "appearances.png",
+        "masks.png",
+        "carved.png",
+        "composites.png",
+        "layers.png",
+        "instances",
+    ]
+    for n in names:
+        refuse_overwrite(out / n, force)
+    g, cfg, header = load_generator(model)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        from maskgen.independence.cluster import sample_z
+
+        inst = g(sample_z(num, cfg.z_dim, gen)).float()
+        if image is not None:
+            sampler = PatchSampler(image, header["config"]["instance_size"], cfg.patch_size)
+            bg = make_backgrounds(
+                cfg.background, num, sampler, generator=gen, radius=cfg.disk_radius
+            )
+        else:
+            bg = torch.zeros(num, 3, cfg.patch_size, cfg.patch_size)
+        comp = generate_composites(g, cfg, num, bg, generator=gen)
+    nrow = min(num, 8)
+    rgb, a = inst[:, :3], inst[:, 3:4]
+    out.mkdir(parents=True, exist_ok=True)
+    files = [
+        save_image_grid(out / "appearances.png", rgb, nrow),
+        save_image_grid(out / "masks.png", a, nrow),
+        save_image_grid(out / "carved.png", rgb * a + 0.5 * (1 - a), nrow),
+        save_image_grid(out / "composites.png", comp["composite"], nrow),
+    ]
+    k = min(num, 8)
+    L = cfg.layers
+    rows = [comp["layers"][:k, i, :3] * comp["layers"][:k, i, 3:4] for i in range(L)]
+    rows += [comp["composite"][:k], rgb[:k], a[:k].expand(-1, 3, -1, -1)]
+    files.append(save_image_grid(out / "layers.png", torch.cat(rows), k))
+    idir = out / "instances"
+    idir.mkdir(exist_ok=True)
+    arr = (inst.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    for i in range(num):
+        p = idir / f"instance_{i:03d}.png"
+        write_image(p, arr[i])
+        files.append(p)
+    return files

@@ -1,0 +1,207 @@
+"""Real patches from one image of a dense object cluster (independence prior, application 2).
+
+Paper, "Learning Instance Appearances and Masks From One Image of HOC" / Data Preparation:
+"a window size of roughly 1.5 time of the width of the biggest instance works nicely. All patches
+are scaled into 64x64. Both horizontal flip and vertical flip are used [where the objects allow]."
+The background provider uses "real images [patches] with a black disk with radius of roughly 20
+pixels in the center" (or pure black images).
+
+Implementation: the whole image is resized once by ``patch_size / window`` (area interpolation),
+so every random ``patch_size x patch_size`` crop of the resized image is a ``window x window``
+window of the original scaled to the patch size. Crops are drawn uniformly over all positions
+(each draw an independent sample: one image yields ``(H' - P + 1) * (W' - P + 1)`` distinct
+patches, times 4 with flips).
+
+Tensors: patches are ``N x 3 x P x P`` float32 in ``[0, 1]``, RGB.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskgen.errors import MaskgenError
+
+#: Window width relative to the largest instance's width (paper: "roughly 1.5 time").
+WINDOW_FACTOR = 1.5
+#: Radius of the background disk at 64x64 (paper: "roughly 20 pixels"); scaled with the patch.
+DISK_RADIUS_64 = 20.0
+
+
+def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Normalise an image array to ``H x W x 3`` uint8 RGB.
+
+    Grey (``H x W`` or ``H x W x 1``) is repeated to three channels; RGBA / grey+alpha is
+    flattened onto black (transparent = background); float images in ``[0, 1]`` are scaled.
+    """
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating):
+            a = np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
+        elif np.issubdtype(a.dtype, np.integer) and a.max(initial=0) > 255:
+            a = (a.astype(np.float64) / max(1, a.max()) * 255).astype(np.uint8)
+        else:
+            a = a.astype(np.uint8)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise MaskgenError(
+            f"{name}: expected a grey, RGB or RGBA image, got an array of shape {a.shape}"
+        )
+    if a.shape[2] in (2, 4):  # flatten alpha onto black
+        alpha = a[..., -1:].astype(np.float32) / 255.0
+        a = np.clip(np.round(a[..., :-1].astype(np.float32) * alpha), 0, 255).astype(np.uint8)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def load_cluster_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` uint8 RGB (grey and RGBA handled)."""
+    from maskgen.core.io import read_image
+
+    return read_image(Path(path), mode="RGB")
+
+
+def window_size(instance_size: float) -> int:
+    """Patch window in original pixels: ``round(1.5 * instance_size)`` (at least 2)."""
+    return max(2, int(round(WINDOW_FACTOR * float(instance_size))))
+
+
+def check_patch_geometry(shape: tuple[int, ...], instance_size: float, name: str = "image") -> int:
+    """Validate an image size against the instance size; return the window in pixels.
+
+    Raises:
+        MaskgenError: instance size not positive, larger than the image, or the image smaller
+            than one patch window.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if not instance_size or instance_size < 2:
+        raise MaskgenError(f"instance size {instance_size}: must be at least 2 pixels")
+    if instance_size > min(h, w):
+        raise MaskgenError(
+            f"{name}: instance size {instance_size:g} px is larger than the image ({w}x{h} px)"
+        )
+    win = window_size(instance_size)
+    if win > min(h, w):
+        raise MaskgenError(
+            f"{name}: image {w}x{h} px is smaller than one patch window of {win} px "
+            f"(1.5 x instance size {instance_size:g}); use a smaller --instance-size"
+        )
+    return win
+
+
+class PatchSampler:
+    """Random real patches of one image (the GAN's "real" data) and disk backgrounds.
+
+    Args:
+        image: ``H x W x 3`` uint8 RGB (grey/RGBA accepted, see :func:`as_rgb_uint8`).
+        instance_size: width in pixels of the largest instance.
+        patch_size: side ``P`` of the patches (64 in the paper).
+        flips: random horizontal and vertical flips (paper: fruit and seed images).
+        name: for error messages (e.g. the image path).
+
+    Attributes:
+        window: window side in original pixels; ``scale = patch_size / window``.
+        resized: ``3 x H' x W'`` float32 tensor in ``[0, 1]``.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        instance_size: float,
+        patch_size: int = 64,
+        flips: bool = False,
+        name: str = "image",
+    ) -> None:
+        import cv2
+
+        img = as_rgb_uint8(image, name)
+        self.window = check_patch_geometry(img.shape, instance_size, name)
+        self.instance_size = float(instance_size)
+        self.patch_size = int(patch_size)
+        self.flips = bool(flips)
+        self.scale = self.patch_size / self.window
+        h, w = img.shape[:2]
+        self.image_hw = (h, w)
+        nh, nw = (
+            max(self.patch_size, round(h * self.scale)),
+            max(self.patch_size, round(w * self.scale)),
+        )
+        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(img, (nw, nh), interpolation=interp)
+        self.resized = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0).contiguous()
+
+    @property
+    def num_positions(self) -> int:
+        """Number of distinct crop positions (before flips)."""
+        _, h, w = self.resized.shape
+        return (h - self.patch_size + 1) * (w - self.patch_size + 1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` random patches, ``n x 3 x P x P`` float32 in ``[0, 1]`` (CPU)."""
+        _, h, w = self.resized.shape
+        p = self.patch_size
+        ys = torch.randint(0, h - p + 1, (n,), generator=generator)
+        xs = torch.randint(0, w - p + 1, (n,), generator=generator)
+        ar = torch.arange(p)
+        rows = (ys[:, None] + ar[None]).view(n, 1, p, 1).expand(n, 3, p, w)
+        out = torch.gather(self.resized[None].expand(n, 3, h, w), 2, rows)
+        cols = (xs[:, None] + ar[None]).view(n, 1, 1, p).expand(n, 3, p, p)
+        out = torch.gather(out, 3, cols)
+        if self.flips:
+            fh = torch.rand(n, generator=generator) < 0.5
+            fv = torch.rand(n, generator=generator) < 0.5
+            out = torch.where(fh[:, None, None, None], out.flip(3), out)
+            out = torch.where(fv[:, None, None, None], out.flip(2), out)
+        return out
+
+
+def disk_mask(patch_size: int, radius: float | None = None) -> torch.Tensor:
+    """``1 x 1 x P x P`` float32: 1 inside a centred disk of ``radius`` px (default ``20 * P/64``)."""
+    r = DISK_RADIUS_64 * patch_size / 64.0 if radius is None else float(radius)
+    c = (patch_size - 1) / 2.0
+    yy, xx = torch.meshgrid(torch.arange(patch_size), torch.arange(patch_size), indexing="ij")
+    return (((yy - c) ** 2 + (xx - c) ** 2) <= r * r).float()[None, None]
+
+
+def make_backgrounds(
+    kind: str,
+    n: int,
+    sampler: PatchSampler,
+    generator: torch.Generator | None = None,
+    radius: float | None = None,
+) -> torch.Tensor:
+    """Background layer ``x_0`` for ``n`` composites: ``n x 3 x P x P`` in ``[0, 1]``.
+
+    ``kind="black"``: pure black. ``kind="disk"``: real patches with a black disk in the centre
+    (paper: radius roughly 20 px at 64x64, "which work better than pure black images").
+    """
+    p = sampler.patch_size
+    if kind == "black":
+        return torch.zeros(n, 3, p, p)
+    if kind == "disk":
+        return sampler.sample(n, generator) * (1.0 - disk_mask(p, radius))
+    raise MaskgenError(f"unknown background {kind!r}; choose black or disk")
+
+
+def patch_grid_side(n: int) -> int:
+    """Columns of a near-square grid of ``n`` images."""
+    return max(1, int(math.ceil(math.sqrt(n))))
+
+
+__all__ = [
+    "DISK_RADIUS_64",
+    "WINDOW_FACTOR",
+    "PatchSampler",
+    "as_rgb_uint8",
+    "check_patch_geometry",
+    "disk_mask",
+    "load_cluster_image",
+    "make_backgrounds",
+    "window_size",
+]

@@ -1,0 +1,195 @@
+"""Cluster application (independence prior, application 2): data, patches, networks, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskgen.data.cluster_images import synthetic_cluster
+from maskgen.errors import MaskgenError
+from maskgen.independence.cluster import (
+    PRESETS,
+    ClusterGenerator,
+    build_networks,
+    generate_composites,
+    make_config,
+)
+from maskgen.independence.cluster_eval import (
+    best_match_iou,
+    centred,
+    foreground_area,
+    gt_shapes,
+    read_label_map,
+    single_object_flags,
+)
+from maskgen.independence.cluster_patches import (
+    PatchSampler,
+    as_rgb_uint8,
+    disk_mask,
+    make_backgrounds,
+    window_size,
+)
+
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    return synthetic_cluster(size=96, instance_size=24, seed=3)
+
+
+def test_synthetic_cluster_labels_are_exact(small_cluster):
+    c = small_cluster
+    assert c.image.shape == (96, 96, 3) and c.image.dtype == np.uint8
+    k = int(c.labels.max())
+    assert k == c.info["count"] == len(c.full_masks) and k > 10
+    # Dense: background covers little of the image.
+    assert (c.labels == 0).mean() < 0.2
+    for i in range(k):
+        vis = c.labels == i + 1
+        assert vis.any()
+        assert not (vis & ~c.full_masks[i]).any()  # visible part lies inside the full mask
+    # The largest full mask is about instance_size wide.
+    widths = [
+        int(np.ptp(np.nonzero(m.any(0))[0])) + 1
+        for m in c.full_masks
+        if not m[0].any() and not m[-1].any() and not m[:, 0].any() and not m[:, -1].any()
+    ]
+    assert 18 <= max(widths) <= 26
+    # Same seed, same image.
+    assert np.array_equal(synthetic_cluster(size=96, instance_size=24, seed=3).image, c.image)
+
+
+def test_synthetic_cluster_silhouette_and_bad_shape():
+    c = synthetic_cluster(size=64, instance_size=20, shape="cat", seed=1)
+    assert c.labels.max() > 3
+    with pytest.raises(MaskgenError, match="unknown cluster shape"):
+        synthetic_cluster(size=64, shape="unicorn")
+
+
+def test_patch_sampler_geometry_and_flips(small_cluster):
+    s = PatchSampler(small_cluster.image, 24, patch_size=32, flips=True)
+    assert s.window == window_size(24) == 36
+    assert s.resized.shape[1:] == (round(96 * 32 / 36), round(96 * 32 / 36))
+    x = s.sample(5, torch.Generator().manual_seed(0))
+    assert x.shape == (5, 3, 32, 32) and x.min() >= 0 and x.max() <= 1
+    # Without flips every patch is an exact crop of the resized image.
+    s2 = PatchSampler(small_cluster.image, 24, patch_size=32, flips=False)
+    p = s2.sample(1, torch.Generator().manual_seed(1))[0]
+    r = s2.resized
+    found = any(
+        torch.equal(r[:, y : y + 32, xx : xx + 32], p)
+        for y in range(r.shape[1] - 31)
+        for xx in range(r.shape[2] - 31)
+    )
+    assert found
+
+
+def test_grey_and_rgba_images_are_handled():
+    grey = np.full((50, 60), 200, np.uint8)
+    assert as_rgb_uint8(grey).shape == (50, 60, 3)
+    rgba = np.zeros((50, 60, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 128
+    out = as_rgb_uint8(rgba)
+    assert out.shape == (50, 60, 3) and 126 <= out[0, 0, 0] <= 129 and out[0, 0, 1] == 0
+    PatchSampler(grey, 20, 16)
+    PatchSampler(rgba, 20, 16)
+
+
+def test_bad_geometry_is_a_one_line_error():
+    img = np.zeros((40, 50, 3), np.uint8)
+    with pytest.raises(MaskgenError, match="larger than the image"):
+        PatchSampler(img, 45, 16)
+    with pytest.raises(MaskgenError, match="smaller than one patch window"):
+        PatchSampler(img, 30, 16)  # window 45 > 40
+
+
+def test_disk_background():
+    m = disk_mask(64)
+    assert m[0, 0, 32, 32] == 1 and m[0, 0, 32, 32 + 21] == 0 and m[0, 0, 32, 32 + 19] == 1
+    s = PatchSampler(np.full((64, 64, 3), 255, np.uint8), 20, 32)
+    bg = make_backgrounds("disk", 2, s)
+    assert bg[:, :, 16, 16].max() == 0 and bg[:, :, 0, 0].min() == 1
+    assert make_backgrounds("black", 2, s).max() == 0
+
+
+def test_generator_table2_shapes():
+    g = ClusterGenerator(6, 64, (256, 128, 64), 2)
+    z = torch.rand(3, 6) * 2 - 1
+    x = g(z)
+    assert x.shape == (3, 4, 64, 64) and x.min() >= 0 and x.max() <= 1
+    # Table 2: 1x1 "conv" z -> 8*8*256, two 4x4 convs of 256, deconvs 128, 64, 4.
+    assert g.fc.weight.shape == (8 * 8 * 256, 6)
+    convs = [m for m in g.body if isinstance(m, torch.nn.Conv2d)]
+    deconvs = [m for m in g.body if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.weight.shape[:2] for c in convs] == [(256, 256)] * 2
+    assert [d.out_channels for d in deconvs] == [128, 64, 4]
+
+
+def test_presets_follow_table4():
+    expect = {
+        "crowd": (8, 6, 0.1, 30, False),
+        "fruit": (10, 5, 0.25, 32, True),
+        "seed": (12, 2, 0.25, 26, True),
+    }
+    for name, (layers, zd, a, pad, flips) in expect.items():
+        c = make_config(name)
+        assert (c.layers, c.z_dim, c.area_target, c.pad, c.flips) == (layers, zd, a, pad, flips)
+        assert c.area_weight == 1000 and c.info_weight == 50 and c.patch_size == 64
+        assert c.binary_weight == 0  # paper settings: no extra terms
+        assert c.lr_d == 2e-4 and c.lr_g == 4e-4 and c.betas == (0.5, 0.999)
+    assert "cpu" in PRESETS
+    with pytest.raises(MaskgenError):
+        make_config("nope")
+
+
+def test_composites_and_discriminator_shapes():
+    cfg = make_config("tiny")
+    g, d, q = build_networks(cfg)
+    bg = torch.zeros(2, 3, 16, 16)
+    out = generate_composites(g, cfg, 2, bg)
+    assert out["instances"].shape == (2, cfg.layers, 4, 16, 16)
+    assert out["composite"].shape == (2, 3, 16, 16)
+    assert d(out["composite"]).shape[:2] == (2, 1)
+    assert q(out["instances"][:, 0]).shape == (2, cfg.z_dim)
+
+
+def test_metrics_on_known_masks(small_cluster):
+    shapes, areas = gt_shapes(small_cluster.labels, 1.0)
+    assert len(shapes) > 3
+    a_ref = float(np.percentile(areas, 90))
+    r = int(np.sqrt(a_ref / np.pi))
+    yy, xx = np.mgrid[:32, :32]
+    one = ((yy - 16) ** 2 + (xx - 16) ** 2) <= r * r
+    two = (((yy - 8) ** 2 + (xx - 8) ** 2) <= 16) | (((yy - 24) ** 2 + (xx - 24) ** 2) <= 16)
+    big = np.ones((32, 32), bool)
+    ok, ncomp = single_object_flags(np.stack([one, two, big, np.zeros_like(one)]), a_ref)
+    assert ok.tolist() == [True, False, False, False]
+    assert ncomp.tolist()[:2] == [1, 2]
+    # A GT shape matches itself exactly wherever it sits.
+    s = shapes[0]
+    shifted = np.zeros((40, 40), bool)
+    shifted[3 : 3 + s.shape[0], 5 : 5 + s.shape[1]] = s
+    iou = best_match_iou(shifted[None], shapes, canvas=64)
+    assert iou[0] == pytest.approx(1.0)
+    assert centred(np.zeros((8, 8), bool), 16).sum() == 0
+
+
+def test_label_map_reader_and_foreground(tmp_path):
+    from PIL import Image
+
+    lab = np.zeros((10, 12, 3), np.uint8)
+    lab[2:4, 2:4] = (255, 0, 0)
+    lab[6:8, 6:9] = (0, 255, 0)
+    Image.fromarray(lab).save(tmp_path / "rgb.png")
+    m = read_label_map(tmp_path / "rgb.png")
+    assert m.shape == (10, 12) and len(np.unique(m)) == 3 and m[0, 0] == 0
+    Image.fromarray(np.arange(120, dtype=np.uint16).reshape(10, 12)).save(tmp_path / "g16.png")
+    assert read_label_map(tmp_path / "g16.png").max() == 119
+    img = np.zeros((10, 10, 3), np.uint8)
+    img[:3] = 250
+    assert foreground_area(img, "bright") == 30
+    assert foreground_area(img, "dark") == 70
+    assert foreground_area(img, "all") == 100
+    with pytest.raises(MaskgenError):
+        read_label_map(tmp_path / "missing.png")

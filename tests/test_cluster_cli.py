@@ -1,0 +1,349 @@
+"""End-to-end tests of ``maskgen data cluster`` and ``maskgen cluster train|sample|evaluate``.
+
+Tiny configs (preset ``tiny``: 16x16 patches, 3 layers) on a small synthetic cluster; the
+commands run in-process through :func:`maskgen.cli.main.main`, except the resume test, which
+kills a real training process with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskgen.cli.main import main
+
+TRAIN = ["--preset", "tiny", "--log-every", "2", "--checkpoint-every", "3"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cl") / "data"
+    rc = main(
+        [
+            "data",
+            "cluster",
+            "--kind",
+            "synthetic",
+            "--size",
+            "80",
+            "--instance-size",
+            "20",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cl") / "run"
+    rc = main(
+        [
+            "cluster",
+            "train",
+            "--image",
+            str(data / "image.png"),
+            "--instance-size",
+            "20",
+            "--out",
+            str(run),
+            "--steps",
+            "6",
+            *TRAIN,
+        ]
+    )
+    assert rc == 0
+    return run
+
+
+def test_data_cluster_writes_image_labels_info(data):
+    img = np.asarray(Image.open(data / "image.png"))
+    lab = np.asarray(Image.open(data / "labels.png"))
+    info = json.loads((data / "info.json").read_text())
+    assert img.shape == (80, 80, 3) and lab.shape == (80, 80)
+    assert lab.max() == info["count"] > 5 and info["instance_size"] == 20
+    # Refuses to overwrite without --force.
+    assert main(["data", "cluster", "--kind", "synthetic", "--out", str(data)]) == 2
+
+
+def test_train_writes_run_and_model(trained):
+    assert (trained / "DONE").is_file()
+    cfg = json.loads((trained / "model" / "config.json").read_text())
+    assert cfg["kind"] == "cluster" and cfg["config"]["layers"] == 3
+    assert (trained / "model" / "model.safetensors").is_file()
+    lines = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4, 6]
+    for x in lines:
+        assert {"loss_d", "loss_g", "mask_area", "info_loss"} <= set(x)
+        assert np.isfinite(x["loss_d"]) and 0 <= x["mask_area"] <= 1
+    assert sorted(p.name for p in (trained / "grids").iterdir())[-1] == "grid-00000006.png"
+
+
+def test_sample_writes_grids_and_rgba(trained, data, tmp_path):
+    out = tmp_path / "s"
+    assert (
+        main(
+            [
+                "cluster",
+                "sample",
+                "--model",
+                str(trained),
+                "--out",
+                str(out),
+                "--num",
+                "5",
+                "--image",
+                str(data / "image.png"),
+            ]
+        )
+        == 0
+    )
+    for n in ["appearances.png", "masks.png", "carved.png", "composites.png", "layers.png"]:
+        assert (out / n).is_file()
+    rgba = np.asarray(Image.open(out / "instances" / "instance_004.png"))
+    assert rgba.shape == (16, 16, 4)
+    # layers.png: L=3 layer rows + composite + appearance + mask = 6 rows of 16 px + padding.
+    assert np.asarray(Image.open(out / "layers.png")).shape[0] == 6 * 18 + 2
+    # No silent overwrite.
+    assert main(["cluster", "sample", "--model", str(trained), "--out", str(out)]) == 2
+
+
+def test_evaluate_writes_metrics(trained, data, tmp_path):
+    out = tmp_path / "m.json"
+    assert (
+        main(
+            [
+                "cluster",
+                "evaluate",
+                "--model",
+                str(trained),
+                "--labels",
+                str(data / "labels.png"),
+                "--image",
+                str(data / "image.png"),
+                "--out",
+                str(out),
+                "--num",
+                "16",
+            ]
+        )
+        == 0
+    )
+    m = json.loads(out.read_text())
+    assert 0 <= m["single_object_rate"] <= 1 and 0 <= m["best_match_iou_mean"] <= 1
+    assert m["true_count"] == int(np.asarray(Image.open(data / "labels.png")).max())
+    assert m["num_generated"] == 16
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err.strip()
+
+
+def test_bad_inputs_are_one_line_errors(data, trained, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(small)
+    # Image smaller than one patch window (1.5 x 16 = 24 px > 20 px).
+    assert (
+        main(
+            [
+                "cluster",
+                "train",
+                "--image",
+                str(small),
+                "--instance-size",
+                "16",
+                "--out",
+                str(tmp_path / "r1"),
+                *TRAIN,
+            ]
+        )
+        == 2
+    )
+    e = _err(capsys)
+    assert (
+        e.startswith("maskgen: error:") and "smaller than one patch window" in e and "\n" not in e
+    )
+    # Instance size larger than the image.
+    assert (
+        main(
+            [
+                "cluster",
+                "train",
+                "--image",
+                str(small),
+                "--instance-size",
+                "30",
+                "--out",
+                str(tmp_path / "r2"),
+                *TRAIN,
+            ]
+        )
+        == 2
+    )
+    assert "larger than the image" in _err(capsys)
+    # Label map that does not match the image / the training image.
+    bad = tmp_path / "bad_labels.png"
+    Image.fromarray(np.ones((50, 60), np.uint8)).save(bad)
+    assert (
+        main(
+            [
+                "cluster",
+                "evaluate",
+                "--model",
+                str(trained),
+                "--labels",
+                str(bad),
+                "--out",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 2
+    )
+    e = _err(capsys)
+    assert "label map is 60x50 px" in e and "\n" not in e
+    assert (
+        main(
+            [
+                "cluster",
+                "evaluate",
+                "--model",
+                str(trained),
+                "--labels",
+                str(data / "labels.png"),
+                "--image",
+                str(small),
+                "--out",
+                str(tmp_path / "m2.json"),
+            ]
+        )
+        == 2
+    )
+    assert "label map is 80x80 px" in _err(capsys)
+    # Missing image, unknown model folder.
+    assert (
+        main(
+            [
+                "cluster",
+                "train",
+                "--image",
+                str(tmp_path / "nope.png"),
+                "--instance-size",
+                "5",
+                "--out",
+                str(tmp_path / "r3"),
+            ]
+        )
+        == 2
+    )
+    assert "not found" in _err(capsys)
+    assert (
+        main(
+            [
+                "cluster",
+                "sample",
+                "--model",
+                str(tmp_path / "nomodel"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "not found" in _err(capsys)
+
+
+def test_grey_and_rgba_files_train(tmp_path, data):
+    rgb = np.asarray(Image.open(data / "image.png"))
+    grey = tmp_path / "grey.png"
+    Image.fromarray(rgb[..., 0]).save(grey)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(rgba)
+    for i, p in enumerate([grey, rgba]):
+        assert (
+            main(
+                [
+                    "cluster",
+                    "train",
+                    "--image",
+                    str(p),
+                    "--instance-size",
+                    "20",
+                    "--out",
+                    str(tmp_path / f"r{i}"),
+                    "--steps",
+                    "2",
+                    *TRAIN,
+                ]
+            )
+            == 0
+        )
+
+
+def test_resume_after_sigkill(data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "maskgen",
+        "cluster",
+        "train",
+        "--image",
+        str(data / "image.png"),
+        "--instance-size",
+        "20",
+        "--out",
+        str(run),
+        "--steps",
+        "400",
+        "--preset",
+        "tiny",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ck = (
+                list((run / "checkpoints").glob("ckpt-*.pt"))
+                if (run / "checkpoints").is_dir()
+                else []
+            )
+            if len(ck) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint written within 90 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (run / "DONE").exists()
+    steps_before = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # Rerun with a lower step target so it finishes quickly: the config must match, so the same
+    # steps are kept and the rerun is stopped by --max-minutes instead... simpler: same command,
+    # bounded by a short time limit, then check it continued from the checkpoint.
+    res = subprocess.run(
+        [*cmd, "--max-minutes", "0.05"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stderr
+    resumed_from = int(res.stderr.split("from step")[1].split()[0])
+    assert resumed_from >= 2 and resumed_from <= max(steps_before)
+    steps_after = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps_after) > resumed_from
