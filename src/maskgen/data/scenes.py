@@ -493,7 +493,8 @@ def generate_scenes(
             (:func:`maskgen.data.shapes.load_shapes`).
         cfg: :class:`SceneConfig` (defaults when None).
         force: replace an existing scenes folder.
-        workers: processes (results do not depend on it).
+        workers: processes (results do not depend on it; needs the ``fork`` start method,
+            one process otherwise).
         progress: tqdm progress bar (None: only on a terminal).
 
     Returns:
@@ -534,9 +535,9 @@ def generate_scenes(
     }
     pool_ctx = None
     try:
-        if workers > 1:
-            import multiprocessing as mp
+        import multiprocessing as mp
 
+        if workers > 1 and "fork" in mp.get_all_start_methods():  # else: one process
             pool_ctx = mp.get_context("fork").Pool(workers)
         for split_index, split in enumerate(SPLITS):
             n = cfg.num_images.get(split, 0)
