@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_predictions(gt, BASELINES[name], baseline_protocol(name))
         seconds = time.perf_counter() - t0
         write_report(result, out_root / name, force=True)
-        body = markdown_report(result, title=f"{name}").replace(
+        body = markdown_report(result, title=f"{name}", heading="####").replace(
             f"- Ground truth: {gt_path} ", f"- Ground truth: {args.gt} "
         )
         parts.append(body)
         parts.append(
             f"Evaluation time: {seconds:.1f} s ({gt.num_instances() / max(seconds, 1e-9):.0f} instances/s, "
-            "decode + metric, one process; other work may have shared the CPU).\n"
+            "counts on run-length encodings, one process; the 2-core machine was shared with other work).\n"
         )
     markdown = "\n".join(parts)
     print(markdown)

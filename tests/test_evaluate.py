@@ -241,6 +241,40 @@ def test_cli_pred_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert not (tmp_path / "e3").exists()
 
 
+def test_malformed_rle_prediction_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "zzzz" parses as RLE but its runs cover far more than the 6x6 image; pycocotools would
+    # write past the mask, so the harness checks the counts first.
+    gt = _gt(tmp_path / "gt.json")
+    anns = [
+        result_annotation(1, 1, 1, A1),
+        result_annotation(2, 1, 1, A2),
+        result_annotation(3, 2, 1, A3),
+    ]
+    anns[2]["segmentation"] = {"size": [6, 6], "counts": "zzzz"}
+    write_results(tmp_path / "r.json", anns, {"method": "x"})
+    rc = main(
+        [
+            "amodal",
+            "evaluate",
+            "--gt",
+            str(gt),
+            "--pred",
+            str(tmp_path / "r.json"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert (
+        rc == 2
+        and "r.json: result for annotation 3 (image 2): RLE" in err
+        and len(err.splitlines()) == 1
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def test_gt_without_amodal_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     coco = {
         "images": [{"id": 1, "file_name": "1.png", "height": 8, "width": 8}],

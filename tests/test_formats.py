@@ -396,3 +396,21 @@ def test_image_files_checked_when_asked(tmp_path: Path) -> None:
     with pytest.raises(MaskgenError, match=r"b\.png: image file not found \(image 2"):
         load_dataset(src, image_root=tmp_path / "img")
     assert load_dataset(src).num_instances() == 3
+
+
+def test_rle_counts_decoder_matches_pycocotools() -> None:
+    from maskgen.data.coco import rle_counts
+
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        m = rng.random((h, w)) < rng.random()
+        c = rle_counts(encode_rle(m)["counts"])
+        assert sum(c) == h * w and sum(c[1::2]) == int(m.sum())
+        # Rebuild the mask from the runs (column-major, starting with zeros).
+        flat = np.repeat(np.arange(len(c)) % 2, c).astype(bool)
+        assert (m == flat.reshape((w, h)).T).all()
+    with pytest.raises(ValueError, match="truncated"):
+        rle_counts("0o")  # 'o' (63) has the continuation bit set and nothing follows
+    with pytest.raises(ValueError, match="invalid character"):
+        rle_counts("ab c")

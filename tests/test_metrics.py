@@ -138,3 +138,28 @@ def test_empty_foreground_counts_as_agreement() -> None:
     z = np.zeros((3, 3), bool)
     m = foreground_metrics(z, z)
     assert m == {"fg_iou": 1.0, "bg_iou": 1.0, "miou": 1.0, "pixel_acc": 1.0}
+
+
+def test_rle_counts_match_dense_counts() -> None:
+    from maskgen.core.metrics import instance_counts_rle, to_rle
+    from maskgen.core.rle import encode_rle
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        h, w = (int(v) for v in rng.integers(3, 40, 2))
+        a = rng.random((h, w)) < 0.5
+        a[0, 0] = True  # never empty
+        v = a & (rng.random((h, w)) < rng.random())
+        if trial % 5 == 0:
+            v = a.copy()  # unoccluded
+        p = rng.random((h, w)) < rng.random()
+        dense = instance_counts(p, a, v)
+        fast = instance_counts_rle(*(to_rle(encode_rle(m), h, w) for m in (p, a, v)))
+        assert dense == fast, trial
+    # Polygons, uncompressed RLE and None (empty) convert too.
+    poly = to_rle([[1, 1, 4, 1, 4, 3, 1, 3]], 5, 6)
+    from pycocotools import mask as mask_utils
+
+    assert int(mask_utils.area(poly)) == 6  # cols 1-3 x rows 1-2
+    assert int(mask_utils.area(to_rle(None, 5, 6))) == 0
+    assert int(mask_utils.area(to_rle({"size": [5, 6], "counts": [7, 3, 20]}, 5, 6))) == 3

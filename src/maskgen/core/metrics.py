@@ -39,6 +39,8 @@ __all__ = [
     "occlusion_bucket",
     "InstanceCounts",
     "instance_counts",
+    "instance_counts_rle",
+    "to_rle",
     "AmodalAccumulator",
     "foreground_counts",
     "foreground_metrics",
@@ -147,6 +149,67 @@ def instance_counts(
         amodal_area=amodal_area,
         occluded_area=int(av.sum()),
         pred_area=int(p.sum()),
+    )
+
+
+def to_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
+    """Any COCO segmentation (polygons, compressed or uncompressed RLE, ``None`` = empty) as a
+    pycocotools RLE (``counts`` bytes), without decoding compressed RLE."""
+    from pycocotools import mask as mask_utils
+
+    if segm is None or (isinstance(segm, list) and not segm):
+        return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
+    if isinstance(segm, list):
+        return mask_utils.merge(
+            mask_utils.frPyObjects([list(map(float, p)) for p in segm], height, width)
+        )
+    counts = segm["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return {
+        "size": [int(segm["size"][0]), int(segm["size"][1])],
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
+
+
+def instance_counts_rle(
+    pred: dict[str, Any], gt_amodal: dict[str, Any], gt_visible: dict[str, Any]
+) -> InstanceCounts:
+    """:func:`instance_counts` on pycocotools RLEs (see :func:`to_rle`), never decoding a mask.
+
+    Uses ``|P' ∩ A'| = |P ∩ A| − |P ∩ A ∩ V|`` and ``|P' ∪ A'| = |P ∪ A| − |(P ∪ A) ∩ V|``
+    (``X' = X \\ V``). Much faster than the dense version on large images.
+
+    Raises:
+        ValueError: sizes differ or the GT amodal mask is empty.
+    """
+    from pycocotools import mask as mask_utils
+
+    if not (list(pred["size"]) == list(gt_amodal["size"]) == list(gt_visible["size"])):
+        raise ValueError(
+            f"mask sizes differ: pred {pred['size']}, amodal {gt_amodal['size']}, visible {gt_visible['size']}"
+        )
+    area = mask_utils.area
+    merge = mask_utils.merge
+    amodal_area = int(area(gt_amodal))
+    if amodal_area == 0:
+        raise ValueError("GT amodal mask is empty")
+    p_and_a = merge([pred, gt_amodal], intersect=True)
+    p_or_a = merge([pred, gt_amodal], intersect=False)
+    full_inter = int(area(p_and_a))
+    full_union = int(area(p_or_a))
+    pav = int(area(merge([p_and_a, gt_visible], intersect=True)))
+    uv = int(area(merge([p_or_a, gt_visible], intersect=True)))
+    av = int(area(merge([gt_amodal, gt_visible], intersect=True)))
+    return InstanceCounts(
+        full_inter=full_inter,
+        full_union=full_union,
+        inv_inter=full_inter - pav,
+        inv_union=full_union - uv,
+        visible_area=int(area(gt_visible)),
+        amodal_area=amodal_area,
+        occluded_area=amodal_area - av,
+        pred_area=int(area(pred)),
     )
 
 

@@ -10,8 +10,11 @@ Public API::
     check_amodal_gt(gt: Dataset) -> None
 
 ``predict(image, instance)`` returns the predicted amodal mask of one GT instance as ``H x W``
-bool (``H x W`` = the image's size). Images are visited one at a time and each instance's masks
-are decoded only while it is scored, so memory stays flat for KINS-size files.
+bool (``H x W`` = the image's size), or as a COCO RLE dict of that size. Images are visited one at
+a time; the counts are computed on run-length encodings
+(:func:`maskgen.core.metrics.instance_counts_rle`), so GT masks are never decoded and memory stays
+flat for KINS-size files. RLE predictions from a results file are checked for well-formed counts
+(sum ``H*W``) before use.
 
 Missing predictions are an **error**, not zeros: :func:`predictions_from_results` refuses a
 results file that lacks some GT instance (or holds ids the GT does not know), naming the count
@@ -35,10 +38,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
-from maskgen.core.metrics import AmodalAccumulator, instance_counts
-from maskgen.core.rle import decode_segmentation
+from maskgen.core.metrics import AmodalAccumulator, instance_counts_rle, to_rle
+from maskgen.data.coco import rle_counts
 from maskgen.data.results import PROTOCOL_FIELDS, read_results
 from maskgen.data.types import Dataset, ImageRecord, Instance
 from maskgen.errors import MaskgenError
@@ -52,7 +56,7 @@ __all__ = [
     "predictions_from_results",
 ]
 
-Predictor = Callable[[ImageRecord, Instance], np.ndarray]
+Predictor = Callable[[ImageRecord, Instance], "np.ndarray | dict[str, Any]"]
 
 DEFINITIONS: dict[str, str] = {
     "full_iou_dataset": "sum over instances of |P∩A| / sum of |P∪A|",
@@ -90,7 +94,7 @@ def evaluate_predictions(
 
     Args:
         gt: ground truth with amodal masks (KINS or COCOA).
-        predict: ``(image, instance) -> H x W`` bool predicted amodal mask.
+        predict: ``(image, instance) -> H x W`` bool predicted amodal mask (or its COCO RLE).
         protocol: ``visible_source`` ("gt" | "predicted"), ``crop``, ``or_visible``,
             ``method`` and anything else worth reporting; missing fields become "unknown".
         progress: tqdm bar (None: only on a terminal).
@@ -109,14 +113,23 @@ def evaluate_predictions(
     )
     for im in bar:
         for inst in im.instances:
-            a = im.amodal_mask(inst)
-            v = im.visible_mask(inst)
-            p = np.asarray(predict(im, inst))
-            if p.shape != (im.height, im.width):
-                raise MaskgenError(
-                    f"prediction for annotation {inst.id} (image {im.id}) is {p.shape}, expected {im.height}x{im.width}"
-                )
-            acc.add(instance_counts(p, a, v), inst.id)
+            a = to_rle(inst.amodal_segm, im.height, im.width)
+            v = to_rle(inst.visible_segm, im.height, im.width)
+            out = predict(im, inst)
+            if isinstance(out, dict):
+                if list(out.get("size", [])) != [im.height, im.width]:
+                    raise MaskgenError(
+                        f"prediction for annotation {inst.id} (image {im.id}) has size {out.get('size')}, expected {im.height}x{im.width}"
+                    )
+                p = to_rle(out, im.height, im.width)
+            else:
+                arr = np.asarray(out)
+                if arr.shape != (im.height, im.width):
+                    raise MaskgenError(
+                        f"prediction for annotation {inst.id} (image {im.id}) is {arr.shape}, expected {im.height}x{im.width}"
+                    )
+                p = mask_utils.encode(np.asfortranarray(arr.astype(np.uint8, copy=False)))
+            acc.add(instance_counts_rle(p, a, v), inst.id)
             image_ids.append(im.id)
     summary = acc.summary()
     per_instance = [
@@ -159,18 +172,32 @@ def predictions_from_results(
             f"(e.g. id {', '.join(map(str, unknown[:5]))})"
         )
 
-    def predict(im: ImageRecord, inst: Instance) -> np.ndarray:
+    def predict(im: ImageRecord, inst: Instance) -> dict[str, Any]:
         entry = results[inst.id]
+        where = f"{source}: result for annotation {inst.id} (image {im.id})"
         if "image_id" in entry and entry["image_id"] != im.id:
             raise MaskgenError(
-                f"{source}: result for annotation {inst.id}: image_id {entry['image_id']} but the GT instance is in image {im.id}"
+                f"{where}: image_id {entry['image_id']} but the GT instance is in image {im.id}"
             )
+        segm = entry["segmentation"]
+        if isinstance(segm, dict):
+            h, w = (int(x) for x in segm["size"])
+            if (h, w) != (im.height, im.width):
+                raise MaskgenError(
+                    f"{where}: RLE size {h}x{w} disagrees with image size {im.height}x{im.width}"
+                )
+            counts = segm["counts"]
+            try:
+                total = sum(counts) if isinstance(counts, list) else sum(rle_counts(counts))
+            except ValueError as e:
+                raise MaskgenError(f"{where}: {e}") from None
+            if total != h * w:
+                raise MaskgenError(f"{where}: RLE counts cover {total} pixels, expected {h * w}")
+            return segm
         try:
-            return decode_segmentation(entry["segmentation"], im.height, im.width)
-        except ValueError as e:
-            raise MaskgenError(
-                f"{source}: result for annotation {inst.id} (image {im.id}): {e}"
-            ) from None
+            return to_rle(segm, im.height, im.width)
+        except Exception:
+            raise MaskgenError(f"{where}: polygons cannot be read") from None
 
     return predict
 

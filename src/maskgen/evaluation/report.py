@@ -2,7 +2,8 @@
 
 Public API::
 
-    markdown_report(result: dict, title: str | None = None, command: str | None = None) -> str
+    markdown_report(result: dict, title: str | None = None, command: str | None = None,
+                    heading: str = "###") -> str
     plot_iou_vs_visible(result: dict, path: str | PathLike, n_bins: int = 10) -> None
     write_report(result: dict, out_dir: str | PathLike, force: bool = False,
                  command: str | None = None) -> list[Path]
@@ -68,13 +69,16 @@ def protocol_lines(protocol: dict[str, Any]) -> list[str]:
 
 
 def markdown_report(
-    result: dict[str, Any], title: str | None = None, command: str | None = None
+    result: dict[str, Any],
+    title: str | None = None,
+    command: str | None = None,
+    heading: str = "###",
 ) -> str:
     """Markdown: protocol bullets, then one table (overall + occlusion buckets), IoU in percent."""
     gt = result.get("ground_truth", {})
     out = []
     if title:
-        out += [f"### {title}", ""]
+        out += [f"{heading} {title}", ""]
     if command:
         out += ["```", command, "```", ""]
     out += protocol_lines(result["protocol"])
