@@ -78,7 +78,13 @@ def predict_soft_masks(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     s = model.cfg.size
     n, h, w, _ = images.shape
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+    x = (
+        torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+        .to(dev)
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255.0
+    )
     if (h, w) != (s, s):
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
     m = predict_soft_tensor(model, x, batch_size)
