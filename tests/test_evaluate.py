@@ -330,3 +330,19 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     _check(json.loads((out / "metrics.json").read_text()), RAW)
+
+
+@pytest.mark.parametrize("fmt", ["kins-old", "cocoa"])
+def test_same_metrics_from_every_amodal_format(tmp_path: Path, fmt: str) -> None:
+    from maskgen.data.cocoa import write_cocoa
+    from maskgen.data.kins import write_kins_old
+
+    gt = load_dataset(_gt(tmp_path / "gt.json"))
+    out = tmp_path / f"{fmt}.json"
+    (write_kins_old if fmt == "kins-old" else write_cocoa)(gt, out)
+    other = load_dataset(out)
+    assert other.layout == fmt
+    r = evaluate_predictions(
+        other, convex_hull_baseline, baseline_protocol("convex-hull"), progress=False
+    )
+    _check(r, HULL)

@@ -414,3 +414,16 @@ def test_rle_counts_decoder_matches_pycocotools() -> None:
         rle_counts("0o")  # 'o' (63) has the continuation bit set and nothing follows
     with pytest.raises(ValueError, match="invalid character"):
         rle_counts("ab c")
+
+
+def test_amodal_box_may_cross_the_border_visible_may_not(tmp_path: Path) -> None:
+    # The object continues past the right border: its amodal box [2, 2, 20, 6] ends at x = 22 > 16.
+    obj = _kins2020_obj()
+    obj["annotations"][0]["a_bbox"] = [2, 2, 20, 6]
+    ds = read_kins(_write(tmp_path / "k.json", obj))
+    np.testing.assert_array_equal(ds.images[0].instances[0].amodal_box, [2, 2, 22, 8])
+    obj["annotations"][0]["i_bbox"] = [2, 2, 20, 6]
+    with pytest.raises(
+        MaskgenError, match=r"annotation 20 \(image 1\): i_bbox: box .* lies outside"
+    ):
+        read_kins(_write(tmp_path / "k2.json", obj))

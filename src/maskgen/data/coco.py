@@ -265,11 +265,13 @@ def check_segmentation(
     raise MaskgenError(f"{where}: segmentation must be a polygon list or an RLE object")
 
 
-def check_box(box: Any, height: int, width: int, where: Any) -> np.ndarray:
+def check_box(box: Any, height: int, width: int, where: Any, beyond: bool = False) -> np.ndarray:
     """Check a COCO ``[x, y, w, h]`` box; return it as ``(4,)`` float64 ``(x0, y0, x1, y1)``.
 
     The box must have positive width and height and lie inside the image up to one pixel of
-    slack (annotation tools round outward). ``where`` (a str or :class:`Where`) prefixes errors.
+    slack (annotation tools round outward). With ``beyond=True`` (amodal boxes, whose object may
+    continue past the image border) it need only overlap the image. ``where`` (a str or
+    :class:`Where`) prefixes errors.
     """
     if not (
         isinstance(box, list)
@@ -282,7 +284,11 @@ def check_box(box: Any, height: int, width: int, where: Any) -> np.ndarray:
         raise MaskgenError(f"{where}: box has non-finite values {box!r}")
     if w <= 0 or h <= 0:
         raise MaskgenError(f"{where}: box {box!r} has no area")
-    if x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1:
+    if beyond:
+        outside = x + w <= 0 or y + h <= 0 or x >= width or y >= height
+    else:
+        outside = x < -1 or y < -1 or x + w > width + 1 or y + h > height + 1
+    if outside:
         raise MaskgenError(f"{where}: box {box!r} lies outside the {height}x{width} image")
     return np.array((x, y, x + w, y + h), dtype=np.float64)
 

@@ -102,7 +102,7 @@ def kins_from_json(path: Path, obj: Any, layout: str = "auto") -> Dataset:
         )
         check_segmentation(ann[amo_key], im.height, im.width, where.field(amo_key))
         abox = (
-            check_box(ann[abox_key], im.height, im.width, where.field(abox_key))
+            check_box(ann[abox_key], im.height, im.width, where.field(abox_key), beyond=True)
             if abox_key in ann
             else box_of_segm(ann[amo_key], im.height, im.width)
         )
