@@ -427,3 +427,15 @@ def test_amodal_box_may_cross_the_border_visible_may_not(tmp_path: Path) -> None
         MaskgenError, match=r"annotation 20 \(image 1\): i_bbox: box .* lies outside"
     ):
         read_kins(_write(tmp_path / "k2.json", obj))
+
+
+def test_write_coco_leaves_out_fully_occluded(tmp_path: Path) -> None:
+    ds = read_kins(_write(tmp_path / "k.json", _kins2020_obj()))
+    write_coco(ds, tmp_path / "c.json")
+    back = read_coco(tmp_path / "c.json")
+    # Instance 22 has an empty visible mask: not listed; its image stays.
+    assert [i.id for im in back.images for i in im.instances] == [20, 21]
+    assert len(back.images) == 2
+    m = _kins_masks()
+    im = back.images[0]
+    assert all((im.visible_mask(i) == m[i.id][0]).all() for i in im.instances)

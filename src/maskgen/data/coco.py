@@ -412,7 +412,9 @@ def write_coco(dataset: Dataset, path: str | os.PathLike[str]) -> None:
     """Write the visible masks of ``dataset`` as a COCO instances JSON file, atomically.
 
     Every ``Instance.visible_segm`` is written as compressed RLE (``counts`` a ``str``); an
-    instance without a visible mask raises :class:`MaskgenError` (nothing is written).
+    instance without a visible mask (``None``) raises :class:`MaskgenError` (nothing is
+    written). A fully occluded instance (visible mask present but empty) is left out: COCO
+    lists only what can be seen, and :func:`read_coco` rejects empty masks.
     ``bbox`` is ``Instance.visible_box`` as ``[x, y, w, h]`` (computed from the mask when None);
     ``area`` is the mask's pixel count; ``iscrowd`` is 0 unless ``extra`` says otherwise.
     """
@@ -426,13 +428,16 @@ def write_coco(dataset: Dataset, path: str | os.PathLike[str]) -> None:
                     f"{path}: annotation {inst.id} (image {im.id}): no visible mask to write"
                 )
             rle = segm_to_rle(inst.visible_segm, im.height, im.width)
+            area = rle_area(rle)
+            if area == 0:
+                continue
             anns.append(
                 {
                     "id": int(inst.id),
                     "image_id": int(im.id),
                     "category_id": int(inst.category_id),
                     "segmentation": rle,
-                    "area": rle_area(rle),
+                    "area": area,
                     "bbox": _box_xywh(inst.visible_box, rle, im.height, im.width),
                     "iscrowd": int(inst.extra.get("iscrowd", 0)),
                 }
