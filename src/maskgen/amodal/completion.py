@@ -229,6 +229,33 @@ def skipped_annotation(rec: ImageRecord, inst: Any) -> dict[str, Any]:
     }
 
 
+def decode_visible(rec: ImageRecord) -> np.ndarray:
+    """All visible masks of an image as ``K x H x W`` bool (one pycocotools call when every
+    mask is a compressed RLE of the image's size; a missing mask is all False)."""
+    from pycocotools import mask as mask_utils
+
+    segs = [inst.visible_segm for inst in rec.instances]
+    size = [rec.height, rec.width]
+    if segs and all(
+        isinstance(s, dict)
+        and isinstance(s.get("counts"), (str, bytes))
+        and list(s["size"]) == size
+        for s in segs
+    ):
+        rles = [
+            {
+                "size": size,
+                "counts": s["counts"].encode("ascii")
+                if isinstance(s["counts"], str)
+                else s["counts"],
+            }
+            for s in segs
+        ]
+        # H x W x K Fortran-ordered uint8 of 0/1 -> K x H x W bool view, no copy
+        return np.moveaxis(mask_utils.decode(rles), 2, 0).view(bool)
+    return np.stack([rec.visible_mask(inst) for inst in rec.instances])
+
+
 def _image_inputs(
     dataset: Dataset,
     masks_path: str,
@@ -246,7 +273,7 @@ def _image_inputs(
             vm = visible_override(rec)
         else:
             try:
-                vm = np.stack([rec.visible_mask(inst) for inst in rec.instances])
+                vm = decode_visible(rec)
             except ValueError as e:
                 raise MaskgenError(f"{masks_path}: image id {rec.id}: {e}") from None
         sel = vm.reshape(len(vm), -1).any(axis=1)

@@ -369,7 +369,10 @@ class AmodalPredictor:
 
     # ------------------------------------------------------------------ numpy API
     def prepare(
-        self, visible_masks: np.ndarray, indices: Sequence[int] | None = None
+        self,
+        visible_masks: np.ndarray,
+        indices: Sequence[int] | None = None,
+        count_map: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Crops of one image's instances: what :meth:`encode` takes.
 
@@ -377,6 +380,7 @@ class AmodalPredictor:
             visible_masks: ``K x H x W`` bool visible masks of the image (all instances: the
                 others are each instance's potential occluders).
             indices: which instances to crop (default all); each must be non-empty.
+            count_map: optional ``H x W`` int16 ``visible_masks.sum(0)`` (computed when None).
 
         Returns:
             ``(crops N x S x S float32, visible boxes N x 4 float64, context N x 2 x C x C or
@@ -384,7 +388,9 @@ class AmodalPredictor:
         """
         vm = np.asarray(visible_masks, dtype=bool)
         idx = range(len(vm)) if indices is None else indices
-        count = vm.sum(axis=0, dtype=np.int16) if self.uses_context else None
+        count = None
+        if self.uses_context:
+            count = vm.sum(axis=0, dtype=np.int16) if count_map is None else count_map
         crops, boxes, ctxs = [], [], []
         for k in idx:
             try:
@@ -508,13 +514,15 @@ class AmodalPredictor:
         size = self.crop_size
         # 1. crops of every selected instance of every image
         crops, vboxes, ctxs, owners, known = [], [], [], [], []
+        count_maps: list[np.ndarray] = []
         for i, item in enumerate(items):
             vm = item.visible_masks
             sel = (
                 np.ones(len(vm), bool) if item.complete is None else np.asarray(item.complete, bool)
             )
             idx = [k for k in range(len(vm)) if sel[k]]
-            c, b, x = self.prepare(vm, idx)
+            count_maps.append(vm.sum(axis=0, dtype=np.int16))
+            c, b, x = self.prepare(vm, idx, count_maps[i])
             crops.append(c)
             vboxes.append(b)
             if x is not None:
@@ -557,11 +565,8 @@ class AmodalPredictor:
         counter[0] += n
         # 3. paste back, image by image
         results: list[list[Completion]] = [[] for _ in items]
-        count_maps: dict[int, np.ndarray] = {}
         for j, (i, k) in enumerate(owners):
             vm = items[i].visible_masks
-            if i not in count_maps:
-                count_maps[i] = vm.sum(axis=0, dtype=np.int16)
             box, source = known[j], "supplied"
             if box is None:
                 source = "predicted"
