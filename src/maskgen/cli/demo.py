@@ -269,7 +269,7 @@ def _samples_grid(
     from maskgen.core.io import read_image
 
     cands = []
-    for rec_id, (rec, _item, insts, comps) in kept.items():
+    for rec_id, (_rec, _item, insts, comps) in kept.items():
         g = gt_by_image[rec_id]
         ginst = {i.id: i for i in g.instances}
         for inst, c in zip(insts, comps, strict=True):
