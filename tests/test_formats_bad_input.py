@@ -65,6 +65,8 @@ CASES: dict[str, tuple[Any, str]] = {
     "polygon_outside": (_mutate(_set("a_segm", [[50, 50, 60, 50, 60, 60]])), r"annotation 20 \(image 1\): a_segm: polygon lies outside"),
     "box_outside": (_mutate(_set("a_bbox", [40, 40, 5, 5])), r"annotation 20 \(image 1\): a_bbox: box \[40, 40, 5, 5\] lies outside the 10x12 image"),
     "visible_box_past_border": (_mutate(_set("i_bbox", [8, 2, 7, 6])), r"annotation 20 \(image 1\): i_bbox: box \[8, 2, 7, 6\] lies outside the 10x12 image"),
+    "rle_counts_overflow": (_mutate(_set("a_segm", {"size": [H, W], "counts": "T3T3"})), r"annotation 20 \(image 1\): amodal mask: RLE counts cover \d+ pixels, expected 120"),
+    "rle_counts_truncated": (_mutate(_set("i_segm", {"size": [H, W], "counts": "P1o"})), r"annotation 20 \(image 1\): visible mask: RLE counts string is truncated"),
     "box_no_area": (_mutate(_set("i_bbox", [2, 2, 0, 5])), r"annotation 20 \(image 1\): i_bbox: box \[2, 2, 0, 5\] has no area"),
     "unknown_image": (_mutate(_set("image_id", 99)), r"annotation 20 \(image 99\): refers to unknown image id 99"),
     "missing_key": (_mutate(lambda o: _ann(o).pop("category_id")), r"annotation 20 \(image 1\): missing key 'category_id'"),

@@ -83,6 +83,28 @@ def check_amodal_gt(gt: Dataset) -> None:
                 )
 
 
+def _check_counts(segm: dict[str, Any], height: int, width: int, where: str) -> None:
+    """Refuse an RLE whose runs do not cover exactly ``height * width`` pixels.
+
+    pycocotools does not bound-check run lengths, so a malformed ``counts`` string could make it
+    write or read past its buffers; a one-line error is the right answer instead.
+    """
+    counts = segm["counts"]
+    try:
+        total = sum(counts) if isinstance(counts, list) else sum(rle_counts(counts))
+    except ValueError as e:
+        raise MaskgenError(f"{where}: {e}") from None
+    if total != height * width:
+        raise MaskgenError(f"{where}: RLE counts cover {total} pixels, expected {height * width}")
+
+
+def _gt_rle(gt: Dataset, im: ImageRecord, inst: Instance, segm: Any, which: str) -> dict[str, Any]:
+    if isinstance(segm, dict) and not isinstance(segm.get("counts"), list):
+        where = f"{gt.source}: annotation {inst.id} (image {im.id}): {which} mask"
+        _check_counts(segm, im.height, im.width, where)
+    return to_rle(segm, im.height, im.width)
+
+
 def evaluate_predictions(
     gt: Dataset,
     predict: Predictor,
@@ -113,8 +135,8 @@ def evaluate_predictions(
     )
     for im in bar:
         for inst in im.instances:
-            a = to_rle(inst.amodal_segm, im.height, im.width)
-            v = to_rle(inst.visible_segm, im.height, im.width)
+            a = _gt_rle(gt, im, inst, inst.amodal_segm, "amodal")
+            v = _gt_rle(gt, im, inst, inst.visible_segm, "visible")
             out = predict(im, inst)
             if isinstance(out, dict):
                 if list(out.get("size", [])) != [im.height, im.width]:
@@ -186,13 +208,7 @@ def predictions_from_results(
                 raise MaskgenError(
                     f"{where}: RLE size {h}x{w} disagrees with image size {im.height}x{im.width}"
                 )
-            counts = segm["counts"]
-            try:
-                total = sum(counts) if isinstance(counts, list) else sum(rle_counts(counts))
-            except ValueError as e:
-                raise MaskgenError(f"{where}: {e}") from None
-            if total != h * w:
-                raise MaskgenError(f"{where}: RLE counts cover {total} pixels, expected {h * w}")
+            _check_counts(segm, h, w, where)
             return segm
         try:
             return to_rle(segm, im.height, im.width)
