@@ -70,10 +70,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         **overrides,
     )
-    if (model / "config.json").is_file():
-        print(f"model written to {model}")
-    else:
-        print(f"stopped before the last step; run the same command again to resume ({args.out})")
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        if model is not None:
+            print(f"model written to {model}")
+        else:
+            print(
+                f"stopped before the last step; run the same command again to resume ({args.out})"
+            )
     return 0
 
 

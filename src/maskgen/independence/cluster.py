@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,8 @@ class ClusterConfig:
     info_weight: float = 50.0  # beta
     binary_weight: float = 0.0  # not in the paper: weight of mean(alpha * (1 - alpha)), pushes
     # soft masks towards 0/1 so "uniformly faint everywhere" stops satisfying the area penalty
+    alpha_prior: float = 0.0  # not in the paper: strength of a fixed centred-disk logit bias on
+    # alpha (disk area = a), so every provider starts as one centred object of the target area
     area_warmup: int = 0  # steps of linear warm-up of lambda (0 = paper: full lambda at once)
     instance_noise: float = 0.0  # std of Gaussian noise on D inputs, annealed to 0
     noise_steps: int = 0  # steps over which the instance noise anneals
@@ -125,7 +128,7 @@ _TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
 #: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets).
 #: ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(binary_weight=5.0),
+    "cpu": dict(binary_weight=5.0, alpha_prior=4.0),
     "crowd": dict(
         patch_size=64,
         layers=8,
@@ -217,6 +220,8 @@ class ClusterGenerator(nn.Module):
         channels=(256, 128, 64),
         base_convs: int = 2,
         negative_slope: float = 0.2,
+        alpha_prior: float = 0.0,
+        area_target: float = 0.25,
     ) -> None:
         super().__init__()
         c0, c1, c2 = channels
@@ -238,11 +243,21 @@ class ClusterGenerator(nn.Module):
         body += [nn.ConvTranspose2d(c2, 4, 4, 2, 1)]
         self.body = nn.Sequential(*body)
         self.c0 = c0
+        # Fixed (non-trained) logit bias of the alpha channel: alpha_prior * (1 - r^2 / r0^2),
+        # clamped to +-alpha_prior, r0 the radius of a centred disk of relative area a.
+        r0 = math.sqrt(area_target * patch_size * patch_size / math.pi)
+        c = (patch_size - 1) / 2.0
+        yy, xx = torch.meshgrid(torch.arange(patch_size), torch.arange(patch_size), indexing="ij")
+        r2 = ((yy - c) ** 2 + (xx - c) ** 2).float() / (r0 * r0)
+        prior = (alpha_prior * (1.0 - r2)).clamp(-abs(alpha_prior), abs(alpha_prior))
+        bias = torch.zeros(1, 4, patch_size, patch_size)
+        bias[0, 3] = prior
+        self.register_buffer("logit_bias", bias, persistent=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.bn0(self.fc(z)), 0.2)
         h = h.view(z.shape[0], self.c0, self.base, self.base)
-        return torch.sigmoid(self.body(h))
+        return torch.sigmoid(self.body(h) + self.logit_bias)
 
 
 class LatentPredictor(nn.Module):
@@ -270,7 +285,14 @@ class LatentPredictor(nn.Module):
 
 def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminator, LatentPredictor]:
     """Generator, discriminator and Q network for ``cfg``."""
-    g = ClusterGenerator(cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs)
+    g = ClusterGenerator(
+        cfg.z_dim,
+        cfg.patch_size,
+        cfg.g_channels,
+        cfg.g_base_convs,
+        alpha_prior=cfg.alpha_prior,
+        area_target=cfg.area_target,
+    )
     d = SNDiscriminator(tuple(ConvSpec(*r) for r in cfg.d_specs), in_channels=3)
     q = LatentPredictor(cfg.z_dim, cfg.patch_size, cfg.q_channels)
     return g, d, q
@@ -379,7 +401,7 @@ def train_cluster(
     max_seconds: float | None = None,
     threads: int | None = None,
     **overrides: Any,
-) -> Path:
+) -> Path | None:
     """Train a cluster model on one image; resume automatically from ``out``'s checkpoints.
 
     Args:
@@ -394,7 +416,8 @@ def train_cluster(
         max_seconds: stop (with a checkpoint) after this wall time; the run resumes later.
 
     Returns:
-        the model folder ``out/model`` (``config.json`` + ``model.safetensors``).
+        the model folder ``out/model`` (``config.json`` + ``model.safetensors``), or None when
+        training stopped early (``max_seconds``); rerunning continues it.
     """
     from maskgen.engine import (
         RunFolder,
@@ -567,7 +590,8 @@ def train_cluster(
                 },
             )
             run.mark_finished()
-        return model_dir
+            return model_dir
+        return None
     finally:
         shutdown_distributed()
 
@@ -583,7 +607,14 @@ def load_generator(
 
     header, state = load_model_folder(path, KIND, device=device)
     cfg = ClusterConfig.from_dict(header["config"])
-    g = ClusterGenerator(cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs)
+    g = ClusterGenerator(
+        cfg.z_dim,
+        cfg.patch_size,
+        cfg.g_channels,
+        cfg.g_base_convs,
+        alpha_prior=cfg.alpha_prior,
+        area_target=cfg.area_target,
+    )
     gstate = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
     if not gstate:
         raise MaskgenError(f"{path}: model holds no generator weights")

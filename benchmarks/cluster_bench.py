@@ -1,0 +1,277 @@
+"""Benchmarks of the cluster application (independence prior, application 2; issue 5).
+
+Stages (run one, or ``all``), each recording its own section of benchmarks/RESULTS.md:
+
+- ``synthetic``: train the default (``cpu``) preset on the built-in synthetic fruit cluster
+  (256x256, instance size 32, seed 0) through the CLI, within a 20-minute wall-clock budget, then
+  ``maskgen cluster evaluate`` against its exact label map. Targets: >= 80 % of generated layers
+  hold exactly one object; best-match mask IoU >= 0.6; training <= 20 minutes.
+- ``speed``: seconds per training iteration of the default preset and each paper preset
+  (crowd, fruit, seed; Table 2 networks at 64x64, batch 64) on the synthetic image.
+- ``figures``: train the default preset on scikit-image ``coins`` and on mahotas'
+  ``nuclear.png`` (when installed) and save picture grids under benchmarks/figures/.
+
+    python benchmarks/cluster_bench.py --stage synthetic [--minutes 20] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIG = ROOT / "benchmarks" / "figures"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def sh(args: list[str]) -> None:
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, check=True)
+
+
+def maskgen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "maskgen", *args]
+
+
+def train_and_time(image: str, size: int, run: Path, minutes: float, extra: list[str]) -> float:
+    t0 = time.monotonic()
+    sh(
+        maskgen(
+            "cluster",
+            "train",
+            "--image",
+            image,
+            "--instance-size",
+            str(size),
+            "--out",
+            str(run),
+            "--max-minutes",
+            str(minutes),
+            "--log-every",
+            "50",
+            "--checkpoint-every",
+            "250",
+            *extra,
+        )
+    )
+    return time.monotonic() - t0
+
+
+def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
+    data = work / "synthetic"
+    if not (data / "image.png").is_file():
+        sh(maskgen("data", "cluster", "--kind", "synthetic", "--out", str(data)))
+    run = work / "run-synthetic"
+    wall = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = metrics[-1]
+    finished = (run / "DONE").is_file()
+    if not finished:
+        return f"Training did not finish within {minutes} minutes (stopped at step {last['step']})."
+    out = work / "eval-synthetic.json"
+    if out.exists():
+        out.unlink()
+    sh(
+        maskgen(
+            "cluster",
+            "evaluate",
+            "--model",
+            str(run),
+            "--labels",
+            str(data / "labels.png"),
+            "--image",
+            str(data / "image.png"),
+            "--foreground",
+            "all",
+            "--out",
+            str(out),
+        )
+    )
+    m = json.loads(out.read_text())
+    samples = work / "samples-synthetic"
+    shutil.rmtree(samples, ignore_errors=True)
+    sh(
+        maskgen(
+            "cluster",
+            "sample",
+            "--model",
+            str(run),
+            "--out",
+            str(samples),
+            "--num",
+            "16",
+            "--image",
+            str(data / "image.png"),
+        )
+    )
+    FIG.mkdir(parents=True, exist_ok=True)
+    shutil.copy(samples / "layers.png", FIG / "cluster_synthetic_layers.png")
+    shutil.copy(sorted((run / "grids").iterdir())[-1], FIG / "cluster_synthetic_training_grid.png")
+    so, iou = m["single_object_rate"], m["best_match_iou_mean"]
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    lines = [
+        "Independence prior, application 2, on the built-in synthetic fruit cluster "
+        "(`maskgen data cluster --kind synthetic`: 256x256, instance size 32 px, "
+        f"{m['true_count']} labelled instances). Preset `{cfg['preset']}` "
+        f"({cfg['steps']} steps, batch {cfg['batch_size']}, {cfg['layers']} layers, "
+        f"{cfg['patch_size']}x{cfg['patch_size']} patches){' ' + ' '.join(extra) if extra else ''}.",
+        "",
+        "| metric | measured | target | met |",
+        "|---|---|---|---|",
+        f"| layers holding exactly one plausible object (alpha > 0.5) | {so:.1%} | >= 80 % | {'yes' if so >= 0.8 else 'no'} |",
+        f"| best-match mask IoU (centred), mean over {m['num_generated']} layers | {iou:.3f} | >= 0.6 | {'yes' if iou >= 0.6 else 'no'} |",
+        f"| training wall time (CPU shared with other jobs) | {wall / 60:.1f} min | <= 20 min | {'yes' if wall <= 1200 else 'no'} |",
+        f"| seconds per iteration (mean over the run) | {last['sec_per_iter']:.3f} | | |",
+        f"| count: label-free (foreground = whole image) / from label foreground / true | "
+        f"{m.get('count_estimate') or float('nan'):.0f} / {m['count_from_label_foreground'] or float('nan'):.0f} / {m['true_count']} | | |",
+        "",
+        "Metric definitions: `maskgen.independence.cluster_eval` (plausible size = "
+        f"[{m['plausible_area_patch_px'][0]:.0f}, {m['plausible_area_patch_px'][1]:.0f}] patch px, "
+        "from the 90th percentile of GT instance areas). The count divides foreground area by the "
+        "mean generated (complete) mask area, so occlusion makes it under-count.",
+        "",
+        "![synthetic layers](figures/cluster_synthetic_layers.png)",
+    ]
+    return "\n".join(lines)
+
+
+def stage_speed(work: Path, presets: list[str]) -> str:
+    import torch
+
+    from maskgen.data.cluster_images import synthetic_cluster
+    from maskgen.independence.cluster import train_cluster
+
+    c = synthetic_cluster(seed=0)
+    rows = [
+        "| preset | patch | layers | batch | s / iteration | iterations timed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in presets:
+        run = work / f"speed-{p}"
+        shutil.rmtree(run, ignore_errors=True)
+        n = 6 if p == "cpu" else 2
+        train_cluster(
+            image=c.image,
+            instance_size=32,
+            out=run,
+            preset=p,
+            steps=n + 1,
+            log_every=1,
+            checkpoint_every=10_000,
+            grid_every=10_000,
+        )
+        m = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        # Time between log lines after the first (warm-up) iteration.
+        dt = (m[-1]["time"] - m[0]["time"]) / (len(m) - 1)
+        cfg = json.loads((run / "config.json").read_text())["config"]
+        rows.append(
+            f"| {p} | {cfg['patch_size']} | {cfg['layers']} | {cfg['batch_size']} | {dt:.2f} | {n} |"
+        )
+        shutil.rmtree(run, ignore_errors=True)
+    return "\n".join(
+        [
+            f"Training seconds per iteration (one D step + one G step), torch threads "
+            f"{torch.get_num_threads()}; the CPU was shared with other jobs, so these are inflated.",
+            "",
+            *rows,
+        ]
+    )
+
+
+def stage_figures(work: Path, minutes: float, extra: list[str]) -> str:
+    FIG.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"Default preset, {minutes:g}-minute budget per image (CPU shared with other jobs).",
+        "",
+    ]
+    for kind, flips in (("coins", ["--flips"]), ("nuclei", ["--flips"])):
+        data = work / kind
+        try:
+            if not (data / "image.png").is_file():
+                sh(maskgen("data", "cluster", "--kind", kind, "--out", str(data)))
+        except subprocess.CalledProcessError:
+            lines.append(
+                f"- {kind}: image not available (nuclei needs `pip install 'maskgen[data]'`)."
+            )
+            continue
+        info = json.loads((data / "info.json").read_text())
+        run = work / f"run-{kind}"
+        wall = train_and_time(
+            str(data / "image.png"), info["instance_size"], run, minutes, flips + extra
+        )
+        if not (run / "DONE").is_file():
+            # Budget spent: finish with the current weights (steps = what was reached).
+            lines.append(f"- {kind}: budget spent before the last step; figure from the last grid.")
+            shutil.copy(
+                sorted((run / "grids").iterdir())[-1], FIG / f"cluster_{kind}_training_grid.png"
+            )
+            continue
+        samples = work / f"samples-{kind}"
+        shutil.rmtree(samples, ignore_errors=True)
+        sh(
+            maskgen(
+                "cluster",
+                "sample",
+                "--model",
+                str(run),
+                "--out",
+                str(samples),
+                "--num",
+                "16",
+                "--image",
+                str(data / "image.png"),
+            )
+        )
+        shutil.copy(samples / "layers.png", FIG / f"cluster_{kind}_layers.png")
+        shutil.copy(
+            sorted((run / "grids").iterdir())[-1], FIG / f"cluster_{kind}_training_grid.png"
+        )
+        lines += [
+            f"- {kind} (instance size {info['instance_size']} px, {wall / 60:.1f} min): "
+            f"![{kind}](figures/cluster_{kind}_layers.png) "
+            f"training grid: [rows real / composite / instance / mask](figures/cluster_{kind}_training_grid.png)"
+        ]
+    lines += [
+        "",
+        "layers.png columns are composites; rows: the carved instance of each composition "
+        "layer (back to front, after layout), the composite, a learned appearance, its soft mask "
+        "(paper appendix Fig. 9-11).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stage", choices=["synthetic", "speed", "figures", "all"], default="all")
+    ap.add_argument("--work", default="/tmp/cluster-bench")
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--figure-minutes", type=float, default=8.0)
+    ap.add_argument("--presets", default="cpu,crowd,fruit,seed")
+    ap.add_argument("--record", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("extra", nargs="*", help="extra flags for 'maskgen cluster train' (after --)")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    from _record import record_section
+
+    cmd = "python benchmarks/cluster_bench.py --stage {}"
+    stages = ["synthetic", "speed", "figures"] if args.stage == "all" else [args.stage]
+    for st in stages:
+        if st == "synthetic":
+            md = stage_synthetic(work, args.minutes, args.extra)
+        elif st == "speed":
+            md = stage_speed(work, args.presets.split(","))
+        else:
+            md = stage_figures(work, args.figure_minutes, args.extra)
+        print(md)
+        if args.record:
+            record_section(f"cluster-{st}", md, cmd.format(st))
+
+
+if __name__ == "__main__":
+    main()
