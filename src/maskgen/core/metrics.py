@@ -2,6 +2,22 @@
 
 Masks are ``H x W`` numpy arrays, ``bool`` or anything whose non-zero pixels are the mask.
 
+Public API::
+
+    instance_counts(pred, gt_amodal, gt_visible) -> InstanceCounts        # dense H x W masks
+    instance_counts_rle(pred_rle, amodal_rle, visible_rle) -> InstanceCounts   # no decoding
+    to_rle(segm, height, width) -> pycocotools RLE (polygons / RLE / None)
+    InstanceCounts: full_inter, full_union, inv_inter, inv_union, visible_area, amodal_area,
+        occluded_area, pred_area; .full_iou, .invisible_iou (None if unoccluded),
+        .occlusion_ratio, .visible_ratio, .bucket
+    occlusion_bucket(occluded_area, amodal_area) -> "0" | "(0,25]" | "(25,50]" | "(50,100]"
+    AmodalAccumulator(keep_instances=True): .add(counts, instance_id), .add_masks(p, a, v, id),
+        .summary() -> {"overall": {...}, "buckets": {...}}, .instances (per-instance records)
+    foreground_counts(pred, gt) -> {"tp", "fp", "fn", "tn"}
+    foreground_metrics(pred, gt) -> {"fg_iou", "bg_iou", "miou", "pixel_acc"}
+    ForegroundAccumulator(): .add(pred, gt) (H x W or N x H x W),
+        .summary() -> {"n_images", "dataset": {...}, "per_image_mean": {...}}
+
 Amodal completion (one instance: prediction ``P``, GT amodal ``A``, GT visible ``V``)
 --------------------------------------------------------------------------------------
 - **full IoU**: ``|P ∩ A| / |P ∪ A|``.
