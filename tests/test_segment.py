@@ -527,3 +527,60 @@ def test_resume_after_kill(tiny_set, tmp_path):
     steps_after = [json.loads(s)["step"] for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps_after[len(steps_before) :][:1] == [ckpt_step + 2]
     assert max(steps_after) == ckpt_step + 4
+
+
+def test_pedestrian_set_from_a_small_video(tmp_path, capsys):
+    import cv2
+
+    video = tmp_path / "walk.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    rng = np.random.default_rng(0)
+    bg = rng.integers(60, 120, (120, 160, 3)).astype(np.uint8)
+    bg = cv2.GaussianBlur(bg, (0, 0), 3)
+    for t in range(40):
+        f = bg.copy()
+        x = 10 + 3 * t
+        f[30:95, x : x + 25] = (230, 40, 40)  # a "person": 65 x 25 px, walking right
+        w.write(f)
+    w.release()
+    out = tmp_path / "peds"
+    assert (
+        main(
+            [
+                "data",
+                "pedestrians",
+                "--video",
+                str(video),
+                "--out",
+                str(out),
+                "--size",
+                "32",
+                "--frame-step",
+                "1",
+                "--n-backgrounds",
+                "5",
+            ]
+        )
+        == 0
+    )
+    info = json.loads((out / "info.json").read_text())
+    assert info["n_train"] > 10 and info["n_test"] > 0
+    assert "rough reference" in (out / "README.md").read_text()
+    m = np.asarray(Image.open(sorted((out / "test/masks").glob("*.png"))[0])) > 127
+    assert 0.4 < m.mean() < 0.9  # the box (plus margin) is mostly person
+    bgm = np.asarray(Image.open(out / "median_frame.png")).astype(int)
+    assert np.abs(bgm - bg.astype(int)).mean() < 10  # the median removed the walker
+    assert (
+        main(
+            [
+                "data",
+                "pedestrians",
+                "--video",
+                str(tmp_path / "none.avi"),
+                "--out",
+                str(tmp_path / "p2"),
+            ]
+        )
+        == 2
+    )
+    assert "video not found" in _err(capsys)
