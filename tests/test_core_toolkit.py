@@ -197,3 +197,8 @@ def test_rle_and_polygon_round_trips():
         decode_segmentation([[1.0, 2.0, 3.0]], 30, 40)
     with pytest.raises(ValueError):
         decode_segmentation("nope", 30, 40)
+    # Run lengths that overrun the mask are refused before pycocotools sees them.
+    with pytest.raises(ValueError, match="add up"):
+        decode_segmentation({"size": [30, 40], "counts": "0k<0k<0k<"}, 30, 40)
+    with pytest.raises(ValueError, match="add up"):
+        decode_segmentation({"size": [2, 2], "counts": [1, 9]}, 2, 2)

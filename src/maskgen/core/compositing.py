@@ -11,8 +11,12 @@ colours; torch functions take ``N x L x 1 x H x W`` alphas and ``N x L x C x H x
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily: numpy-only users (and CLI start-up) skip it
+    import torch
 
 
 def visibility_weights(alphas: np.ndarray) -> np.ndarray:
@@ -120,6 +124,8 @@ def composite_torch(
     Returns:
         ``N x C x H x W`` composite.
     """
+    import torch
+
     x = torch.zeros_like(colors[:, 0]) if background is None else background
     for i in range(colors.shape[1]):
         a = alphas[:, i]
@@ -130,6 +136,8 @@ def composite_torch(
 def visibility_weights_torch(alphas: torch.Tensor) -> torch.Tensor:
     """Torch twin of :func:`visibility_weights` for ``N x L x 1 x H x W`` alphas (back to front)."""
     # transmit_i = prod_{j > i}(1 - a_j): a reversed exclusive cumulative product.
+    import torch
+
     one_minus = 1.0 - alphas
     rev = torch.flip(one_minus, dims=[1])
     cum = torch.cumprod(rev, dim=1)

@@ -22,6 +22,44 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     }
 
 
+def rle_counts(counts: str | bytes) -> list[int]:
+    """Decode the run lengths of a compressed COCO RLE ``counts`` string (pure Python).
+
+    The format (pycocotools ``rleToString``): each count is a little-endian sequence of 5-bit
+    groups, one character each (``chr(48 + group)``, bit 0x20 = more groups follow, bit 0x10 of
+    the last group = negative); counts after the second are stored as differences from the count
+    two places before. pycocotools does not bound-check a decode, so a results file's counts are
+    checked with this (``sum == H*W``, all ``>= 0``) before use.
+
+    Raises:
+        ValueError: a bad character, a truncated count, or a negative run.
+    """
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    out: list[int] = []
+    x = 0
+    k = 0
+    for ch in counts:
+        c = ord(ch) - 48
+        if c < 0 or c > 63:
+            raise ValueError(f"RLE counts hold an invalid character {ch!r}")
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if not c & 0x20:
+            if c & 0x10:
+                x |= -1 << (5 * k)
+            if len(out) > 2:
+                x += out[-2]
+            if x < 0:
+                raise ValueError("RLE counts decode to a negative run")
+            out.append(x)
+            x = 0
+            k = 0
+    if k:
+        raise ValueError("RLE counts string is truncated")
+    return out
+
+
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     """Decode a COCO segmentation (compressed/uncompressed RLE or polygons) to ``H x W`` bool.
 
@@ -41,6 +79,11 @@ def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
         if (h, w) != (height, width):
             raise ValueError(f"RLE size {h}x{w} disagrees with image size {height}x{width}")
         counts = segm["counts"]
+        # pycocotools does not bound-check run lengths: a malformed RLE can write past its
+        # buffer, so the runs must add up to H*W before it sees them.
+        runs = counts if isinstance(counts, list) else rle_counts(counts)
+        if any(int(c) < 0 for c in runs) or sum(int(c) for c in runs) != h * w:
+            raise ValueError(f"RLE run lengths do not add up to its size {h}x{w}")
         if isinstance(counts, list):
             rle = mask_utils.frPyObjects(segm, h, w)
         else:

@@ -38,7 +38,7 @@ import numpy as np
 
 from maskgen.core.boxes import mask_to_box, xyxy_to_xywh
 from maskgen.core.io import read_json, write_json
-from maskgen.core.rle import decode_segmentation, encode_rle
+from maskgen.core.rle import decode_segmentation, encode_rle, rle_counts
 from maskgen.data.types import Dataset, ImageRecord, Instance
 from maskgen.errors import MaskgenError
 
@@ -135,44 +135,6 @@ def parse_images(path: Path, images: list[Any]) -> dict[int, ImageRecord]:
         if not isinstance(name, str):
             raise MaskgenError(f"{path}: image {iid}: file_name must be a string")
         out[int(iid)] = ImageRecord(id=int(iid), file_name=name, height=int(h), width=int(w))
-    return out
-
-
-def rle_counts(counts: str | bytes) -> list[int]:
-    """Decode the run lengths of a compressed COCO RLE ``counts`` string (pure Python).
-
-    The format (pycocotools ``rleToString``): each count is a little-endian sequence of 5-bit
-    groups, one character each (``chr(48 + group)``, bit 0x20 = more groups follow, bit 0x10 of
-    the last group = negative); counts after the second are stored as differences from the count
-    two places before. pycocotools does not bound-check a decode, so a results file's counts are
-    checked with this (``sum == H*W``, all ``>= 0``) before use.
-
-    Raises:
-        ValueError: a bad character, a truncated count, or a negative run.
-    """
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii", errors="replace")
-    out: list[int] = []
-    x = 0
-    k = 0
-    for ch in counts:
-        c = ord(ch) - 48
-        if c < 0 or c > 63:
-            raise ValueError(f"RLE counts hold an invalid character {ch!r}")
-        x |= (c & 0x1F) << (5 * k)
-        k += 1
-        if not c & 0x20:
-            if c & 0x10:
-                x |= -1 << (5 * k)
-            if len(out) > 2:
-                x += out[-2]
-            if x < 0:
-                raise ValueError("RLE counts decode to a negative run")
-            out.append(x)
-            x = 0
-            k = 0
-    if k:
-        raise ValueError("RLE counts string is truncated")
     return out
 
 
