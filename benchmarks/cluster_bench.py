@@ -93,6 +93,7 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
         )
     )
     m = json.loads(out.read_text())
+    base = baseline_metrics(run, data, work)
     samples = work / "samples-synthetic"
     shutil.rmtree(samples, ignore_errors=True)
     sh(
@@ -127,6 +128,8 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
         f"| best-match mask IoU (centred), mean over {m['num_generated']} layers | {iou:.3f} | >= 0.6 | {'yes' if iou >= 0.6 else 'no'} |",
         f"| training wall time (CPU shared with other jobs) | {wall / 60:.1f} min | <= 20 min | {'yes' if wall <= 1200 else 'no'} |",
         f"| seconds per iteration (mean over the run) | {last['sec_per_iter']:.3f} | | |",
+        f"| baseline: the same generator untrained (step 0; masks = the alpha prior alone) | "
+        f"{base['single_object_rate']:.1%} one object, IoU {base['best_match_iou_mean']:.3f} | | |",
         f"| count: label-free (foreground = whole image) / from label foreground / true | "
         f"{m.get('count_estimate') or float('nan'):.0f} / {m['count_from_label_foreground'] or float('nan'):.0f} / {m['true_count']} | | |",
         "",
@@ -138,6 +141,36 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
         "![synthetic layers](figures/cluster_synthetic_layers.png)",
     ]
     return "\n".join(lines)
+
+
+def baseline_metrics(run: Path, data: Path, work: Path) -> dict:
+    """Metrics of the run's generator at initialisation (same config and seed, no training).
+
+    With the ``cpu`` preset's ``alpha_prior`` the untrained masks are centred disks of area
+    ``a``; this row shows how much of the score comes from that prior rather than learning.
+    """
+    import torch
+
+    from maskgen.engine import save_model_folder
+    from maskgen.independence.cluster import KIND, ClusterConfig, build_networks
+    from maskgen.independence.cluster_eval import evaluate_cluster
+
+    header = json.loads((run / "model" / "config.json").read_text())
+    cfg = ClusterConfig.from_dict(header["config"])
+    torch.manual_seed(cfg.seed)
+    g, _, _ = build_networks(cfg)
+    folder = work / "baseline-model"
+    extra = {
+        k: v for k, v in header.items() if k not in ("kind", "maskgen_version", "format", "config")
+    }
+    save_model_folder(
+        folder,
+        KIND,
+        header["config"],
+        {f"generator.{k}": v for k, v in g.state_dict().items()},
+        extra=extra,
+    )
+    return evaluate_cluster(folder, data / "labels.png")
 
 
 def stage_speed(work: Path, presets: list[str]) -> str:

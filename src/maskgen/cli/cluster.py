@@ -55,6 +55,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         "adv_loss": args.adv_loss,
         "lr_g": args.lr_g,
         "lr_d": args.lr_d,
+        "alpha_prior": args.alpha_prior,
+        "binary_weight": args.binary_weight,
+        "area_warmup": args.area_warmup,
+        "instance_noise": args.instance_noise,
+        "noise_steps": args.noise_steps,
+        "ema_decay": args.ema_decay,
     }
     model = train_cluster(
         image=image,
@@ -171,6 +177,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--adv-loss", choices=["nonsaturating", "hinge"], default=None)
     t.add_argument("--lr-g", type=float, default=None)
     t.add_argument("--lr-d", type=float, default=None)
+    t.add_argument(
+        "--alpha-prior",
+        type=float,
+        default=None,
+        help="not in the paper: centred-disk logit bias on alpha (cpu preset 4; 0 = off)",
+    )
+    t.add_argument(
+        "--binary-weight",
+        type=float,
+        default=None,
+        help="not in the paper: weight of mean(alpha*(1-alpha)) (cpu preset 5; 0 = off)",
+    )
+    t.add_argument("--area-warmup", type=int, default=None, help="steps of linear lambda warm-up")
+    t.add_argument("--instance-noise", type=float, default=None, help="std of noise on D inputs")
+    t.add_argument("--noise-steps", type=int, default=None, help="steps to anneal instance noise")
+    t.add_argument("--ema-decay", type=float, default=None, help="EMA of G weights (0 = off)")
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--checkpoint-every", type=int, default=200)
     t.add_argument("--grid-every", type=int, default=None)

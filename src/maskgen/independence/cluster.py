@@ -99,7 +99,7 @@ class ClusterConfig:
     lr_g: float = 4e-4  # paper
     lr_d: float = 2e-4  # paper
     betas: tuple[float, float] = (0.5, 0.999)  # paper
-    steps: int = 3000
+    steps: int = 2000
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
