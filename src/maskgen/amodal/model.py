@@ -171,7 +171,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.fc(z).view(z.shape[0], self.ch, self.side, self.side)
-        if z.device.type == "cpu" and z.shape[0] > 1:
+        if _CHANNELS_LAST and z.device.type == "cpu" and z.shape[0] > 1:
             h = h.contiguous(memory_format=torch.channels_last)
         return self.conv(h)
 
@@ -281,10 +281,13 @@ class AmodalVAE(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+_CHANNELS_LAST = True
+
+
 def _fmt(x: Tensor) -> Tensor:
     """channels_last on CPU for batches (1.4-1.7x faster small convs, DESIGN §6)."""
     x = x.float()
-    if x.device.type == "cpu" and x.shape[0] > 1:
+    if _CHANNELS_LAST and x.device.type == "cpu" and x.shape[0] > 1:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 

@@ -1,0 +1,700 @@
+"""Amodal-VAE's three training stages (supplementary §3.1, DESIGN §2) and threshold tuning.
+
+One run folder (:class:`maskgen.engine.RunFolder`, kind ``"amodal-vae"``) holds the whole run:
+
+1. :func:`train_stage1_shape_prior` -- a VAE (q1 + decoder) on complete masks, Adam lr 1e-3, KL
+   weight annealed by :func:`kl_weight` (supplementary eq. 1).
+2. :func:`train_stage2_partial_encoder` -- q2 and the box head on synthetic occlusion of complete
+   masks (decoder frozen); loss ``-E_q2[log p(y|z)] + λ KL(q2 || p) + w_box * L1(box)``.
+3. :func:`train_stage3_real_occlusion` -- q2 fine-tuned on the data's real instances with the
+   reconstruction term on known pixels only (decoder and box head frozen).
+
+Then :func:`tune_threshold` picks the binarisation threshold on held-out data and :func:`train`
+writes ``RUN/model``. Each stage checkpoints under its own prefix (``stage1-00000500.pt`` ...),
+marks ``RUN/stageK.done`` when finished and resumes automatically. Only visible masks are read
+(:mod:`maskgen.amodal.data`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from maskgen.amodal.data import (
+    AugmentConfig,
+    InstancePools,
+    SyntheticBatch,
+    augmented_complete,
+    extract_instances,
+    known_pixel_targets,
+    synthetic_occlusion,
+    visible_box_in_region,
+)
+from maskgen.amodal.io import save_amodal_model
+from maskgen.amodal.model import (
+    AmodalVAE,
+    AmodalVAEConfig,
+    kl_divergence,
+    relative_box_to_extensions,
+    reparameterize,
+)
+from maskgen.core.boxes import box_iou
+from maskgen.core.warp import box_to_box_theta, warp
+from maskgen.data.types import Dataset
+from maskgen.engine import (
+    DistContext,
+    RunFolder,
+    all_reduce_mean,
+    capture_rng_state,
+    check_finite,
+    progress,
+    restore_rng_state,
+    unwrap,
+    wrap_ddp,
+)
+from maskgen.errors import MaskgenError
+
+KIND = "amodal-vae"
+
+
+def kl_weight(
+    step: int,
+    final: float = 0.5,
+    start: float = 0.01,
+    alpha: float = 0.9995,
+    t_begin: int = 2000,
+    schedule_scale: float = 1.0,
+) -> float:
+    """KL weight of supplementary eq. 1: ``λ(t) = λ_final − (λ_final − λ_start)·α^max(0, t − t_begin)``.
+
+    ``schedule_scale`` s stretches the schedule in time for short runs (documented deviation; s = 1
+    is the paper): ``t_begin → s·t_begin`` and ``α → α^(1/s)``, so λ at step ``s·t`` equals the
+    paper's λ at step ``t``.
+    """
+    if schedule_scale <= 0:
+        raise ValueError("schedule_scale must be positive")
+    tb = t_begin * schedule_scale
+    a = alpha ** (1.0 / schedule_scale)
+    return final - (final - start) * a ** max(0.0, step - tb)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (stored in ``RUN/config.json``; resuming requires the same).
+
+    Presets: ``"cpu"`` (default, sized for ≤ 15 min on 2 CPU cores) and ``"paper"``
+    (supplementary §3.1: stage-2 lr 1e-4, unscaled KL schedule, longer stages).
+    """
+
+    preset: str = "cpu"
+    seed: int = 0
+    batch_size: int = 128
+    stage1_steps: int = 3000
+    stage2_steps: int = 3000
+    stage3_steps: int = 1000
+    stage1_lr: float = 1e-3
+    stage2_lr: float = 1e-3  # paper 1e-4; 1e-3 trains better at CPU budgets (DESIGN §8)
+    stage3_lr: float = 1e-4
+    kl_final: float = 0.5
+    kl_start: float = 0.01
+    kl_alpha: float = 0.9995
+    kl_t_begin: int = 2000
+    kl_schedule_scale: float = 0.5
+    box_loss_weight: float = 20.0
+    stage1_pool: int = 40000
+    stage2_pool: int = 30000
+    unoccluded_fraction: float = 0.15
+    augment: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
+    val_fraction: float = 0.1
+    val_samples: int = 2000
+    checkpoint_every: int = 500
+    log_every: int = 50
+    model: dict[str, Any] = field(default_factory=lambda: AmodalVAEConfig().to_dict())
+    data: str = ""
+    val: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": {
+        "stage1_steps": 30000,
+        "stage2_steps": 30000,
+        "stage3_steps": 10000,
+        "stage2_lr": 1e-4,
+        "stage3_lr": 1e-4,
+        "kl_schedule_scale": 1.0,
+        "stage1_pool": 200000,
+        "stage2_pool": 200000,
+    },
+}
+
+
+def make_config(preset: str = "cpu", **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset plus explicit overrides (None values ignored)."""
+    if preset not in PRESETS:
+        raise MaskgenError(f"--preset {preset}: unknown (expected {', '.join(PRESETS)})")
+    kw = dict(PRESETS[preset])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(preset=preset, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class StageResult:
+    """What a stage reports: steps run now, final smoothed loss, seconds spent."""
+
+    name: str
+    steps: int
+    loss: float
+    seconds: float
+    resumed_from: int = 0
+
+
+def _stage_rng(seed: int, stage: int, rank: int) -> np.random.Generator:
+    """Independent, reproducible numpy stream for a stage's data pool (same on resume)."""
+    return np.random.default_rng([seed, stage, rank])
+
+
+def _set_trainable(model: AmodalVAE, parts: list[str]) -> list[torch.nn.Parameter]:
+    params = []
+    for name, mod in (
+        ("enc_full", model.enc_full),
+        ("enc_partial", model.enc_partial),
+        ("decoder", model.decoder),
+        ("box_head", model.box_head),
+    ):
+        on = name in parts
+        mod.train(on)
+        for p in mod.parameters():
+            p.requires_grad_(on)
+            if on:
+                params.append(p)
+    return params
+
+
+class _StageModule(torch.nn.Module):
+    """Wraps the model with a loss function so DDP sees one forward per step."""
+
+    def __init__(self, model: AmodalVAE, loss_fn: Callable[..., tuple[Tensor, dict]]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, step: int, *batch: Tensor) -> tuple[Tensor, dict]:
+        return self.loss_fn(self.model, step, *batch)
+
+
+def _run_stage(
+    name: str,
+    run: RunFolder,
+    ctx: DistContext,
+    model: AmodalVAE,
+    parts: list[str],
+    lr: float,
+    steps: int,
+    tensors: list[Tensor],
+    loss_fn: Callable[..., tuple[Tensor, dict]],
+    cfg: TrainConfig,
+    prev_stage: str | None,
+) -> StageResult:
+    """The shared loop: resume, Adam on ``parts``, random mini-batches from ``tensors``."""
+    t0 = time.monotonic()
+    state = run.load_latest_checkpoint(map_location="cpu", prefix=name)
+    start = 0
+    if state is None and prev_stage is not None:
+        prev = run.load_latest_checkpoint(map_location="cpu", prefix=prev_stage)
+        if prev is None:
+            raise MaskgenError(f"{run.path}: {prev_stage} is marked done but has no checkpoint")
+        model.load_state_dict(prev["model"])
+    params = _set_trainable(model, parts)
+    opt = torch.optim.Adam(params, lr=lr)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+        restore_rng_state(state["rng"])
+    model.to(ctx.device)
+    stage_mod = wrap_ddp(_StageModule(model, loss_fn), ctx, find_unused_parameters=False)
+    n = tensors[0].shape[0]
+    bs = cfg.batch_size
+    smooth = float("nan")
+    step = start
+    bar = progress(steps, name, initial=start, ctx=ctx)
+    for step in bar:
+        idx = torch.randint(0, n, (bs,))
+        batch = [t[idx].to(ctx.device, non_blocking=True) for t in tensors]
+        loss, logs = stage_mod(step, *batch)
+        check_finite(loss, step, what=f"{name} loss", run=run)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lv = float(loss.detach())
+        smooth = lv if math.isnan(smooth) else 0.98 * smooth + 0.02 * lv
+        done = step + 1
+        if done % cfg.log_every == 0 or done == steps:
+            avg = {k: float(all_reduce_mean(v.detach().float())) for k, v in logs.items()}
+            run.log(done, stage=name, loss=float(all_reduce_mean(loss.detach())), **avg)
+        if done % cfg.checkpoint_every == 0 or done == steps:
+            run.save_checkpoint(
+                done,
+                {
+                    "model": unwrap(model).state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": done,
+                    "rng": capture_rng_state(),
+                },
+                prefix=name,
+            )
+    bar.close()
+    run.mark_finished(f"{name}.done")
+    return StageResult(name, steps - start, smooth, time.monotonic() - t0, start)
+
+
+def _load_finished(run: RunFolder, model: AmodalVAE, name: str) -> None:
+    state = run.load_latest_checkpoint(map_location="cpu", prefix=name)
+    if state is None:
+        raise MaskgenError(f"{run.path}: {name} is marked done but has no readable checkpoint")
+    model.load_state_dict(state["model"])
+
+
+# -- stage 1 ----------------------------------------------------------------------------------------
+def _recon(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Bernoulli negative log-likelihood summed over pixels: ``N``-vector."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if weight is not None:
+        bce = bce * weight
+    return bce.flatten(1).sum(1)
+
+
+def train_stage1_shape_prior(
+    run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
+) -> StageResult:
+    """Stage 1: a VAE on (augmented) complete masks; Adam ``stage1_lr``; KL annealed (eq. 1)."""
+    if not pools.complete_shapes:
+        raise MaskgenError(
+            f"{cfg.data}: no complete instances (visible masks that touch no other instance and "
+            "not the image border); stage 1 needs some"
+        )
+    rng = _stage_rng(cfg.seed, 1, ctx.rank)
+    crops = augmented_complete(
+        pools.complete_shapes,
+        cfg.stage1_pool,
+        rng,
+        AugmentConfig(**cfg.augment),
+        model.config.crop_size,
+    )
+    y = torch.from_numpy(crops)
+
+    def lf(m: AmodalVAE, step: int, y: Tensor) -> tuple[Tensor, dict]:
+        mu, logvar = m.encode_full(y)
+        logits = m.decode(reparameterize(mu, logvar))
+        rec = _recon(logits, y).mean()
+        kl = kl_divergence(mu, logvar).mean()
+        lam = kl_weight(
+            step, cfg.kl_final, cfg.kl_start, cfg.kl_alpha, cfg.kl_t_begin, cfg.kl_schedule_scale
+        )
+        return rec + lam * kl, {"recon": rec, "kl": kl, "kl_weight": torch.tensor(lam)}
+
+    return _run_stage(
+        "stage1",
+        run,
+        ctx,
+        model,
+        ["enc_full", "decoder"],
+        cfg.stage1_lr,
+        cfg.stage1_steps,
+        [y],
+        lf,
+        cfg,
+        None,
+    )
+
+
+# -- stage 2 ----------------------------------------------------------------------------------------
+def _synthetic_tensors(s: SyntheticBatch) -> list[Tensor]:
+    aspect = s.vis_wh / s.vis_wh.max(axis=1, keepdims=True)
+    return [
+        torch.from_numpy(s.vis28),
+        torch.from_numpy(s.full28),
+        torch.from_numpy(s.context),
+        torch.from_numpy(aspect.astype(np.float32)),
+        torch.from_numpy(s.rel_box.astype(np.float32)),
+    ]
+
+
+def train_stage2_partial_encoder(
+    run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
+) -> StageResult:
+    """Stage 2: q2 + box head on synthetic occlusion; the decoder (and q1) frozen.
+
+    Loss = ``-E_q2[log p(y|z)] + λ_final·KL(q2(z|ŷ) ‖ N(0, I)) + box_loss_weight·L1(extensions)``
+    where the box extensions are in units of the visible box's longer side.
+    """
+    rng = _stage_rng(cfg.seed, 2, ctx.rank)
+    mc = model.config
+    s = synthetic_occlusion(
+        pools.complete_shapes,
+        pools.occluder_shapes,
+        cfg.stage2_pool,
+        rng,
+        AugmentConfig(**cfg.augment),
+        mc.crop_size,
+        mc.box_context_scale,
+        mc.box_context_size,
+        cfg.unoccluded_fraction,
+    )
+    tensors = _synthetic_tensors(s)
+
+    def lf(
+        m: AmodalVAE,
+        step: int,
+        vis: Tensor,
+        full: Tensor,
+        context: Tensor,
+        aspect: Tensor,
+        rel: Tensor,
+    ) -> tuple[Tensor, dict]:
+        mu, logvar = m.encode_partial(vis)
+        logits = m.decode(reparameterize(mu, logvar))
+        rec = _recon(logits, full).mean()
+        kl = kl_divergence(mu, logvar).mean()
+        ext = m.predict_box_extensions(context, aspect)
+        box = (ext - relative_box_to_extensions(rel, aspect)).abs().sum(1).mean()
+        loss = rec + cfg.kl_final * kl + cfg.box_loss_weight * box
+        return loss, {"recon": rec, "kl": kl, "box_l1": box}
+
+    return _run_stage(
+        "stage2",
+        run,
+        ctx,
+        model,
+        ["enc_partial", "box_head"],
+        cfg.stage2_lr,
+        cfg.stage2_steps,
+        tensors,
+        lf,
+        cfg,
+        "stage1",
+    )
+
+
+# -- stage 3 ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_boxes(
+    model: AmodalVAE, context: np.ndarray, vis_wh: np.ndarray, batch: int = 1024
+) -> np.ndarray:
+    """Box head (eval mode) on uint8/float contexts: ``(K, 4)`` relative amodal boxes."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(context), batch):
+        c = torch.from_numpy(np.asarray(context[i : i + batch], dtype=np.float32))
+        if context.dtype == np.uint8:
+            c = c / 255.0
+        wh = torch.from_numpy(np.asarray(vis_wh[i : i + batch], dtype=np.float32))
+        out.append(model.predict_amodal_box(c[:, :1, :28, :28], context=c, vis_wh=wh).numpy())
+    model.train(was)
+    return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
+
+
+def train_stage3_real_occlusion(
+    run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
+) -> StageResult:
+    """Stage 3: fine-tune q2 on the real instances; reconstruction on known pixels only.
+
+    The frozen box head (after stage 2) places each instance's amodal box; the target is the
+    visible mask in that frame and the weight is 1 on visible pixels of the instance and of the
+    background, 0 under other instances' visible masks (possible occluders, whose depth order is
+    unknown without labels) and outside the image. Loss = masked NLL + λ_final·KL.
+    """
+    if not (run.path / "stage2.done").is_file():
+        raise MaskgenError(f"{run.path}: stage 3 needs a finished stage 2")
+    _load_finished(run, model, "stage2")
+    model.to("cpu")
+    real = pools.real
+    rel = predict_boxes(model, real.context, real.vis_wh)
+    target, known = known_pixel_targets(
+        real.region, rel, real.vis_wh, model.config.box_context_scale, model.config.crop_size
+    )
+    vis = torch.from_numpy(real.vis28.astype(np.float32) / 255.0)[:, None]
+    tensors = [vis, torch.from_numpy(target), torch.from_numpy(known)]
+
+    def lf(
+        m: AmodalVAE, step: int, vis: Tensor, target: Tensor, known: Tensor
+    ) -> tuple[Tensor, dict]:
+        mu, logvar = m.encode_partial(vis)
+        logits = m.decode(reparameterize(mu, logvar))
+        rec = _recon(logits, target, known).mean()
+        kl = kl_divergence(mu, logvar).mean()
+        return rec + cfg.kl_final * kl, {"recon_known": rec, "kl": kl}
+
+    return _run_stage(
+        "stage3",
+        run,
+        ctx,
+        model,
+        ["enc_partial"],
+        cfg.stage3_lr,
+        cfg.stage3_steps,
+        tensors,
+        lf,
+        cfg,
+        "stage2",
+    )
+
+
+# -- threshold and validation -----------------------------------------------------------------------
+@torch.no_grad()
+def region_probabilities(
+    model: AmodalVAE,
+    vis28: Tensor,
+    context: Tensor,
+    vis_wh: Tensor,
+    rel_box: Tensor | None = None,
+    region_size: int = 84,
+) -> tuple[Tensor, Tensor]:
+    """Mode completion drawn into the region frame ``square_box(visible_box, scale)``.
+
+    Returns ``(probabilities N x 1 x R x R, relative amodal boxes N x 4)``; ``rel_box`` given
+    (e.g. the true box) replaces the box head's prediction.
+    """
+    model.eval()
+    if rel_box is None:
+        rel_box = model.predict_amodal_box(vis28, context=context, vis_wh=vis_wh)
+    mu, _ = model.encode_partial(vis28)
+    probs = torch.sigmoid(model.decode(mu))
+    vis_in_region = torch.from_numpy(
+        visible_box_in_region(vis_wh.numpy(), model.config.box_context_scale)
+    ).float()
+    size = vis_in_region[:, 2:] - vis_in_region[:, :2]
+    origin = vis_in_region[:, :2]
+    amodal = torch.cat([rel_box[:, :2] * size + origin, rel_box[:, 2:] * size + origin], dim=1)
+    region = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(len(amodal), 4)
+    theta = box_to_box_theta(amodal, region)
+    return warp(probs, theta, size=(region_size, region_size)), rel_box
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+@torch.no_grad()
+def tune_threshold(
+    model: AmodalVAE, val: SyntheticBatch, grid: np.ndarray | None = None
+) -> tuple[float, dict[str, Any]]:
+    """Pick the binarisation threshold on held-out synthetic occlusion (no amodal labels).
+
+    Completions (posterior mean, box-head box) are drawn into the region frame and compared with
+    the held-out full masks. The score per threshold is the mean of the per-instance full IoU and
+    the per-instance invisible IoU (occluded samples only) of the completion default: predicted
+    pixels kept only on the visible mask or under occluders, OR-ed with the visible mask.
+
+    Returns:
+        ``(threshold, metrics)`` -- metrics hold the scores at the chosen threshold, at the
+        paper's 0.1, the box head's mean box IoU and the same IoUs with the true box.
+    """
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
+    vis28 = torch.from_numpy(val.vis28)
+    ctx_t = torch.from_numpy(val.context)
+    wh = torch.from_numpy(val.vis_wh)
+    full = val.full_region[:, None] > 0.5
+    visr = val.vis_region[:, None] > 0.5
+    occluded = val.occluded > 0.02
+
+    occr = val.occ_region[:, None] > 0.5 if val.occ_region is not None else ~visr
+
+    def scores(probs: np.ndarray, t: float) -> dict[str, float]:
+        # the completion default (DESIGN §8): invisible pixels only under occluders, OR visible
+        pred = ((probs > t) & (visr | occr)) | visr
+        f = _iou(pred, full)
+        inv = _iou(pred & ~visr, full & ~visr)
+        return {
+            "full_iou": float(f.mean()),
+            "invisible_iou": float(inv[occluded].mean()) if occluded.any() else float("nan"),
+        }
+
+    probs, rel = region_probabilities(model, vis28, ctx_t, wh)
+    probs = probs.numpy()
+    table = {float(t): scores(probs, float(t)) for t in grid}
+
+    def key(t: float) -> float:
+        s = table[t]
+        return s["full_iou"] + (s["invisible_iou"] if not math.isnan(s["invisible_iou"]) else 0.0)
+
+    best = max(table, key=key)
+    probs_true, _ = region_probabilities(
+        model, vis28, ctx_t, wh, rel_box=torch.from_numpy(val.rel_box)
+    )
+    box_iou_mean = float(
+        box_iou(rel.numpy().astype(np.float64), val.rel_box.astype(np.float64)).mean()
+    )
+    metrics = {
+        "threshold": best,
+        "at_threshold": table[best],
+        "at_paper_0.1": scores(probs, 0.1),
+        "true_box_at_threshold": scores(probs_true.numpy(), best),
+        "box_iou": box_iou_mean,
+        "samples": len(vis28),
+        "occluded_samples": int(occluded.sum()),
+        "table": {str(k): v for k, v in table.items()},
+    }
+    return best, metrics
+
+
+# -- the whole run ----------------------------------------------------------------------------------
+def split_images(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Random image-level split ``(train, held_out)`` of a dataset (held out ≥ 1 when possible)."""
+    n = len(dataset.images)
+    order = np.random.default_rng([seed, 99]).permutation(n)
+    k = int(round(n * fraction)) if n > 1 else 0
+    k = min(max(k, 1 if n > 1 and fraction > 0 else 0), n - 1) if n > 1 else 0
+    held = sorted(order[:k].tolist())
+    train = sorted(order[k:].tolist())
+    return train, held
+
+
+def train(
+    dataset: Dataset,
+    out: str | Path,
+    cfg: TrainConfig,
+    ctx: DistContext,
+    val_dataset: Dataset | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) all three stages, tune the threshold and write ``out/model``.
+
+    Args:
+        dataset: training data (only visible masks are read).
+        out: run folder.
+        cfg: the run's config; resuming needs the same.
+        ctx: from :func:`maskgen.engine.init_distributed`.
+        val_dataset: held-out data for the threshold; when None ``cfg.val_fraction`` of the
+            training images are held out (never trained on).
+        log: where rank 0 prints progress lines.
+
+    Returns:
+        summary dict (also in ``out/model/config.json`` under ``"training"``).
+    """
+    say = log if ctx.is_main else (lambda _msg: None)
+    run = RunFolder(out, kind=KIND, config=cfg.to_dict(), ctx=ctx)
+    t_all = time.monotonic()
+    mc = AmodalVAEConfig.from_dict(cfg.model)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = AmodalVAE(mc)
+
+    if val_dataset is None:
+        train_idx, held_idx = split_images(dataset, cfg.val_fraction, cfg.seed)
+    else:
+        train_idx, held_idx = list(range(len(dataset.images))), []
+    # Each rank takes its share of the images for the real-instance pools (stage 3) but every
+    # rank sees every complete shape (stage 1/2 pools are drawn with per-rank seeds).
+    t0 = time.monotonic()
+    pools = extract_instances(
+        dataset, train_idx, mc.crop_size, mc.box_context_scale, mc.box_context_size
+    )
+    say(
+        f"data: {len(pools.real)} instances from {len(train_idx)} images, "
+        f"{len(pools.complete_shapes)} complete ({time.monotonic() - t0:.1f}s)"
+    )
+    if len(pools.real) == 0:
+        raise MaskgenError(f"{cfg.data}: no instances with a visible mask")
+    if ctx.world_size > 1:
+        pools.real = _shard(pools.real, ctx.rank, ctx.world_size)
+    prep_s = time.monotonic() - t0
+
+    results: dict[str, Any] = {}
+    stages = [
+        ("stage1", train_stage1_shape_prior),
+        ("stage2", train_stage2_partial_encoder),
+        ("stage3", train_stage3_real_occlusion),
+    ]
+    for name, fn in stages:
+        if run.is_finished(f"{name}.done"):
+            say(f"{name}: already done, skipping")
+            continue
+        r = fn(run, ctx, model, pools, cfg)
+        say(
+            f"{name}: {r.steps} steps in {r.seconds:.1f}s (resumed at {r.resumed_from}), loss {r.loss:.2f}"
+        )
+        results[name] = {
+            "steps": r.steps,
+            "seconds": round(r.seconds, 1),
+            "resumed_from": r.resumed_from,
+            "loss": r.loss,
+        }
+    _load_finished(run, model, "stage3")
+    model.to("cpu").eval()
+
+    t0 = time.monotonic()
+    if val_dataset is not None:
+        vpools = extract_instances(
+            val_dataset, None, mc.crop_size, mc.box_context_scale, mc.box_context_size
+        )
+    else:
+        vpools = extract_instances(
+            dataset, held_idx, mc.crop_size, mc.box_context_scale, mc.box_context_size
+        )
+    shapes = vpools.complete_shapes or pools.complete_shapes
+    occ = vpools.occluder_shapes or pools.occluder_shapes
+    vs = synthetic_occlusion(
+        shapes,
+        occ,
+        cfg.val_samples,
+        np.random.default_rng([cfg.seed, 7]),
+        AugmentConfig(flip=0.5, max_rotation=0.0, max_aspect=1.0),
+        mc.crop_size,
+        mc.box_context_scale,
+        mc.box_context_size,
+        0.0,
+        with_region=True,
+    )
+    threshold, tmetrics = tune_threshold(model, vs)
+    say(
+        f"threshold {threshold:.2f} (validation synthetic occlusion: full IoU {tmetrics['at_threshold']['full_iou']:.3f}, "
+        f"invisible IoU {tmetrics['at_threshold']['invisible_iou']:.3f}, box IoU {tmetrics['box_iou']:.3f})"
+    )
+    tune_s = time.monotonic() - t0
+    summary = {
+        "data": cfg.data,
+        "val": cfg.val or f"{len(held_idx)} held-out training images",
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "world_size": ctx.world_size,
+        "stages": results,
+        "data_seconds": round(prep_s, 1),
+        "threshold_seconds": round(tune_s, 1),
+        "total_seconds_this_invocation": round(time.monotonic() - t_all, 1),
+        "validation": {k: v for k, v in tmetrics.items() if k != "table"},
+        "complete_instances": len(pools.complete_shapes),
+        "instances": len(pools.real),
+    }
+    if ctx.is_main:
+        save_amodal_model(run.model_dir(), model, mc, threshold, training=summary)
+        (run.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run.mark_finished("DONE")
+    return summary
+
+
+def _shard(real: Any, rank: int, world: int) -> Any:
+    from maskgen.amodal.data import RealInstances
+
+    sel = slice(rank, None, world)
+    return RealInstances(
+        **{f.name: getattr(real, f.name)[sel] for f in dataclasses.fields(RealInstances)}
+    )
