@@ -441,3 +441,74 @@ def test_shipped_model_loads_and_completes() -> None:
         assert (c.raw_mask & v).sum() >= 0.5 * v.sum()
     # the occluded square is completed under the bar (where it is hidden)
     assert cs[0].amodal_mask[12:28, 22:28].mean() > 0.5
+
+
+def test_complete_reads_cocoa_and_kins_old(
+    tiny_model_dir: Path, scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any supported format works; only the visible masks are used (same results as COCO)."""
+    from maskgen.data.cocoa import write_cocoa
+    from maskgen.data.kins import write_kins_old
+    from maskgen.data.loader import load_dataset
+
+    gt = load_dataset(scenes / "annotations/test_kins2020.json")
+    ref = tmp_path / "ref.json"
+    rc, _, err = run_cli(
+        _complete_args(
+            tiny_model_dir, scenes / "annotations/test_kins2020.json", scenes / "images/test", ref
+        ),
+        capsys,
+    )
+    assert rc == 0, err
+    want = {a["id"]: a["segmentation"] for a in json.loads(ref.read_text())["annotations"]}
+    write_kins_old(gt, tmp_path / "old.json")
+    rc, _, err = run_cli(
+        _complete_args(
+            tiny_model_dir, tmp_path / "old.json", scenes / "images/test", tmp_path / "o1.json"
+        ),
+        capsys,
+    )
+    assert rc == 0, err
+    got = {
+        a["id"]: a["segmentation"]
+        for a in json.loads((tmp_path / "o1.json").read_text())["annotations"]
+    }
+    assert got == want
+    write_cocoa(gt, tmp_path / "cocoa.json")
+    rc, _, err = run_cli(
+        _complete_args(
+            tiny_model_dir, tmp_path / "cocoa.json", scenes / "images/test", tmp_path / "o2.json"
+        ),
+        capsys,
+    )
+    assert rc == 0, err
+    got = json.loads((tmp_path / "o2.json").read_text())["annotations"]
+    assert len(got) == len(want)
+
+
+def test_amodal_fields_of_the_input_are_never_used(
+    tiny_model_dir: Path, scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from maskgen.core.rle import encode_rle
+
+    src = scenes / "annotations/test_kins2020.json"
+    d = json.loads(src.read_text())
+    sizes = {i["id"]: (i["height"], i["width"]) for i in d["images"]}
+    for a in d["annotations"]:
+        h, w = sizes[a["image_id"]]
+        a["a_segm"] = encode_rle(np.ones((h, w), bool))  # nonsense amodal masks and boxes
+        a["a_bbox"] = [0, 0, w, h]
+        a["a_area"] = h * w
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    outs = []
+    for i, masks in enumerate((src, bad)):
+        out = tmp_path / f"o{i}.json"
+        rc, _, err = run_cli(
+            _complete_args(tiny_model_dir, masks, scenes / "images/test", out), capsys
+        )
+        assert rc == 0, err
+        outs.append(
+            {a["id"]: a["segmentation"] for a in json.loads(out.read_text())["annotations"]}
+        )
+    assert outs[0] == outs[1]
