@@ -193,3 +193,23 @@ def test_label_map_reader_and_foreground(tmp_path):
     assert foreground_area(img, "all") == 100
     with pytest.raises(MaskgenError):
         read_label_map(tmp_path / "missing.png")
+
+
+def test_nuclei_missing_mahotas_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from maskgen.data import cluster_images
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "mahotas" else real(n, *a)
+    )
+    with pytest.raises(MaskgenError, match=r"pip install 'maskgen\[data\]'"):
+        cluster_images.nuclei()
+
+
+def test_coins_builtin():
+    from maskgen.data.cluster_images import coins
+
+    c = coins()
+    assert c.image.shape == (303, 384, 3) and c.labels is None and c.instance_size == 60

@@ -216,14 +216,14 @@ def nuclei_path() -> Path:
 def nuclei() -> ClusterImage:
     """``nuclear.png`` from mahotas (fluorescence-stained nuclei, 1024 x 1344 RGB), no labels.
 
-    Nuclei are about 40 px wide at full resolution, so ``instance_size = 40``.
+    The largest nuclei are about 100 px wide at full resolution, so ``instance_size = 100``.
     """
     from maskgen.core.io import read_image
 
     return ClusterImage(
         image=read_image(nuclei_path()),
         labels=None,
-        instance_size=40,
+        instance_size=100,
         info={"name": "nuclei", "source": "mahotas demos/data/nuclear.png"},
     )
 
