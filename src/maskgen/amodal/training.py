@@ -56,6 +56,7 @@ from maskgen.engine import (
     DistContext,
     RunFolder,
     all_reduce_mean,
+    barrier,
     capture_rng_state,
     check_finite,
     progress,
@@ -100,8 +101,8 @@ class TrainConfig:
     preset: str = "cpu"
     seed: int = 0
     batch_size: int = 128
-    stage1_steps: int = 3000
-    stage2_steps: int = 3000
+    stage1_steps: int = 2500
+    stage2_steps: int = 2500
     stage3_steps: int = 1000
     stage1_lr: float = 1e-3
     stage2_lr: float = 1e-3  # paper 1e-4; 1e-3 trains better at CPU budgets (DESIGN §8)
@@ -261,6 +262,7 @@ def _run_stage(
             )
     bar.close()
     run.mark_finished(f"{name}.done")
+    barrier()  # rank 0's checkpoint and marker exist before any rank moves on
     return StageResult(name, steps - start, smooth, time.monotonic() - t0, start)
 
 
