@@ -193,13 +193,13 @@ def result_annotation(rec: ImageRecord, inst: Any, comp: Completion) -> dict[str
     (``[x, y, w, h]`` of the box the decoder's frame was pasted into), ``box_source`` and, with
     samples, ``samples``: ``[{"segmentation": RLE, "consistency": float}, ...]``.
     """
-    box = comp.mask_box()
+    rle, bbox = comp.rle_and_box()
     ann: dict[str, Any] = {
         "id": int(inst.id),
         "image_id": int(rec.id),
         "category_id": int(inst.category_id),
-        "segmentation": comp.rle(),
-        "bbox": [float(v) for v in xyxy_to_xywh(box)] if box is not None else [0.0] * 4,
+        "segmentation": rle,
+        "bbox": bbox,
         "area": comp.area,
         "score": round(float(comp.consistency), 6),
         "consistency": round(float(comp.consistency), 6),
@@ -229,9 +229,13 @@ def skipped_annotation(rec: ImageRecord, inst: Any) -> dict[str, Any]:
     }
 
 
-def decode_visible(rec: ImageRecord) -> np.ndarray:
-    """All visible masks of an image as ``K x H x W`` bool (one pycocotools call when every
-    mask is a compressed RLE of the image's size; a missing mask is all False)."""
+def decode_visible(rec: ImageRecord) -> tuple[np.ndarray, np.ndarray | None]:
+    """All visible masks of an image: ``(K x H x W bool, K x 4 tight boxes or None)``.
+
+    One pycocotools call (and boxes straight from the RLEs) when every mask is a compressed RLE
+    of the image's size; otherwise each segmentation is decoded on its own (a missing mask is all
+    False) and the boxes are left to the predictor.
+    """
     from pycocotools import mask as mask_utils
 
     segs = [inst.visible_segm for inst in rec.instances]
@@ -252,8 +256,10 @@ def decode_visible(rec: ImageRecord) -> np.ndarray:
             for s in segs
         ]
         # H x W x K Fortran-ordered uint8 of 0/1 -> K x H x W bool view, no copy
-        return np.moveaxis(mask_utils.decode(rles), 2, 0).view(bool)
-    return np.stack([rec.visible_mask(inst) for inst in rec.instances])
+        masks = np.moveaxis(mask_utils.decode(rles), 2, 0).view(bool)
+        xywh = np.asarray(mask_utils.toBbox(rles), dtype=np.float64).reshape(-1, 4)
+        return masks, xywh_to_xyxy(xywh)
+    return np.stack([rec.visible_mask(inst) for inst in rec.instances]), None
 
 
 def _image_inputs(
@@ -269,11 +275,12 @@ def _image_inputs(
         if not rec.instances:
             yield rec, ImageInput(np.zeros((0, rec.height, rec.width), bool)), []
             continue
+        vboxes = None
         if visible_override is not None:
             vm = visible_override(rec)
         else:
             try:
-                vm = decode_visible(rec)
+                vm, vboxes = decode_visible(rec)
             except ValueError as e:
                 raise MaskgenError(f"{masks_path}: image id {rec.id}: {e}") from None
         sel = vm.reshape(len(vm), -1).any(axis=1)
@@ -305,7 +312,7 @@ def _image_inputs(
                 ab[k] = b
         yield (
             rec,
-            ImageInput(vm, ab, sel),
+            ImageInput(vm, ab, sel, vboxes),
             [i for i, ok in zip(rec.instances, sel, strict=True) if ok],
         )
 

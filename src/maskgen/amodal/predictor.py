@@ -50,6 +50,7 @@ not depend on the batch size.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ import numpy as np
 import torch
 
 from maskgen.core.boxes import absolute_box, mask_to_box, square_box
-from maskgen.core.masks import DEFAULT_CROP_SIZE, crop_mask, paste_mask
+from maskgen.core.masks import DEFAULT_CROP_SIZE, paste_mask
 from maskgen.errors import MaskgenError
 
 __all__ = ["AmodalPredictor", "Completion", "ImageInput", "consistency_score"]
@@ -165,15 +166,20 @@ class Completion:
 
     def rle(self, sample: int | None = None) -> dict[str, Any]:
         """Compressed RLE (``counts`` as str) of the amodal mask, or of sample ``sample``."""
+        return self.rle_and_box(sample)[0]
+
+    def rle_and_box(self, sample: int | None = None) -> tuple[dict[str, Any], list[float]]:
+        """``(RLE, [x, y, w, h] tight box of the mask, zeros when empty)``."""
         from pycocotools import mask as mask_utils
 
         local = self.local_mask if sample is None else self.local_samples[sample]
         full = self._full(local, np.uint8, order="F")
         r = mask_utils.encode(full)
+        box = [float(v) for v in mask_utils.toBbox(r)]
         return {
             "size": [int(r["size"][0]), int(r["size"][1])],
             "counts": r["counts"].decode("ascii"),
-        }
+        }, box
 
 
 @dataclass
@@ -187,11 +193,14 @@ class ImageInput:
             back to the predicted box.
         complete: optional ``(K,)`` bool selecting which instances to complete (default: all);
             the others still count as occluders.
+        visible_boxes: optional ``K x 4`` tight boxes of the visible masks when already known
+            (e.g. from their RLEs); computed from the masks when None.
     """
 
     visible_masks: np.ndarray
     amodal_boxes: np.ndarray | None = None
     complete: np.ndarray | None = None
+    visible_boxes: np.ndarray | None = None
 
 
 def consistency_score(sample: np.ndarray, visible: np.ndarray, others: np.ndarray) -> float:
@@ -217,28 +226,85 @@ def _region(
 ) -> tuple[int, int, int, int]:
     """Integer pixel region ``(rx0, ry0, rx1, ry1)`` covering the boxes (plus ``margin``
     pixels), clipped to the image."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    rx0 = max(int(np.floor(b[:, 0].min())) - margin, 0)
-    ry0 = max(int(np.floor(b[:, 1].min())) - margin, 0)
-    rx1 = min(int(np.ceil(b[:, 2].max())) + margin, width)
-    ry1 = min(int(np.ceil(b[:, 3].max())) + margin, height)
+    x0 = min(float(b[0]) for b in boxes)
+    y0 = min(float(b[1]) for b in boxes)
+    x1 = max(float(b[2]) for b in boxes)
+    y1 = max(float(b[3]) for b in boxes)
+    rx0 = max(math.floor(x0) - margin, 0)
+    ry0 = max(math.floor(y0) - margin, 0)
+    rx1 = min(math.ceil(x1) + margin, width)
+    ry1 = min(math.ceil(y1) + margin, height)
     return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
 
 
-def _crop_local(mask: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """:func:`crop_mask` reading only the pixels near ``box`` (same result, less work).
+def _taps(lo: np.ndarray, hi: np.ndarray, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis for ``N`` crops at once.
 
-    Bilinear samples inside a box only touch pixels within one pixel of it, so a sub-array with a
-    2-pixel margin (zero beyond the image either way) gives the identical crop.
+    Crop cell ``j`` of ``[lo, hi)`` (``size`` cells) reads the pixel-index coordinate
+    ``lo + (j + 0.5) (hi - lo) / size - 0.5`` (the convention of :mod:`maskgen.core.masks`).
+
+    Returns:
+        ``(indices N x 2 size, weights N x 2 size float32)``: the lower taps then the upper taps,
+        indices clipped into ``[0, limit)``, weights zeroed where a tap falls outside.
     """
-    h, w = mask.shape
-    x0, y0, x1, y1 = (float(v) for v in box)
-    sx0 = max(int(np.floor(x0)) - 2, 0)
-    sy0 = max(int(np.floor(y0)) - 2, 0)
-    sx1 = min(int(np.ceil(x1)) + 2, w)
-    sy1 = min(int(np.ceil(y1)) + 2, h)
-    sub = mask[sy0:sy1, sx0:sx1]
-    return crop_mask(sub, np.array([x0 - sx0, y0 - sy0, x1 - sx0, y1 - sy0]), size)
+    lo = np.asarray(lo, dtype=np.float64)[:, None]
+    hi = np.asarray(hi, dtype=np.float64)[:, None]
+    pos = lo + (np.arange(size) + 0.5) * ((hi - lo) / size) - 0.5
+    i0 = np.floor(pos)
+    f = pos - i0
+    i0 = i0.astype(np.intp)
+    idx = np.concatenate([i0, i0 + 1], axis=1)
+    wts = np.concatenate([1.0 - f, f], axis=1)
+    wts *= (idx >= 0) & (idx < limit)
+    return np.clip(idx, 0, limit - 1), wts.astype(np.float32)
+
+
+def _combine(g: np.ndarray, wy: np.ndarray, wx: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear mix of ``N x 2S x 2S`` gathers (lower/upper taps) into ``N x S x S`` float32."""
+    g = g.astype(np.float32, copy=False)
+    top = g[:, :size] * wy[:, :size, None] + g[:, size:] * wy[:, size:, None]
+    return top[:, :, :size] * wx[:, None, :size] + top[:, :, size:] * wx[:, None, size:]
+
+
+def _gather_crops(
+    masks: np.ndarray,
+    which: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    count: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """:func:`maskgen.core.masks.crop_mask` of ``masks[which[n]]`` in ``boxes[n]``, for all
+    ``n`` at once, reading only the ``4 size^2`` pixels bilinear interpolation needs (zero
+    outside the image); equal to OpenCV's result up to float rounding.
+
+    Args:
+        masks: ``K x H x W`` bool.
+        which: ``(N,)`` indices into ``masks``.
+        boxes: ``N x 4`` crop boxes.
+        size: crop side.
+        count: optional ``H x W`` int ``masks.sum(0)``; then also returns the crops of "the
+            other masks' union" (``count - mask > 0``) in the same boxes.
+
+    Returns:
+        ``N x size x size`` float32 (and the "others" crops when ``count`` is given).
+    """
+    _, h, w = masks.shape
+    ry, wy = _taps(boxes[:, 1], boxes[:, 3], size, h)
+    rx, wx = _taps(boxes[:, 0], boxes[:, 2], size, w)
+    rr, cc = ry[:, :, None], rx[:, None, :]
+    g = masks[np.asarray(which)[:, None, None], rr, cc]
+    crops = _combine(g, wy, wx, size)
+    if count is None:
+        return crops
+    others = (count[rr, cc] - g) > 0
+    return crops, _combine(others, wy, wx, size)
+
+
+def _crop_local(mask: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """:func:`maskgen.core.masks.crop_mask` of one ``H x W`` mask via :func:`_gather_crops`."""
+    return _gather_crops(mask[None], np.zeros(1, np.intp), np.asarray(box, np.float64)[None], size)[
+        0
+    ]
 
 
 class AmodalPredictor:
@@ -373,6 +439,7 @@ class AmodalPredictor:
         visible_masks: np.ndarray,
         indices: Sequence[int] | None = None,
         count_map: np.ndarray | None = None,
+        visible_boxes: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Crops of one image's instances: what :meth:`encode` takes.
 
@@ -381,6 +448,7 @@ class AmodalPredictor:
                 others are each instance's potential occluders).
             indices: which instances to crop (default all); each must be non-empty.
             count_map: optional ``H x W`` int16 ``visible_masks.sum(0)`` (computed when None).
+            visible_boxes: optional ``K x 4`` tight boxes of all ``K`` masks (computed when None).
 
         Returns:
             ``(crops N x S x S float32, visible boxes N x 4 float64, context N x 2 x C x C or
@@ -391,39 +459,44 @@ class AmodalPredictor:
         count = None
         if self.uses_context:
             count = vm.sum(axis=0, dtype=np.int16) if count_map is None else count_map
-        crops, boxes, ctxs = [], [], []
-        for k in idx:
-            try:
-                vbox = mask_to_box(vm[k])
-            except ValueError:
-                raise MaskgenError(f"visible mask {k}: empty (nothing to complete)") from None
-            crops.append(_crop_local(vm[k], vbox, self.crop_size))
-            boxes.append(vbox)
-            if count is not None:
-                ctxs.append(self._context(vm[k], count, vbox))
+        idx = np.asarray(list(idx), dtype=np.intp)
         s = self.crop_size
-        crops_arr = np.stack(crops) if crops else np.zeros((0, s, s), np.float32)
-        boxes_arr = np.stack(boxes) if boxes else np.zeros((0, 4))
+        if len(idx) == 0:
+            c = int(self.context_size or 0)
+            ctx0 = np.zeros((0, 2, c, c), np.float32) if count is not None else None
+            return np.zeros((0, s, s), np.float32), np.zeros((0, 4)), ctx0
+        if visible_boxes is not None:
+            boxes = np.asarray(visible_boxes, dtype=np.float64)[idx]
+        else:
+            sub = vm[idx]
+            rows = sub.any(axis=2)
+            cols = sub.any(axis=1)
+            empty = ~rows.any(axis=1)
+            if empty.any():
+                k = int(idx[np.flatnonzero(empty)[0]])
+                raise MaskgenError(f"visible mask {k}: empty (nothing to complete)")
+            h, w = vm.shape[1:]
+            boxes = np.stack(
+                [
+                    cols.argmax(axis=1),
+                    rows.argmax(axis=1),
+                    w - cols[:, ::-1].argmax(axis=1),
+                    h - rows[:, ::-1].argmax(axis=1),
+                ],
+                axis=1,
+            ).astype(np.float64)
+        bad = ~(boxes[:, 2] > boxes[:, 0])
+        if bad.any():
+            raise MaskgenError(
+                f"visible mask {int(idx[np.flatnonzero(bad)[0]])}: empty (nothing to complete)"
+            )
+        crops = _gather_crops(vm, idx, boxes, s)
         ctx = None
         if count is not None:
-            c = int(self.context_size)
-            ctx = np.stack(ctxs) if ctxs else np.zeros((0, 2, c, c), np.float32)
-        return crops_arr, boxes_arr, ctx
-
-    def _context(self, visible: np.ndarray, count: np.ndarray, vbox: np.ndarray) -> np.ndarray:
-        """``2 x C x C`` context frame (:func:`maskgen.amodal.data.context_crop`, computed on
-        the frame's neighbourhood only)."""
-        h, w = visible.shape
-        frame = square_box(vbox, float(self.context_scale))
-        rx0, ry0, rx1, ry1 = _region([frame], h, w, margin=2)
-        if rx1 <= rx0 or ry1 <= ry0:
-            c = int(self.context_size)
-            return np.zeros((2, c, c), np.float32)
-        vis = visible[ry0:ry1, rx0:rx1]
-        others = (count[ry0:ry1, rx0:rx1] - vis) > 0
-        local = frame - np.array([rx0, ry0, rx0, ry0], dtype=np.float64)
-        c = int(self.context_size)
-        return np.stack([crop_mask(vis, local, c), crop_mask(others, local, c)])
+            frames = square_box(boxes, float(self.context_scale))
+            cv, co = _gather_crops(vm, idx, frames, int(self.context_size), count)
+            ctx = np.stack([cv, co], axis=1)
+        return crops, boxes, ctx
 
     def complete_image(
         self,
@@ -489,7 +562,7 @@ class AmodalPredictor:
                 raise MaskgenError(
                     f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
                 )
-            pending.append(ImageInput(vm, item.amodal_boxes, item.complete))
+            pending.append(ImageInput(vm, item.amodal_boxes, item.complete, item.visible_boxes))
             count += len(vm)
             if count >= chunk_instances:
                 yield from self._complete_chunk(
@@ -522,7 +595,7 @@ class AmodalPredictor:
             )
             idx = [k for k in range(len(vm)) if sel[k]]
             count_maps.append(vm.sum(axis=0, dtype=np.int16))
-            c, b, x = self.prepare(vm, idx, count_maps[i])
+            c, b, x = self.prepare(vm, idx, count_maps[i], item.visible_boxes)
             crops.append(c)
             vboxes.append(b)
             if x is not None:
