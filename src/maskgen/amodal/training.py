@@ -56,9 +56,11 @@ from maskgen.engine import (
     DistContext,
     RunFolder,
     all_reduce_mean,
+    autocast_context,
     barrier,
     capture_rng_state,
     check_finite,
+    make_grad_scaler,
     progress,
     restore_rng_state,
     unwrap,
@@ -229,6 +231,7 @@ def _run_stage(
         start = int(state["step"])
         restore_rng_state(state["rng"])
     model.to(ctx.device)
+    scaler = make_grad_scaler(ctx.device)  # enabled only for fp16 autocast
     stage_mod = wrap_ddp(_StageModule(model, loss_fn), ctx, find_unused_parameters=False)
     n = tensors[0].shape[0]
     bs = cfg.batch_size
@@ -238,11 +241,14 @@ def _run_stage(
     for step in bar:
         idx = torch.randint(0, n, (bs,))
         batch = [t[idx].to(ctx.device, non_blocking=True) for t in tensors]
-        loss, logs = stage_mod(step, *batch)
+        with autocast_context(ctx.device):  # mixed precision on CUDA, nothing on CPU
+            loss, logs = stage_mod(step, *batch)
+        loss = loss.float()
         check_finite(loss, step, what=f"{name} loss", run=run)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         lv = float(loss.detach())
         smooth = lv if math.isnan(smooth) else 0.98 * smooth + 0.02 * lv
         done = step + 1
