@@ -294,6 +294,30 @@ def _resize_tight(shape: np.ndarray, longer: float) -> np.ndarray:
     return out if out.any() else np.ones((1, 1), dtype=bool)
 
 
+def _place(
+    target: np.ndarray,
+    shapes: list[np.ndarray],
+    side: float,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """OR a random shape (scaled 0.3-1.3 x ``side``, maybe flipped) into ``target`` so that a
+    random pixel of it lands on a random pixel ``(ys[p], xs[p])`` of the object."""
+    o = shapes[rng.integers(len(shapes))]
+    o = _resize_tight(o, side * float(np.exp(rng.uniform(np.log(0.3), np.log(1.3)))))
+    if rng.random() < 0.5:
+        o = o[:, ::-1]
+    oh, ow = o.shape
+    p = rng.integers(len(ys))
+    oys, oxs = np.nonzero(o)
+    q = rng.integers(len(oys))
+    h, w = target.shape
+    y0 = int(np.clip(ys[p] - oys[q], 0, h - oh))
+    x0 = int(np.clip(xs[p] - oxs[q], 0, w - ow))
+    target[y0 : y0 + oh, x0 : x0 + ow] |= o
+
+
 @dataclass
 class SyntheticBatch:
     """Synthetic occlusion samples (stage 2 and threshold tuning), all float32.
@@ -334,6 +358,7 @@ def synthetic_occlusion(
     max_occluded: float = 0.85,
     with_region: bool = False,
     shape_side: int = 64,
+    behind_fraction: float = 0.5,
 ) -> SyntheticBatch:
     """Occlude complete shapes with other instances' shapes composited in front (stage 2).
 
@@ -341,8 +366,10 @@ def synthetic_occlusion(
     probability ``1 - unoccluded_fraction`` 1-3 occluder shapes (scaled 0.3-1.3x) are placed so
     they overlap it and composited in front with :func:`maskgen.core.compositing.occlude`;
     samples whose visible part is under 10 % (or more than ``max_occluded`` hidden) are redrawn.
-    The occluders' union is the context's neighbour channel, as other instances' visible masks
-    are at test time.
+    With probability ``behind_fraction`` 1-2 more shapes are put *behind* it (overlapping, so it
+    hides part of them). The neighbour channel of the context is the union of all other shapes'
+    visible parts, as other instances' visible masks are at test time, where depth order is
+    unknown: a neighbour may hide the object or be hidden by it.
     """
     aug = aug or AugmentConfig()
     vis28 = np.zeros((n, 1, crop_size, crop_size), np.float32)
@@ -366,23 +393,17 @@ def synthetic_occlusion(
         fullc = np.zeros((canvas, canvas), bool)
         fullc[oy : oy + fh, ox : ox + fw] = full
         occ = np.zeros_like(fullc)
+        ys, xs = np.nonzero(full)
+
         if rng.random() >= unoccluded_fraction:
-            ys, xs = np.nonzero(full)
             for _ in range(int(rng.integers(1, 4))):
-                o = occluder_shapes[rng.integers(len(occluder_shapes))]
-                o = _resize_tight(o, side * float(np.exp(rng.uniform(np.log(0.3), np.log(1.3)))))
-                if rng.random() < 0.5:
-                    o = o[:, ::-1]
-                oh, ow = o.shape
-                # anchor: a random pixel of the full shape lands on a random pixel of the occluder
-                p = rng.integers(len(ys))
-                oys, oxs = np.nonzero(o)
-                q = rng.integers(len(oys))
-                y0 = oy + ys[p] - oys[q]
-                x0 = ox + xs[p] - oxs[q]
-                y0 = int(np.clip(y0, 0, canvas - oh))
-                x0 = int(np.clip(x0, 0, canvas - ow))
-                occ[y0 : y0 + oh, x0 : x0 + ow] |= o
+                _place(occ, occluder_shapes, side, ys + oy, xs + ox, rng)
+        # Neighbours *behind* the object (it hides them): they show up among the other
+        # instances' visible masks but hide nothing, as at test time where depth is unknown.
+        others = occ.copy()
+        if rng.random() < behind_fraction:
+            for _ in range(int(rng.integers(1, 3))):
+                _place(others, occluder_shapes, side, ys + oy, xs + ox, rng)
         vis = occlude(fullc, occ[None])
         nv = int(vis.sum())
         nf = int(fullc.sum())
@@ -394,14 +415,15 @@ def synthetic_occlusion(
         vis28[k, 0] = crop_mask(vis, vbox, crop_size)
         full28[k, 0] = crop_mask(fullc, fbox, crop_size)
         ctx[k, 0] = crop_mask(vis, frame, context_size)
-        ctx[k, 1] = crop_mask(occ & ~vis, frame, context_size)
+        others_vis = others & ~vis  # union of the other instances' visible masks
+        ctx[k, 1] = crop_mask(others_vis, frame, context_size)
         rel[k] = relative_box(fbox, vbox)
         wh[k] = vbox[2:] - vbox[:2]
         occl[k] = 1 - nv / nf
         if with_region:
             full_reg[k] = crop_mask(fullc, frame, REGION_SIZE)
             vis_reg[k] = crop_mask(vis, frame, REGION_SIZE)
-            occ_reg[k] = crop_mask(occ & ~vis, frame, REGION_SIZE)
+            occ_reg[k] = crop_mask(others_vis, frame, REGION_SIZE)
         k += 1
     return SyntheticBatch(vis28, full28, ctx, rel, wh, full_reg, vis_reg, occl, occ_reg)
 
