@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+THREADS = 1  # torch threads of each training process (set by --threads)
 FIG = ROOT / "benchmarks" / "figures"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,7 +39,18 @@ def maskgen(*args: str) -> list[str]:
     return [sys.executable, "-m", "maskgen", *args]
 
 
-def train_and_time(image: str, size: int, run: Path, minutes: float, extra: list[str]) -> float:
+def train_and_time(
+    image: str, size: int, run: Path, minutes: float, extra: list[str]
+) -> tuple[float, float]:
+    """Train (resuming if ``run`` exists) with a wall-clock cap of ``minutes``.
+
+    Returns ``(wall seconds, CPU seconds)`` of the training process. On a shared CPU the wall
+    time is inflated by other jobs; CPU seconds / threads approximates the wall time on an idle
+    machine.
+    """
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     sh(
         maskgen(
@@ -56,10 +68,14 @@ def train_and_time(image: str, size: int, run: Path, minutes: float, extra: list
             "50",
             "--checkpoint-every",
             "250",
+            "--threads",
+            str(THREADS),
             *extra,
         )
     )
-    return time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return time.monotonic() - t0, cpu
 
 
 def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
@@ -114,9 +130,7 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
     shutil.copy(samples / "layers.png", FIG / "cluster_synthetic_layers.png")
     shutil.copy(sorted((run / "grids").iterdir())[-1], FIG / "cluster_synthetic_training_grid.png")
     so, iou = m["single_object_rate"], m["best_match_iou_mean"]
-    import torch
-
-    threads = torch.get_num_threads()
+    threads = THREADS
     cfg = json.loads((run / "config.json").read_text())["config"]
     lines = [
         "Independence prior, application 2, on the built-in synthetic fruit cluster "
@@ -178,42 +192,78 @@ def baseline_metrics(run: Path, data: Path, work: Path) -> dict:
 
 
 def stage_speed(work: Path, presets: list[str]) -> str:
+    """Seconds per training iteration, timed on the training phases themselves.
+
+    One iteration = data + providers/layout/composition + discriminator step + generator step
+    (the loop body of ``train_cluster``). Reports CPU seconds (``time.process_time``, which other
+    jobs on a shared CPU inflate much less than wall time) and wall seconds, one torch thread,
+    plus the FLOPs of one iteration (``torch.utils.flop_counter``).
+    """
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from maskgen.data.cluster_images import synthetic_cluster
-    from maskgen.independence.cluster import train_cluster
+    from maskgen.independence.cluster import (
+        build_networks,
+        generate_composites,
+        make_config,
+        regularizers,
+    )
+    from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
+    from maskgen.independence.gan import discriminator_step, generator_step
 
+    del work
+    torch.set_num_threads(THREADS)
     c = synthetic_cluster(seed=0)
     rows = [
-        "| preset | patch | layers | batch | s / iteration | iterations timed |",
-        "|---|---|---|---|---|---|",
+        "| preset | patch | layers | batch | CPU s / iteration | wall s / iteration | GFLOP / iteration | iterations timed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in presets:
-        run = work / f"speed-{p}"
-        shutil.rmtree(run, ignore_errors=True)
-        n = 6 if p == "cpu" else 2
-        train_cluster(
-            image=c.image,
-            instance_size=32,
-            out=run,
-            preset=p,
-            steps=n + 1,
-            log_every=1,
-            checkpoint_every=10_000,
-            grid_every=10_000,
+        cfg = make_config(p)
+        torch.manual_seed(0)
+        g, d, q = build_networks(cfg)
+        s = PatchSampler(c.image, 32, cfg.patch_size, cfg.flips)
+        opt_g = torch.optim.Adam(
+            list(g.parameters()) + list(q.parameters()), cfg.lr_g, betas=cfg.betas
         )
-        m = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        # Time between log lines after the first (warm-up) iteration.
-        dt = (m[-1]["time"] - m[0]["time"]) / (len(m) - 1)
-        cfg = json.loads((run / "config.json").read_text())["config"]
+        opt_d = torch.optim.Adam(d.parameters(), cfg.lr_d, betas=cfg.betas)
+
+        def it(cfg=cfg, g=g, d=d, q=q, s=s, opt_g=opt_g, opt_d=opt_d) -> None:
+            real = s.sample(cfg.batch_size)
+            bg = make_backgrounds(cfg.background, cfg.batch_size, s)
+            out = generate_composites(g, cfg, cfg.batch_size, bg)
+            discriminator_step(d, opt_d, real, out["composite"], loss=cfg.adv_loss)
+            reg = regularizers(q, out, cfg)
+            generator_step(
+                d,
+                opt_g,
+                out["composite"],
+                out["instances"][:, :, 3:4],
+                area_weight=cfg.area_weight,
+                area_target=cfg.area_target,
+                loss=cfg.adv_loss,
+                extra_loss=reg["extra"],
+            )
+
+        with FlopCounterMode(display=False) as fc:
+            it()  # also the warm-up
+        n = 5 if p == "cpu" else 1
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            it()
+        cpu = (time.process_time() - c0) / n
+        wall = (time.perf_counter() - w0) / n
         rows.append(
-            f"| {p} | {cfg['patch_size']} | {cfg['layers']} | {cfg['batch_size']} | {dt:.2f} | {n} |"
+            f"| {p} | {cfg.patch_size} | {cfg.layers} | {cfg.batch_size} | {cpu:.3f} | "
+            f"{wall:.3f} | {fc.get_total_flops() / 1e9:.1f} | {n} |"
         )
-        shutil.rmtree(run, ignore_errors=True)
+        print(rows[-1], flush=True)
     return "\n".join(
         [
-            f"Training seconds per iteration (one D step + one G step), torch threads "
-            f"{torch.get_num_threads()}; the CPU was shared with other jobs, so these are inflated.",
+            f"Training cost per iteration (one D step + one G step) with {THREADS} torch thread(s) on "
+            "the synthetic cluster. The CPU was shared with ~6 other jobs: wall seconds are inflated; "
+            "CPU seconds much less so. The default preset's 2000 steps cost 2000 x the CPU s.",
             "",
             *rows,
         ]
@@ -238,7 +288,7 @@ def stage_figures(work: Path, minutes: float, extra: list[str]) -> str:
             continue
         info = json.loads((data / "info.json").read_text())
         run = work / f"run-{kind}"
-        wall = train_and_time(
+        wall, _ = train_and_time(
             str(data / "image.png"), info["instance_size"], run, minutes, flips + extra
         )
         if not (run / "DONE").is_file():
@@ -286,12 +336,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=["synthetic", "speed", "figures", "all"], default="all")
     ap.add_argument("--work", default="/tmp/cluster-bench")
-    ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock cap of the synthetic run")
+    ap.add_argument(
+        "--minutes", type=float, default=60.0, help="wall-clock cap of the synthetic run"
+    )
     ap.add_argument("--figure-minutes", type=float, default=8.0)
     ap.add_argument("--presets", default="cpu,crowd,fruit,seed")
     ap.add_argument("--record", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("extra", nargs="*", help="extra flags for 'maskgen cluster train' (after --)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per training process (1 avoids oversubscription on a shared CPU)",
+    )
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     from _record import record_section

@@ -412,7 +412,7 @@ def train_cluster(
             ``flips``, ``batch_size``) replace preset values.
         device: ``"cpu"`` or ``"cuda"`` (mixed precision there).
         log_every: steps between metrics.jsonl lines; ``grid_every`` between preview grids
-            (default: ``checkpoint_every``); ``checkpoint_every`` between checkpoints.
+            (default: ``log_every``, one grid per logging tick); ``checkpoint_every`` between checkpoints.
         max_seconds: stop (with a checkpoint) after this wall time; the run resumes later.
 
     Returns:
@@ -483,7 +483,7 @@ def train_cluster(
                 (sampler.resized.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
             )
         gw, dw, qw = wrap_ddp(g, ctx), wrap_ddp(d, ctx), wrap_ddp(q, ctx)
-        grid_every = grid_every or checkpoint_every
+        grid_every = grid_every or log_every
         (run.path / "grids").mkdir(exist_ok=True)
         per_rank = max(1, cfg.batch_size // ctx.world_size)
         t0 = time.monotonic()

@@ -170,7 +170,6 @@ def evaluate_cluster(
     foreground: str = "bright",
 ) -> dict[str, Any]:
     """Compute the metrics of the module docstring; returns a JSON-ready dict."""
-    import torch
 
     from maskgen.independence.cluster import generate_instances, load_generator
 
@@ -242,7 +241,6 @@ def evaluate_cluster(
         result["foreground_mode"] = foreground
         result["foreground_area_px"] = fg
         result["count_estimate"] = fg / gen_area_img if gen_area_img > 0 else None
-    del torch
     return result
 
 
