@@ -346,6 +346,10 @@ class AmodalPredictor:
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
         self.source = source
+        # Instances per pipeline chunk and whether the model runs in a worker thread while the
+        # previous chunk is pasted back (results do not depend on either).
+        self.chunk_instances = 256
+        self.pipeline = True
         arch = getattr(model, "config", None)
         self.crop_size = int(getattr(arch, "crop_size", DEFAULT_CROP_SIZE))
         # The box head's context frame (maskgen.amodal.model: square_box(visible_box, scale)).
@@ -550,42 +554,57 @@ class AmodalPredictor:
         instances selected by ``ImageInput.complete`` get a :class:`Completion` (the list holds
         them in input order).
         """
-        chunk_instances = chunk_instances or max(self.batch_size, 256)
-        pending: list[ImageInput] = []
-        count = 0
+        chunk_instances = chunk_instances or self.chunk_instances
         counter = [0]
-        for item in images:
-            vm = np.asarray(item.visible_masks, dtype=bool)
-            if vm.ndim != 3:
-                raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
-            if item.amodal_boxes is not None and np.shape(item.amodal_boxes) != (len(vm), 4):
-                raise MaskgenError(
-                    f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
-                )
-            pending.append(ImageInput(vm, item.amodal_boxes, item.complete, item.visible_boxes))
-            count += len(vm)
-            if count >= chunk_instances:
-                yield from self._complete_chunk(
-                    pending, samples, restrict_to_occluders, seed, return_probability, counter
-                )
-                pending, count = [], 0
-        if pending:
-            yield from self._complete_chunk(
-                pending, samples, restrict_to_occluders, seed, return_probability, counter
-            )
+
+        def chunks() -> Iterator[list[ImageInput]]:
+            pending: list[ImageInput] = []
+            count = 0
+            for item in images:
+                vm = np.asarray(item.visible_masks, dtype=bool)
+                if vm.ndim != 3:
+                    raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
+                if item.amodal_boxes is not None and np.shape(item.amodal_boxes) != (len(vm), 4):
+                    raise MaskgenError(
+                        f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
+                    )
+                pending.append(ImageInput(vm, item.amodal_boxes, item.complete, item.visible_boxes))
+                count += len(vm)
+                if count >= chunk_instances:
+                    yield pending
+                    pending, count = [], 0
+            if pending:
+                yield pending
+
+        if not self.pipeline:
+            for items in chunks():
+                state = self._prepare_chunk(items, counter)
+                self._forward_chunk(state, samples, seed)
+                yield from self._finish_chunk(state, restrict_to_occluders, return_probability)
+            return
+        # Pipelined: the model runs chunk i+1 in a worker thread (torch releases the GIL) while
+        # this thread pastes back chunk i and the caller consumes it.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="amodal-forward") as pool:
+            inflight = None
+            for items in chunks():
+                state = self._prepare_chunk(items, counter)
+                fut = pool.submit(self._forward_chunk, state, samples, seed)
+                if inflight is not None:
+                    prev, prev_fut = inflight
+                    prev_fut.result()
+                    yield from self._finish_chunk(prev, restrict_to_occluders, return_probability)
+                inflight = (state, fut)
+            if inflight is not None:
+                prev, prev_fut = inflight
+                prev_fut.result()
+                yield from self._finish_chunk(prev, restrict_to_occluders, return_probability)
 
     # ------------------------------------------------------------------ internals
-    def _complete_chunk(
-        self,
-        items: list[ImageInput],
-        samples: int,
-        restrict: bool,
-        seed: int,
-        return_probability: bool,
-        counter: list[int],
-    ) -> list[list[Completion]]:
+    def _prepare_chunk(self, items: list[ImageInput], counter: list[int]) -> dict[str, Any]:
+        """Crops, boxes and context frames of every selected instance of ``items``."""
         size = self.crop_size
-        # 1. crops of every selected instance of every image
         crops, vboxes, ctxs, owners, known = [], [], [], [], []
         count_maps: list[np.ndarray] = []
         for i, item in enumerate(items):
@@ -613,32 +632,53 @@ class AmodalPredictor:
                         box = cand
                 known.append(box)
         n = len(owners)
-        crops_arr = np.concatenate(crops) if n else np.zeros((0, size, size), np.float32)
-        vbox_arr = np.concatenate(vboxes) if n else np.zeros((0, 4))
-        ctx_arr = np.concatenate(ctxs) if (n and ctxs) else None
-        need_boxes = any(b is None for b in known)
-        # 2. one batched forward: encode, box head, decode the mode (and the samples)
+        start = counter[0]
+        counter[0] += n
+        return {
+            "items": items,
+            "owners": owners,
+            "known": known,
+            "count_maps": count_maps,
+            "n": n,
+            "start": start,
+            "crops": np.concatenate(crops) if n else np.zeros((0, size, size), np.float32),
+            "vboxes": np.concatenate(vboxes) if n else np.zeros((0, 4)),
+            "ctx": np.concatenate(ctxs) if (n and ctxs) else None,
+        }
+
+    def _forward_chunk(self, st: dict[str, Any], samples: int, seed: int) -> None:
+        """One batched forward: encode, box head, decode the mode (and the samples)."""
+        n, size = st["n"], self.crop_size
+        vb = st["vboxes"]
+        need_boxes = any(b is None for b in st["known"])
         mu, logvar, rel = self.encode(
-            crops_arr, ctx_arr, vbox_arr[:, 2:] - vbox_arr[:, :2], boxes=need_boxes
+            st["crops"], st["ctx"], vb[:, 2:] - vb[:, :2], boxes=need_boxes
         )
-        probs = self.decode(mu)
-        sigma = np.exp(0.5 * logvar.astype(np.float64)).astype(np.float32)
-        sample_probs = None
+        st["mu"], st["rel"] = mu, rel
+        st["probs"] = self.decode(mu)
+        st["sigma"] = sigma = np.exp(0.5 * logvar.astype(np.float64)).astype(np.float32)
+        st["sample_probs"] = None
         if samples > 0 and n:
             eps = np.stack(
                 [
-                    np.random.default_rng([int(seed), counter[0] + j]).standard_normal(
+                    np.random.default_rng([int(seed), st["start"] + j]).standard_normal(
                         (samples, mu.shape[1])
                     )
                     for j in range(n)
                 ]
             ).astype(np.float32)
             z = (mu[:, None] + sigma[:, None] * eps).reshape(n * samples, -1)
-            sample_probs = self.decode(z).reshape(n, samples, size, size)
-        counter[0] += n
-        # 3. paste back, image by image
+            st["sample_probs"] = self.decode(z).reshape(n, samples, size, size)
+
+    def _finish_chunk(
+        self, st: dict[str, Any], restrict: bool, return_probability: bool
+    ) -> list[list[Completion]]:
+        """Paste back, image by image."""
+        items = st["items"]
+        vbox_arr, rel, known = st["vboxes"], st["rel"], st["known"]
+        sample_probs = st["sample_probs"]
         results: list[list[Completion]] = [[] for _ in items]
-        for j, (i, k) in enumerate(owners):
+        for j, (i, k) in enumerate(st["owners"]):
             vm = items[i].visible_masks
             box, source = known[j], "supplied"
             if box is None:
@@ -649,14 +689,14 @@ class AmodalPredictor:
             results[i].append(
                 self._finish(
                     vm[k],
-                    count_maps[i],
+                    st["count_maps"][i],
                     vbox_arr[j],
                     box,
                     source,
-                    probs[j],
+                    st["probs"][j],
                     None if sample_probs is None else sample_probs[j],
-                    mu[j],
-                    sigma[j],
+                    st["mu"][j],
+                    st["sigma"][j],
                     restrict,
                     return_probability,
                 )
