@@ -170,6 +170,12 @@ def test_tiny_model_batches_and_seeds(tiny_model_dir: Path) -> None:
     # samples depend on the instance's position in the call, not on batching
     assert (a[0][0].samples == b[0][0].samples).all()
     np.testing.assert_array_equal(a[0][0].sample_consistency, b[0][0].sample_consistency)
+    # neither the pipelining nor the chunk size changes anything
+    pred.pipeline = False
+    c = list(pred.complete_images(imgs, samples=2, seed=5, chunk_instances=4))
+    for ca, cc in zip(sum(a, []), sum(c, []), strict=True):
+        np.testing.assert_array_equal(ca.amodal_mask, cc.amodal_mask)
+        np.testing.assert_array_equal(ca.samples, cc.samples)
 
 
 def test_overlay_colours() -> None:
