@@ -278,6 +278,12 @@ def analyze(
     fig4["finding_spread_grows_with_occlusion"] = bool(
         len(present) == 3 and present[0] < present[1] < present[2]
     )
+    per = [fig4["groups"][g]["mean_sigma_per_latent"] for g in SIGMA_GROUPS]
+    fig4["plotted_latents_increasing"] = (
+        int(sum(per[0][j] < per[1][j] < per[2][j] for j in order))
+        if all(v is not None for v in per)
+        else None
+    )
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.27
     colours = {"0": "tab:blue", "1-50": "tab:orange", ">50": "tab:green"}
