@@ -69,6 +69,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
     if args.batch_size < 1:
         raise MaskgenError(f"--batch-size {args.batch_size}: must be at least 1")
+    from maskgen.cli.amodal_complete import check_model_arg
+
+    check_model_arg(args.model)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise MaskgenError(f"{out}: exists and is not a folder")

@@ -11,6 +11,15 @@ from maskgen.errors import MaskgenError
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "amodal-vae-builtin"
 
 
+def check_model_arg(model: str) -> None:
+    """A clear message when the default (shipped) model is missing from this installation."""
+    if Path(model) == SHIPPED_MODEL and not (SHIPPED_MODEL / "model.safetensors").is_file():
+        raise MaskgenError(
+            f"{SHIPPED_MODEL}: the shipped model is missing from this installation; "
+            "pass --model DIR (a folder written by 'maskgen amodal train')"
+        )
+
+
 def add_complete_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``complete`` to the ``amodal`` group."""
     p = subparsers.add_parser(
@@ -91,6 +100,7 @@ def run_complete(args: argparse.Namespace) -> int:
         raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
     if args.batch_size < 1:
         raise MaskgenError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_model_arg(args.model)
     refuse_overwrite(args.out, args.force)
     overlays = Path(args.overlays) if args.overlays else None
     if overlays is not None and overlays.exists():

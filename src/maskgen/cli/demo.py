@@ -97,6 +97,9 @@ def run_demo(args: argparse.Namespace) -> int:
         raise MaskgenError(f"--num-images {args.num_images}: must be at least 1")
     if args.samples < 0:
         raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
+    from maskgen.cli.amodal_complete import check_model_arg
+
+    check_model_arg(args.model)
     out = Path(args.out)
     _check_out(out, args.force)
     t_start = time.perf_counter()
