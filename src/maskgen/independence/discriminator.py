@@ -58,6 +58,7 @@ class SNDiscriminator(nn.Module):
             :data:`DISCRIMINATOR_PRESETS`.
         in_channels: input channels (3 for RGB composites).
         negative_slope: leaky ReLU slope (0.2; the paper does not state it, SN-GAN uses 0.1-0.2).
+        spectral: spectral normalisation on every conv (paper: yes); False for ablations.
 
     Forward:
         ``x``: ``N x C x H x W`` float in ``[0, 1]``. Returns logits ``N x 1 x h x w`` where
@@ -69,6 +70,7 @@ class SNDiscriminator(nn.Module):
         specs: str | list[ConvSpec] | tuple[ConvSpec, ...] = "app1-cpu",
         in_channels: int = 3,
         negative_slope: float = 0.2,
+        spectral: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(specs, str):
@@ -87,7 +89,8 @@ class SNDiscriminator(nn.Module):
             )
             layers.append(nn.LeakyReLU(negative_slope, inplace=True))
             c = s.channels
-        layers.append(spectral_norm(nn.Conv2d(c, 1, 1, 1, 0)))
+        last = nn.Conv2d(c, 1, 1, 1, 0)
+        layers.append(spectral_norm(last) if spectral else last)
         self.net = nn.Sequential(*layers)
 
     def config(self) -> dict:

@@ -4,8 +4,8 @@ Images", Fig. 4 first and third cases, Table 1).
 - :class:`ForegroundUNetProvider`: a UNet predicts the soft mask (alpha) of a box-cropped image;
   the layer's colour is the image itself. Paper Table 1 is the ``paper`` preset (128x128 input,
   six 4x4 stride-2 conv + BN + lReLU layers 64-128-256-512-512-512, mirrored 4x4 deconvolutions
-  with skip connections, sigmoid output). ``cpu`` is a narrower 64x64 variant for this project's
-  CPU budget; ``tiny`` is for tests.
+  with skip connections, sigmoid output). ``cpu`` is a narrower 32x32 variant for this project's
+  CPU budget (images are resized to 32x32 for the network; masks are resized back); ``tiny`` is for tests.
 - :class:`BackgroundPatchProvider`: random patches of real background images with alpha 1.
 
 Tensors: images ``N x 3 x S x S`` float in ``[0, 1]``; alphas ``N x 1 x S x S`` in ``[0, 1]``.
@@ -59,7 +59,7 @@ class UNetConfig:
 #: Presets: ``paper`` = Table 1 (128x128); ``cpu`` = default here; ``tiny`` = tests.
 UNET_PRESETS: dict[str, UNetConfig] = {
     "paper": UNetConfig(size=128, widths=(64, 128, 256, 512, 512, 512), last_kernel=2),
-    "cpu": UNetConfig(size=64, widths=(32, 64, 128, 128, 128), last_kernel=4, upsample="bilinear"),
+    "cpu": UNetConfig(size=32, widths=(16, 32, 64, 64), last_kernel=4, upsample="bilinear"),
     "tiny": UNetConfig(size=32, widths=(8, 16, 16), last_kernel=4, upsample="bilinear"),
 }
 
