@@ -185,7 +185,13 @@ def run_demo(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     gt_by_image = {rec.id: rec for rec in gt.images}
     overlay_files = []
-    for rec_id in sorted(kept)[: max(args.overlays, 0)]:
+
+    # the most occluded scenes make the most telling pictures
+    hidden = {
+        g.id: sum(int((g.amodal_mask(i) & ~g.visible_mask(i)).sum()) for i in g.instances)
+        for g in gt.images
+    }
+    for rec_id in sorted(kept, key=lambda r: (-hidden.get(r, 0), r))[: max(args.overlays, 0)]:
         rec, item, insts, comps = kept[rec_id]
         if not comps:
             continue
