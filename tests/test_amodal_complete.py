@@ -518,3 +518,20 @@ def test_amodal_fields_of_the_input_are_never_used(
             {a["id"]: a["segmentation"] for a in json.loads(out.read_text())["annotations"]}
         )
     assert outs[0] == outs[1]
+
+
+def test_model_folder_mismatched_weights(
+    tiny_model_dir: Path, scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["config"]["fc_dim"] = 24  # the weights were saved with fc_dim 16
+    (bad / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "o.json"
+    rc, _, err = run_cli(
+        _complete_args(bad, scenes / "annotations/test_coco.json", scenes / "images/test", out),
+        capsys,
+    )
+    _assert_one_line_error(rc, err, str(bad))
+    assert not out.exists()
