@@ -10,11 +10,15 @@ numpy arrays in image coordinates::
 Pipeline per instance (DESIGN §2, supplementary §3.2):
 
 1. **Crop.** The visible mask is cropped tightly to its *visible* box (the tight half-open box of
-   its pixels, :func:`maskgen.core.boxes.mask_to_box`) and resized to 28x28 with
-   :func:`maskgen.core.masks.crop_mask` (bilinear, float32 in ``[0, 1]``).
+   its pixels, :func:`maskgen.core.boxes.mask_to_box`) and resized to 28x28 exactly as
+   :func:`maskgen.core.masks.crop_mask` does (bilinear at the cells' centres, zero outside the
+   image, float32 in ``[0, 1]``) -- computed by gathering only the pixels bilinear interpolation
+   reads, for all instances of an image at once.
 2. **Encode.** ``q2(z | visible crop)`` gives ``mu`` and ``logvar`` (64-d factorial Normal).
 3. **Box.** The spatial-transformer head predicts the amodal box in the visible box's normalised
-   frame (:func:`maskgen.core.boxes.relative_box` convention); it is mapped back to pixels with
+   frame (:func:`maskgen.core.boxes.relative_box` convention) from its context frame (the
+   instance's and the other instances' visible masks in ``square_box(visible_box, scale)``, as
+   :func:`maskgen.amodal.data.context_crop` makes it in training); it is mapped back to pixels with
    :func:`~maskgen.core.boxes.absolute_box`. With ``amodal_boxes`` given, those boxes are used
    instead ("--amodal-box" mode; the paper's remedy for its box failures, supplementary Fig. 7-8).
 4. **Decode.** The *posterior mean* ``mu`` is decoded (the "mode"); ``sigmoid`` gives Bernoulli
@@ -45,7 +49,10 @@ Pipeline per instance (DESIGN §2, supplementary §3.2):
    active ones; supplementary Fig. 4 looks at the same quantity per latent).
 
 Sampling is seeded per instance (``numpy.random.default_rng([seed, index])``), so the samples do
-not depend on the batch size.
+not depend on the batch size. Many images are completed in chunks of ``chunk_instances`` crops;
+with ``pipeline`` on (the default) the model runs on chunk ``i + 1`` in a worker thread while
+chunk ``i`` is pasted back (torch releases the GIL), which neither changes a result nor needs
+more memory than two chunks.
 """
 
 from __future__ import annotations
