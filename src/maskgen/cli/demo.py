@@ -223,7 +223,19 @@ def run_demo(args: argparse.Namespace) -> int:
         else "maskgen demo --out " + shlex.quote(str(out))
     )
     summary = _summary(
-        args, evals, stats, info, times, total, overlay_files, n_grid, out, cmd, markdown_report
+        args,
+        evals,
+        stats,
+        info,
+        times,
+        total,
+        overlay_files,
+        n_grid,
+        out,
+        cmd,
+        markdown_report,
+        cfg.min_shape_size,
+        cfg.max_shape_size,
     )
     write_text(out / "summary.md", summary)
     print(
@@ -360,9 +372,21 @@ def _main_table(evals: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _summary(
-    args, evals, stats, info, times, total, overlay_files, n_grid, out, cmd, markdown_report
-) -> str:  # noqa: ANN001
+def _summary(  # noqa: ANN001
+    args,
+    evals,
+    stats,
+    info,
+    times,
+    total,
+    overlay_files,
+    n_grid,
+    out,
+    cmd,
+    markdown_report,
+    cfg_min,
+    cfg_max,
+) -> str:
     n_occ = evals["amodal-vae"]["overall"]["n_occluded"]
     lines = [
         "# maskgen demo: amodal completion on built-in scenes",
@@ -400,7 +424,7 @@ def _summary(
         "## Reproduce step by step",
         "",
         "```",
-        f"maskgen data scenes --out {out}/scenes  # (the demo uses a small test split; see its summary.json)",
+        f"maskgen data scenes --out {out}/scenes --num-images-train 0 --num-images-val 0 --num-images-test {args.num_images} --image-size {args.image_size} --min-shape-size {cfg_min} --max-shape-size {cfg_max} --seed {args.seed} --force",
         f"maskgen amodal complete --masks {out}/scenes/annotations/test_coco.json --images {out}/scenes/images/test --out {out}/results.json --samples {args.samples} --visible-source gt --force",
         f"maskgen amodal evaluate --gt {out}/scenes/annotations/test_kins2020.json --pred {out}/results.json --out {out}/eval/amodal-vae --force",
         f"maskgen amodal evaluate --gt {out}/scenes/annotations/test_kins2020.json --method convex-hull --out {out}/eval/convex-hull --force",
