@@ -584,3 +584,35 @@ def test_pedestrian_set_from_a_small_video(tmp_path, capsys):
         == 2
     )
     assert "video not found" in _err(capsys)
+
+
+def test_distill_to_a_larger_student(trained, tiny_set, tmp_path):
+    student = tmp_path / "big"
+    assert (
+        main(
+            [
+                "segment",
+                "distill",
+                "--teacher",
+                str(trained),
+                "--out",
+                str(student),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--size",
+                "64",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    unet = json.loads((student / "model" / "config.json").read_text())["config"]["unet"]
+    assert unet["size"] == 64 and len(unet["widths"]) == len(UNET_PRESETS["tiny"].widths) + 1
+    from maskgen.independence.predict import load_segmenter, predict_soft_masks
+
+    model, _ = load_segmenter(student)
+    soft = predict_soft_masks(model, np.zeros((1, 32, 32, 3), np.uint8))
+    assert soft.shape == (1, 32, 32)  # back at the image's own size

@@ -66,6 +66,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         unet_widths=args.unet_widths,
+        size=args.size,
         original_fraction=args.original_fraction,
         seed=args.seed,
         device=args.device,
@@ -225,6 +226,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument(
         "--unet-widths", type=_widths, default=None, help="student widths (default: teacher's)"
+    )
+    d.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="student input size (default: native crop side, at most 2x the teacher's)",
     )
     d.add_argument(
         "--original-fraction",

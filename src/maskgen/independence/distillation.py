@@ -62,6 +62,7 @@ def distill(
     batch_size: int = 32,
     lr: float = 1e-3,
     unet_widths: list[int] | None = None,
+    size: int | None = None,
     original_fraction: float = 0.0,
     seed: int = 0,
     device: str = "cpu",
@@ -78,7 +79,9 @@ def distill(
         out: the student's run folder.
         images, backgrounds, boxes: training data; default: the teacher run's.
         steps, batch_size, lr: Adam training of the student (betas 0.9/0.999).
-        unet_widths: student widths (default: the teacher's).
+        unet_widths: student widths (default: the teacher's, one more level per doubling).
+        size: student input size (default: the images' native crop side, at most twice the
+            teacher's size; the teacher's masks are upsampled bilinearly to it).
         original_fraction: share of each batch shown as the original image instead of a new
             composite (0 = the paper's recipe).
         seed, device, log_every, ckpt_every, threads, stop_after, quiet: as
@@ -115,16 +118,25 @@ def distill(
     say = (lambda *a: None) if quiet or not ctx.is_main else (lambda *a: print(*a, file=sys.stderr))
     t_model, t_header = load_segmenter(teacher, dev)
     tc = t_model.cfg
-    s_cfg = UNetConfig(
-        tc.size,
-        tuple(unet_widths) if unet_widths else tc.widths,
-        tc.last_kernel,
-        tc.norm,
-        tc.upsample,
-    )
-    imgs, crop, notes = load_training_images(
+    # Student size: --size, else the images' native crop side capped at twice the teacher's
+    # (distilling at a higher resolution than the teacher recovers boundary detail: the
+    # composites' boundaries are exact at any resolution).
+    probe_imgs, crop, notes = load_training_images(
         images, tc.size, boxes, float(tcfg.get("box_margin", 0.1))
     )
+    s_size = int(size) if size else max(tc.size, min(crop, 2 * tc.size))
+    widths = tuple(unet_widths) if unet_widths else tc.widths
+    if not unet_widths:
+        while s_size // (2 ** len(widths)) > tc.size // (2 ** len(tc.widths)):
+            widths = (*widths, widths[-1])  # one more level per doubling of the size
+    if s_size % (2 ** len(widths)):
+        raise MaskgenError(f"--size {s_size} is not divisible by 2**{len(widths)} (UNet levels)")
+    s_cfg = UNetConfig(s_size, widths, tc.last_kernel, tc.norm, tc.upsample)
+    if s_size == tc.size:
+        imgs = probe_imgs
+    else:
+        imgs, _, _ = load_training_images(images, s_size, boxes, float(tcfg.get("box_margin", 0.1)))
+    del probe_imgs
     bgs, _ = load_backgrounds(backgrounds, crop)
     for n in notes:
         say(f"note: {n}")
@@ -152,9 +164,19 @@ def distill(
     # The teacher's soft masks on every training image (its one pass over the data).
     data = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()  # N x 3 x S x S uint8
     with torch.no_grad():
-        tmasks = predict_soft_tensor(t_model, data.to(dev).float() / 255.0).cpu()
-    del t_model
-    bg_provider = BackgroundPatchProvider(bgs, tc.size, crop, device=dev)
+        x = data.to(dev).float() / 255.0
+        if s_size != tc.size:
+            x = torch.nn.functional.interpolate(
+                x, size=(tc.size, tc.size), mode="bilinear", align_corners=False, antialias=True
+            )
+        tmasks = predict_soft_tensor(t_model, x)
+        if s_size != tc.size:
+            tmasks = torch.nn.functional.interpolate(
+                tmasks, size=(s_size, s_size), mode="bilinear", align_corners=False
+            )
+        tmasks = tmasks.clamp(0, 1).cpu()
+    del t_model, x
+    bg_provider = BackgroundPatchProvider(bgs, s_size, crop, device=dev)
     student = ForegroundUNetProvider(s_cfg).to(dev)
     student_t = wrap_ddp(student, ctx)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
