@@ -78,18 +78,19 @@ def train_and_time(
     return time.monotonic() - t0, cpu
 
 
-def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
-    data = work / "synthetic"
+def stage_synthetic(work: Path, minutes: float, extra: list[str], shape: str = "fruit") -> str:
+    sfx = "" if shape == "fruit" else f"-{shape}"
+    data = work / f"synthetic{sfx}"
     if not (data / "image.png").is_file():
-        sh(maskgen("data", "cluster", "--kind", "synthetic", "--out", str(data)))
-    run = work / "run-synthetic"
+        sh(maskgen("data", "cluster", "--kind", "synthetic", "--shape", shape, "--out", str(data)))
+    run = work / f"run-synthetic{sfx}"
     wall, cpu = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = metrics[-1]
     finished = (run / "DONE").is_file()
     if not finished:
         return f"Training did not finish within {minutes} minutes (stopped at step {last['step']})."
-    out = work / "eval-synthetic.json"
+    out = work / f"eval-synthetic{sfx}.json"
     if out.exists():
         out.unlink()
     sh(
@@ -110,7 +111,7 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
     )
     m = json.loads(out.read_text())
     base = baseline_metrics(run, data, work)
-    samples = work / "samples-synthetic"
+    samples = work / f"samples-synthetic{sfx}"
     shutil.rmtree(samples, ignore_errors=True)
     sh(
         maskgen(
@@ -127,13 +128,15 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
         )
     )
     FIG.mkdir(parents=True, exist_ok=True)
-    shutil.copy(samples / "layers.png", FIG / "cluster_synthetic_layers.png")
-    shutil.copy(sorted((run / "grids").iterdir())[-1], FIG / "cluster_synthetic_training_grid.png")
+    shutil.copy(samples / "layers.png", FIG / f"cluster_synthetic{sfx}_layers.png")
+    shutil.copy(
+        sorted((run / "grids").iterdir())[-1], FIG / f"cluster_synthetic{sfx}_training_grid.png"
+    )
     so, iou = m["single_object_rate"], m["best_match_iou_mean"]
     threads = THREADS
     cfg = json.loads((run / "config.json").read_text())["config"]
     lines = [
-        "Independence prior, application 2, on the built-in synthetic fruit cluster "
+        f"Independence prior, application 2, on the built-in synthetic {shape} cluster "
         "(`maskgen data cluster --kind synthetic`: 256x256, instance size 32 px, "
         f"{m['true_count']} labelled instances). Preset `{cfg['preset']}` "
         f"({cfg['steps']} steps, batch {cfg['batch_size']}, {cfg['layers']} layers, "
@@ -156,7 +159,7 @@ def stage_synthetic(work: Path, minutes: float, extra: list[str]) -> str:
         "from the 90th percentile of GT instance areas). The count divides foreground area by the "
         "mean generated (complete) mask area, so occlusion makes it under-count.",
         "",
-        "![synthetic layers](figures/cluster_synthetic_layers.png)",
+        f"![synthetic layers](figures/cluster_synthetic{sfx}_layers.png)",
     ]
     return "\n".join(lines)
 
@@ -343,6 +346,7 @@ def main() -> None:
     ap.add_argument("--presets", default="cpu,crowd,fruit,seed")
     ap.add_argument("--record", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("extra", nargs="*", help="extra flags for 'maskgen cluster train' (after --)")
+    ap.add_argument("--shape", default="fruit", help="synthetic: fruit or a silhouette class")
     ap.add_argument(
         "--threads",
         type=int,
@@ -360,14 +364,16 @@ def main() -> None:
     stages = ["synthetic", "speed", "figures"] if args.stage == "all" else [args.stage]
     for st in stages:
         if st == "synthetic":
-            md = stage_synthetic(work, args.minutes, args.extra)
+            md = stage_synthetic(work, args.minutes, args.extra, args.shape)
         elif st == "speed":
             md = stage_speed(work, args.presets.split(","))
         else:
             md = stage_figures(work, args.figure_minutes, args.extra)
         print(md)
         if args.record:
-            record_section(f"cluster-{st}", md, cmd.format(st))
+            sfx = f"-{args.shape}" if st == "synthetic" and args.shape != "fruit" else ""
+            cmd_st = cmd.format(st) + (f" --shape {args.shape}" if sfx else "")
+            record_section(f"cluster-{st}{sfx}", md, cmd_st)
 
 
 if __name__ == "__main__":
