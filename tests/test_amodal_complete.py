@@ -431,10 +431,6 @@ def test_model_folder_missing_weights(
 # ------------------------------------------------------------------------------ shipped model
 
 
-@pytest.mark.skipif(
-    not (BUILTIN_MODEL / "model.safetensors").is_file(),
-    reason="the shipped model src/maskgen/models/amodal-vae-builtin has not been trained and committed yet",
-)
 def test_shipped_model_loads_and_completes() -> None:
     pred = AmodalPredictor.from_folder(BUILTIN_MODEL)
     m = two_instances()
@@ -445,8 +441,37 @@ def test_shipped_model_loads_and_completes() -> None:
         assert 0 < c.uncertainty < 2 and 0 <= c.consistency <= 1
         # a trained model's mode covers most of the visible evidence
         assert (c.raw_mask & v).sum() >= 0.5 * v.sum()
-    # the occluded square is completed under the bar (where it is hidden)
-    assert cs[0].amodal_mask[12:28, 22:28].mean() > 0.5
+    # the occluded square is partly completed under the bar (where it is hidden), nowhere else
+    assert cs[0].amodal_mask[12:28, 22:28].mean() > 0.3
+    assert not (cs[0].amodal_mask & ~m[0] & ~m[1]).any()
+
+
+def test_shipped_model_beats_the_raw_mask_on_fresh_scenes(tmp_path: Path) -> None:
+    """On unseen built-in scenes (test-split shapes, another seed) the shipped model's mode
+    completes occluded instances better than the visible mask alone."""
+    from maskgen.amodal.completion import complete_dataset
+    from maskgen.core.metrics import instance_counts
+    from maskgen.data.loader import load_dataset
+    from maskgen.data.scenes import SceneConfig, generate_scenes
+
+    out = tmp_path / "s"
+    generate_scenes(
+        out, cfg=SceneConfig(num_images={"train": 0, "val": 0, "test": 12}, seed=77), progress=False
+    )
+    gt = load_dataset(out / "annotations/test_kins2020.json")
+    pred = AmodalPredictor.from_folder(BUILTIN_MODEL)
+    ours, raw = [], []
+
+    def on_image(rec, item, insts, comps):  # noqa: ANN001
+        for inst, c in zip(insts, comps, strict=True):
+            a, v = rec.amodal_mask(inst), rec.visible_mask(inst)
+            if (a & ~v).sum() > 0.2 * a.sum():
+                ours.append(instance_counts(c.amodal_mask, a, v).full_iou)
+                raw.append(instance_counts(v, a, v).full_iou)
+
+    complete_dataset(pred, gt, on_image=on_image, make_annotations=False, progress=False)
+    assert len(ours) >= 10
+    assert np.mean(ours) > np.mean(raw) + 0.05
 
 
 def test_complete_reads_cocoa_and_kins_old(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgen.amodal.io import BUILTIN_MODEL, save_amodal_model
+from maskgen.amodal.io import save_amodal_model
 from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
 from maskgen.cli.main import main
 
@@ -87,11 +87,6 @@ def test_demo_refuses_foreign_folder_and_missing_model(
     assert len(err.strip().splitlines()) == 1 and "no-model" in err
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (BUILTIN_MODEL / "model.safetensors").is_file(),
-    reason="the shipped model has not been trained and committed yet",
-)
 def test_demo_default_with_shipped_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
