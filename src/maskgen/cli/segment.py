@@ -221,7 +221,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--images", default=None, help="default: the teacher run's")
     d.add_argument("--backgrounds", default=None, help="default: the teacher run's")
     d.add_argument("--boxes", default=None)
-    d.add_argument("--steps", type=int, default=1500)
+    d.add_argument("--steps", type=int, default=600)
     d.add_argument("--batch-size", type=int, default=32)
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument(

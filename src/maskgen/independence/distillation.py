@@ -58,7 +58,7 @@ def distill(
     images: str | None = None,
     backgrounds: str | None = None,
     boxes: str | None = None,
-    steps: int = 1500,
+    steps: int = 600,
     batch_size: int = 32,
     lr: float = 1e-3,
     unet_widths: list[int] | None = None,
@@ -121,8 +121,11 @@ def distill(
     # Student size: --size, else the images' native crop side capped at twice the teacher's
     # (distilling at a higher resolution than the teacher recovers boundary detail: the
     # composites' boundaries are exact at any resolution).
-    probe_imgs, crop, notes = load_training_images(
-        images, tc.size, boxes, float(tcfg.get("box_margin", 0.1))
+    from maskgen.data.segmentation_sets import resize_rgb
+
+    load_size = int(size) if size else 2 * tc.size
+    imgs, crop, notes = load_training_images(
+        images, load_size, boxes, float(tcfg.get("box_margin", 0.1))
     )
     s_size = int(size) if size else max(tc.size, min(crop, 2 * tc.size))
     widths = tuple(unet_widths) if unet_widths else tc.widths
@@ -132,11 +135,8 @@ def distill(
     if s_size % (2 ** len(widths)):
         raise MaskgenError(f"--size {s_size} is not divisible by 2**{len(widths)} (UNet levels)")
     s_cfg = UNetConfig(s_size, widths, tc.last_kernel, tc.norm, tc.upsample)
-    if s_size == tc.size:
-        imgs = probe_imgs
-    else:
-        imgs, _, _ = load_training_images(images, s_size, boxes, float(tcfg.get("box_margin", 0.1)))
-    del probe_imgs
+    if s_size != load_size:
+        imgs = np.stack([resize_rgb(im, s_size) for im in imgs])
     bgs, _ = load_backgrounds(backgrounds, crop)
     for n in notes:
         say(f"note: {n}")
