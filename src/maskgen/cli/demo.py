@@ -425,7 +425,7 @@ def _summary(  # noqa: ANN001
         "",
         "```",
         f"maskgen data scenes --out {out}/scenes --num-images-train 0 --num-images-val 0 --num-images-test {args.num_images} --image-size {args.image_size} --min-shape-size {cfg_min} --max-shape-size {cfg_max} --seed {args.seed} --force",
-        f"maskgen amodal complete --masks {out}/scenes/annotations/test_coco.json --images {out}/scenes/images/test --out {out}/results.json --samples {args.samples} --visible-source gt --force",
+        f"maskgen amodal complete --masks {out}/scenes/annotations/test_coco.json --images {out}/scenes/images/test --out {out}/results.json --samples {args.samples} --seed {args.seed} --visible-source gt --force",
         f"maskgen amodal evaluate --gt {out}/scenes/annotations/test_kins2020.json --pred {out}/results.json --out {out}/eval/amodal-vae --force",
         f"maskgen amodal evaluate --gt {out}/scenes/annotations/test_kins2020.json --method convex-hull --out {out}/eval/convex-hull --force",
         "```",
