@@ -14,6 +14,7 @@ from maskgen.independence.cluster import (
     build_networks,
     generate_composites,
     make_config,
+    prior_scale_at,
 )
 from maskgen.independence.cluster_eval import (
     best_match_iou,
@@ -141,6 +142,25 @@ def test_presets_follow_table4():
     assert "cpu" in PRESETS
     with pytest.raises(MaskgenError):
         make_config("nope")
+
+
+def test_prior_anneal_schedule_reaches_zero():
+    # Curriculum: full prior at step 0, linear decay, exactly 0 from prior_anneal on.
+    cfg = make_config("tiny", alpha_prior=4.0, prior_anneal=10)
+    assert [prior_scale_at(s, cfg) for s in (0, 5, 10, 11, 1000)] == [1.0, 0.5, 0.0, 0.0, 0.0]
+    assert prior_scale_at(500, make_config("tiny", alpha_prior=4.0)) == 1.0  # fixed prior
+    assert prior_scale_at(0, make_config("tiny", alpha_prior=0.0, prior_anneal=10)) == 0.0
+    # Scale 0 removes the bias entirely; scale 1 adds the centred disk (inside > outside).
+    torch.manual_seed(0)
+    g = ClusterGenerator(2, 16, (8, 8, 8), 1, alpha_prior=4.0, area_target=0.2).eval()
+    z = torch.zeros(1, 2)
+    g.prior_scale = 0.0
+    bare = torch.logit(g(z)[0, 3].clamp(1e-6, 1 - 1e-6).double())
+    g.prior_scale = 1.0
+    with_prior = torch.logit(g(z)[0, 3].clamp(1e-6, 1 - 1e-6).double())
+    diff = with_prior - bare
+    assert torch.allclose(diff, g.logit_bias[0, 3].double(), atol=1e-3)
+    assert diff[8, 8] > 3.0 and diff[0, 0] < -3.0
 
 
 def test_composites_and_discriminator_shapes():

@@ -90,6 +90,22 @@ def test_train_writes_run_and_model(trained):
     assert sorted(p.name for p in (trained / "grids").iterdir())[-1] == "grid-00000006.png"
 
 
+def test_annealed_prior_is_gone_from_the_saved_model(data, tmp_path):
+    from maskgen.independence.cluster import load_generator
+
+    run = tmp_path / "anneal"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--out", str(run), "--steps", "4", "--alpha-prior", "4", "--prior-anneal", "3"]
+    assert main([*args, *TRAIN]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # Logged at steps 2 and 4: scale of the last step of each tick (steps 1 and 3, 0-based).
+    assert [round(x["prior_scale"], 4) for x in lines] == [round(2 / 3, 4), 0.0]
+    header = json.loads((run / "model" / "config.json").read_text())
+    assert header["prior_scale_final"] == 0.0 and header["config"]["prior_anneal"] == 3
+    g, _, _ = load_generator(run)
+    assert g.prior_scale == 0.0  # evaluation measures the generator alone
+
+
 def test_sample_writes_grids_and_rgba(trained, data, tmp_path):
     out = tmp_path / "s"
     assert (

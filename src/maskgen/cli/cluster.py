@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "lr_d": args.lr_d,
         "alpha_prior": args.alpha_prior,
         "binary_weight": args.binary_weight,
+        "prior_anneal": args.prior_anneal,
         "area_warmup": args.area_warmup,
         "instance_noise": args.instance_noise,
         "noise_steps": args.noise_steps,
@@ -188,6 +189,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="not in the paper: weight of mean(alpha*(1-alpha)) (cpu preset 5; 0 = off)",
+    )
+    t.add_argument(
+        "--prior-anneal",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="not in the paper: anneal the alpha prior linearly to 0 over the first STEPS steps, "
+        "so the saved generator has none (cpu preset 1000 of 1500; 0 = fixed prior)",
     )
     t.add_argument("--area-warmup", type=int, default=None, help="steps of linear lambda warm-up")
     t.add_argument("--instance-noise", type=float, default=None, help="std of noise on D inputs")

@@ -23,16 +23,23 @@ lambda 1000, dim z 6/5/2, a 0.1/0.25/0.25, beta 50) with Table 2's networks at 6
 (the default) is sized for a 2-core CPU: 32x32 patches and narrower networks (see
 :data:`PRESETS` for every value and ``docs``/report for what was measured).
 
-Stability (measured on the synthetic fruit cluster, CPU, 32x32, see benchmarks/RESULTS.md):
-with the paper's losses only (``--alpha-prior 0 --binary-weight 0``) the masks went *diffuse*
-within a few hundred steps -- alpha ~= a everywhere, which satisfies the area penalty while
-~10 faint layers blend into an opaque mush (500 steps: 0 % single-object layers, IoU 0.12); a
-binarisation term alone (weight 5) did not break that by step 325. The ``cpu`` preset adds a
-fixed centred-disk logit bias on alpha (``alpha_prior=4``, disk area = a) plus the binarisation
-term: every provider then starts as one centred object of the target area, the D/G balance is
-healthy (D(real) ~ 0.52, D(fake) ~ 0.46 instead of 0.97 / 0.05), and training learns the
-appearance; but the *mask shapes* barely move beyond the prior (fruit: IoU 0.865 trained vs
-0.887 untrained; cat silhouettes: 0.734 vs 0.704). Paper presets keep both terms at 0.
+Stability (measured on the synthetic clusters, CPU, 32x32, see benchmarks/RESULTS.md): with the
+paper's losses only (``--alpha-prior 0 --binary-weight 0``) the masks went *diffuse* within a few
+hundred steps -- alpha ~= a everywhere, which satisfies the area penalty while ~10 faint layers
+blend into an opaque mush (fruit, 500 steps: 0 % single-object layers, IoU 0.12); a binarisation
+term alone (weight 5) did not break that by step 325. Two additions, neither in the paper:
+
+- a centred-disk logit bias on alpha (``alpha_prior=4``, disk area = a) so every provider starts
+  as one centred object of the target area (D/G balance healthy: D(real) ~ 0.52, D(fake) ~ 0.46
+  instead of 0.97 / 0.05), plus the binarisation term ``mean(alpha (1 - alpha))`` (weight 5);
+- a *curriculum* (``prior_anneal``, :func:`prior_scale_at`): the bias decays linearly to 0 over
+  the first ``prior_anneal`` steps. It only gets training started; the saved generator carries
+  no prior (``prior_scale_final = 0`` in the model's config.json), so evaluation measures the
+  generator alone. A *fixed* prior (``--prior-anneal 0``) made the scores mostly the prior's:
+  the untrained generator already scored 100 % / IoU 0.887 on the fruit cluster (trained 0.865).
+
+Paper presets (``--preset crowd|fruit|seed``) keep both terms at 0; the ``cpu`` preset with the
+paper's losses only is ``--alpha-prior 0 --binary-weight 0``.
 
 Tensors: generated instances are ``M x 4 x P x P`` float in ``[0, 1]`` (RGB + alpha, not
 premultiplied); composites and real patches ``N x 3 x P x P`` in ``[0, 1]``.
@@ -93,6 +100,8 @@ class ClusterConfig:
     # soft masks towards 0/1 so "uniformly faint everywhere" stops satisfying the area penalty
     alpha_prior: float = 0.0  # not in the paper: strength of a fixed centred-disk logit bias on
     # alpha (disk area = a), so every provider starts as one centred object of the target area
+    prior_anneal: int = 0  # steps over which alpha_prior decays linearly to 0 (a curriculum:
+    # the prior only starts training; the final generator has none). 0 = fixed prior throughout
     area_warmup: int = 0  # steps of linear warm-up of lambda (0 = paper: full lambda at once)
     instance_noise: float = 0.0  # std of Gaussian noise on D inputs, annealed to 0
     noise_steps: int = 0  # steps over which the instance noise anneals
@@ -136,10 +145,13 @@ _TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
 
 #: Named settings. ``crowd``/``fruit``/``seed``: paper Table 4 + Table 2 networks at 64x64,
 #: padding from "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data
-#: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets).
+#: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets), with the
+#: annealed alpha prior and binarisation term of the module docstring (paper losses only:
+#: ``alpha_prior=0, binary_weight=0``).
 #: ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(binary_weight=5.0, alpha_prior=4.0),
+    # Alpha prior annealed to 0 by step 1000 of 1500 (curriculum): the saved generator has none.
+    "cpu": dict(binary_weight=5.0, alpha_prior=4.0, prior_anneal=1000, steps=1500),
     "crowd": dict(
         patch_size=64,
         layers=8,
@@ -264,11 +276,17 @@ class ClusterGenerator(nn.Module):
         bias = torch.zeros(1, 4, patch_size, patch_size)
         bias[0, 3] = prior
         self.register_buffer("logit_bias", bias, persistent=False)
+        #: multiplier of the fixed bias (set per step by the training loop for an annealed
+        #: prior, see :func:`prior_scale_at`; 0 = the generator alone).
+        self.prior_scale = 1.0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.bn0(self.fc(z)), 0.2)
         h = h.view(z.shape[0], self.c0, self.base, self.base)
-        return torch.sigmoid(self.body(h) + self.logit_bias)
+        h = self.body(h)
+        if self.prior_scale != 0.0:
+            h = h + self.prior_scale * self.logit_bias
+        return torch.sigmoid(h)
 
 
 class LatentPredictor(nn.Module):
@@ -292,6 +310,21 @@ class LatentPredictor(nn.Module):
 
     def forward(self, rgba: torch.Tensor) -> torch.Tensor:
         return self.head(self.net(rgba * 2.0 - 1.0).flatten(1))
+
+
+def prior_scale_at(step: int, cfg: ClusterConfig) -> float:
+    """Multiplier of the centred-disk alpha prior at training step ``step`` (0-based).
+
+    ``prior_anneal > 0``: ``max(0, 1 - step / prior_anneal)`` -- full strength at step 0, exactly
+    0 from step ``prior_anneal`` on, so a model trained for ``steps >= prior_anneal`` has no
+    prior left and its masks are the generator's own. ``prior_anneal == 0``: 1 throughout (the
+    prior stays, as in the earlier ``cpu`` preset). Returns 0 when ``alpha_prior == 0``.
+    """
+    if cfg.alpha_prior == 0:
+        return 0.0
+    if cfg.prior_anneal <= 0:
+        return 1.0
+    return max(0.0, 1.0 - step / cfg.prior_anneal)
 
 
 def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminator, LatentPredictor]:
@@ -527,6 +560,9 @@ def train_cluster(
             )
 
         for step in progress(range(start, cfg.steps), desc="cluster", initial=start, ctx=ctx):
+            unwrap(gw).prior_scale = prior_scale_at(step, cfg)
+            if ema is not None:
+                ema.prior_scale = unwrap(gw).prior_scale
             real = sampler.sample(per_rank).to(dev)
             bg = make_backgrounds(cfg.background, per_rank, sampler, radius=cfg.disk_radius).to(dev)
             # Phase 0: providers -> layout -> composition (paper Fig. 4).
@@ -569,6 +605,7 @@ def train_cluster(
             timed_out = max_seconds is not None and time.monotonic() - t0 > max_seconds
             if done % log_every == 0 or done == cfg.steps or timed_out:
                 tick = {k: v / n_acc for k, v in acc.items()}
+                tick["prior_scale"] = unwrap(gw).prior_scale
                 run.log(done, **tick, sec_per_iter=(time.monotonic() - t0) / max(1, done - start))
                 history.append(tick)
                 msg = detect_collapse(history)
@@ -588,6 +625,7 @@ def train_cluster(
         model_dir = run.model_dir()
         if finished:
             final_g = ema if ema is not None else unwrap(gw)
+            final_scale = prior_scale_at(cfg.steps, cfg)
             g_state = {f"generator.{k}": v for k, v in final_g.state_dict().items()}
             save_model_folder(
                 model_dir,
@@ -598,6 +636,7 @@ def train_cluster(
                     "instance_size": float(instance_size),
                     "window": sampler.window,
                     "patch_size": cfg.patch_size,
+                    "prior_scale_final": final_scale,
                 },
             )
             run.mark_finished()
@@ -630,6 +669,8 @@ def load_generator(
     if not gstate:
         raise MaskgenError(f"{path}: model holds no generator weights")
     load_state_dict_strict(g, gstate, path)
+    # The prior's strength at the end of training (0 for an annealed prior: generator alone).
+    g.prior_scale = float(header.get("prior_scale_final", prior_scale_at(cfg.steps, cfg)))
     return g.to(device).eval(), cfg, header
 
 
@@ -654,6 +695,7 @@ __all__ = [
     "generate_instances",
     "load_generator",
     "make_config",
+    "prior_scale_at",
     "sample_z",
     "train_cluster",
 ]
