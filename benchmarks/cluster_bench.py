@@ -458,13 +458,17 @@ def stage_speed(work: Path, presets: list[str]) -> str:
 
 
 def prior_state(run: Path) -> str:
-    """How a run's alpha prior ended: annealed away, fixed (kept in the model), or none."""
-    cfg = json.loads((run / "config.json").read_text())["config"]
+    """How a run's alpha prior ended: annealed away, partly annealed, fixed, or none."""
+    header = json.loads((run / "model" / "config.json").read_text())
+    cfg = header["config"]
     if not cfg.get("alpha_prior"):
         return "no alpha prior"
-    if cfg.get("prior_anneal", 0) and cfg["prior_anneal"] <= cfg["steps"]:
+    if "prior_scale_final" not in header:
+        return "fixed alpha prior, kept in the model (trained before the curriculum existed)"
+    final = float(header["prior_scale_final"])
+    if final == 0:
         return f"alpha prior annealed to 0 by step {cfg['prior_anneal']}"
-    return "fixed alpha prior, kept in the model (trained before the curriculum existed)"
+    return f"alpha prior at {final:g} of full strength in the model"
 
 
 def stage_figures(work: Path, minutes: float, extra: list[str]) -> str:
