@@ -133,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from maskgen.independence.cluster import PRESETS
+    from maskgen.independence.cluster_config import PRESETS
 
     parser = subparsers.add_parser(
         "cluster", help="learn instance appearances and masks from one image of an object cluster"
