@@ -601,6 +601,11 @@ def train(
     """
     say = log if ctx.is_main else (lambda _msg: None)
     run = RunFolder(out, kind=KIND, config=cfg.to_dict(), ctx=ctx)
+    if run.is_finished("DONE") and (run.model_dir() / "model.safetensors").is_file():
+        # A finished run is never redone: the same command again leaves its model untouched.
+        say(f"training already done: the model is in {run.model_dir()}")
+        summary_path = run.path / "summary.json"
+        return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     t_all = time.monotonic()
     mc = AmodalVAEConfig.from_dict(cfg.model)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank

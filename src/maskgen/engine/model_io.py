@@ -57,7 +57,10 @@ def save_model_folder(
     text = json.dumps(header, indent=2) + "\n"  # fail before writing anything if not JSON
     path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"kind": kind, "format": "pt"})
+        # One metadata key only: safetensors stores metadata in a hash map, so several keys come
+        # out in a different order each process and identical weights would differ byte-wise.
+        # The model's kind lives in config.json.
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     with atomic_path(path / CONFIG_NAME) as tmp:
         tmp.write_text(text)
     return path
