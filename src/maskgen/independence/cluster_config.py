@@ -76,48 +76,22 @@ _TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
 #: annealed alpha prior and binarisation term of the module docstring (paper losses only:
 #: ``alpha_prior=0, binary_weight=0``).
 #: ``tiny``: for tests only.
+# What the three Table 4 settings share: 64x64 patches, the Table 2 networks, batch 64.
+_TABLE4_COMMON: dict[str, Any] = dict(
+    patch_size=64,
+    g_channels=(256, 128, 64),
+    d_specs=_TABLE2_D,
+    q_channels=(32, 64, 128, 128),
+    batch_size=64,
+    steps=20000,
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Alpha prior annealed to 0 by step 1000 of 1500 (curriculum): the saved generator has none.
     "cpu": dict(binary_weight=5.0, alpha_prior=4.0, prior_anneal=1000, steps=1500),
-    "crowd": dict(
-        patch_size=64,
-        layers=8,
-        z_dim=6,
-        area_target=0.1,
-        pad=30,
-        flips=False,
-        g_channels=(256, 128, 64),
-        d_specs=_TABLE2_D,
-        q_channels=(32, 64, 128, 128),
-        batch_size=64,
-        steps=20000,
-    ),
-    "fruit": dict(
-        patch_size=64,
-        layers=10,
-        z_dim=5,
-        area_target=0.25,
-        pad=32,
-        flips=True,
-        g_channels=(256, 128, 64),
-        d_specs=_TABLE2_D,
-        q_channels=(32, 64, 128, 128),
-        batch_size=64,
-        steps=20000,
-    ),
-    "seed": dict(
-        patch_size=64,
-        layers=12,
-        z_dim=2,
-        area_target=0.25,
-        pad=26,
-        flips=True,
-        g_channels=(256, 128, 64),
-        d_specs=_TABLE2_D,
-        q_channels=(32, 64, 128, 128),
-        batch_size=64,
-        steps=20000,
-    ),
+    "crowd": dict(**_TABLE4_COMMON, layers=8, z_dim=6, area_target=0.1, pad=30, flips=False),
+    "fruit": dict(**_TABLE4_COMMON, layers=10, z_dim=5, area_target=0.25, pad=32, flips=True),
+    "seed": dict(**_TABLE4_COMMON, layers=12, z_dim=2, area_target=0.25, pad=26, flips=True),
     "tiny": dict(
         patch_size=16,
         layers=3,
