@@ -1,4 +1,4 @@
-"""A tiny deterministic training loop following the resume recipe of docs/ENGINE_API.md.
+"""A tiny deterministic training loop following the resume recipe of docs/engine.md.
 
 Used by tests/test_engine.py for the kill-and-resume test and the 2-process torchrun test:
 

@@ -7,43 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from _amodal_tiny import save_tiny_model, tiny_scenes
 from maskgen.amodal.analysis import local_counts, sigma_group
 from maskgen.amodal.corruption import CorruptionConfig, corrupt_mask, corrupt_masks
-from maskgen.amodal.io import save_amodal_model
-from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
 from maskgen.amodal.predictor import AmodalPredictor
 from maskgen.cli.main import main
 from maskgen.core.metrics import instance_counts
 
-TINY = AmodalVAEConfig(
-    widths=(4, 8), fc_dim=16, box_widths=(4, 8), box_fc_dim=16, box_context_size=16
-)
-
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_amodal_model(folder, AmodalVAE(TINY), TINY, 0.4)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=1, threshold=0.4)
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from maskgen.data.scenes import SceneConfig, generate_scenes
-
-    out = tmp_path_factory.mktemp("scenes") / "s"
-    cfg = SceneConfig(
-        image_size=64,
-        num_images={"train": 0, "val": 0, "test": 6},
-        min_shape_size=12,
-        max_shape_size=32,
-        seed=5,
-    )
-    generate_scenes(out, cfg=cfg, progress=False)
-    return out
+    return tiny_scenes(tmp_path_factory.mktemp("scenes") / "s", num_test=6, seed=5)
 
 
 def disk(h: int = 60, r: int = 20) -> np.ndarray:

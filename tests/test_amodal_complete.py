@@ -11,15 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from _amodal_tiny import save_tiny_model, tiny_scenes
 from maskgen.amodal.completion import overlay_image
-from maskgen.amodal.io import BUILTIN_MODEL, save_amodal_model
-from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
+from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, ImageInput, consistency_score
 from maskgen.cli.main import main
-
-TINY = AmodalVAEConfig(
-    widths=(4, 8), fc_dim=16, box_widths=(4, 8), box_fc_dim=16, box_context_size=16
-)
 
 
 class BoxStub(nn.Module):
@@ -56,26 +52,12 @@ def two_instances() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_amodal_model(folder, AmodalVAE(TINY), TINY, 0.3)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=0, threshold=0.3)
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from maskgen.data.scenes import SceneConfig, generate_scenes
-
-    out = tmp_path_factory.mktemp("scenes") / "s"
-    cfg = SceneConfig(
-        image_size=64,
-        num_images={"train": 0, "val": 0, "test": 5},
-        min_shape_size=12,
-        max_shape_size=32,
-        seed=3,
-    )
-    generate_scenes(out, cfg=cfg, progress=False)
-    return out
+    return tiny_scenes(tmp_path_factory.mktemp("scenes") / "s", num_test=5, seed=3)
 
 
 # ------------------------------------------------------------------------------ predictor

@@ -6,23 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from maskgen.amodal.io import save_amodal_model
-from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
+from _amodal_tiny import save_tiny_model
 from maskgen.cli.main import main
-
-TINY = AmodalVAEConfig(
-    widths=(4, 8), fc_dim=16, box_widths=(4, 8), box_fc_dim=16, box_context_size=16
-)
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(2)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_amodal_model(folder, AmodalVAE(TINY), TINY, 0.5)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=2, threshold=0.5)
 
 
 def _demo(out: Path, model: Path, *extra: str) -> int:

@@ -1,4 +1,4 @@
-"""Tests of the shared training engine (src/maskgen/engine, docs/ENGINE_API.md)."""
+"""Tests of the shared training engine (src/maskgen/engine, docs/engine.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shared training engine (docs/ENGINE_API.md): distributed setup, run folders with
+"""The shared training engine (docs/engine.md): distributed setup, run folders with
 rotating atomic checkpoints and automatic resume, strict model folders, seeding, progress,
 mixed precision and image grids. Used by Amodal-VAE and the independence-prior systems.
 """
