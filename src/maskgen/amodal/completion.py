@@ -16,7 +16,7 @@ instance; nothing is written):
 - ``box_mode="gt"`` needs an amodal box (or amodal mask) for every completed instance;
   ``box_mode="file"`` needs one per instance id in the boxes file.
 
-Output: one result per completed instance (see :func:`result_annotation`) written with
+Output: one result per completed instance (see :func:`completion_annotation`) written with
 :func:`maskgen.data.results.write_results`, whose ``info`` holds the protocol: model, threshold,
 GT-or-predicted visible masks, crop convention, restriction, OR-with-visible, box source, samples.
 """
@@ -43,7 +43,7 @@ __all__ = [
     "read_amodal_boxes",
     "complete_dataset",
     "protocol_info",
-    "result_annotation",
+    "completion_annotation",
     "overlay_image",
     "CROP_CONVENTION",
     "skipped_annotation",
@@ -184,8 +184,12 @@ def protocol_info(
     }
 
 
-def result_annotation(rec: ImageRecord, inst: Any, comp: Completion) -> dict[str, Any]:
+def completion_annotation(rec: ImageRecord, inst: Any, comp: Completion) -> dict[str, Any]:
     """One result entry (layout of :mod:`maskgen.data.results`, plus Amodal-VAE extras).
+
+    Built from a :class:`~maskgen.amodal.predictor.Completion`, whose RLE and box come from one
+    pycocotools pass (the generic :func:`maskgen.data.results.result_annotation` takes an
+    ``H x W`` mask instead).
 
     Keys: ``id`` (the input annotation id), ``image_id``, ``category_id``, ``segmentation``
     (amodal mask, compressed RLE), ``bbox`` (``[x, y, w, h]`` of the amodal mask), ``area``,
@@ -389,7 +393,7 @@ def complete_dataset(
                 for inst in rec.instances:
                     c = done.get(int(inst.id))
                     annotations.append(
-                        result_annotation(rec, inst, c)
+                        completion_annotation(rec, inst, c)
                         if c is not None
                         else skipped_annotation(rec, inst)
                     )
