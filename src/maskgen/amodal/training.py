@@ -605,7 +605,9 @@ def train(
         # A finished run is never redone: the same command again leaves its model untouched.
         say(f"training already done: the model is in {run.model_dir()}")
         summary_path = run.path / "summary.json"
-        return json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        stored = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        # This invocation ran no stage; the stored summary keeps the record of the run that did.
+        return {**stored, "stages": {}, "already_done": True}
     t_all = time.monotonic()
     mc = AmodalVAEConfig.from_dict(cfg.model)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank

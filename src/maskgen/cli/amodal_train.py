@@ -115,7 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
         summary = train(dataset, args.out, cfg, ctx, val_dataset=val, log=_log)
     finally:
         shutdown_distributed()
-    if ctx.is_main:
+    if ctx.is_main and not summary.get("already_done"):
         _log(
             f"model written to {args.out}/model (threshold {summary['validation']['threshold']:.2f})"
         )
