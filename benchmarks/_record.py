@@ -19,6 +19,7 @@ import fcntl
 import os
 import platform
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -135,3 +136,15 @@ def record_section(
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
         os.close(lock_fd)
     return path
+
+
+def publish(name: str, lines: list[str], command: str, note: str | None, record: bool) -> str:
+    """The end of every benchmark: add ``note``, print the Markdown, and record it as section
+    ``name`` (with ``command``) unless ``record`` is false. Returns the Markdown."""
+    if note:
+        lines = [*lines, "", note]
+    md = "\n".join(lines)
+    print(md)
+    if record:
+        print(f"recorded in {record_section(name, md, command=command)}", file=sys.stderr)
+    return md

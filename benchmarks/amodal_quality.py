@@ -339,20 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Times: {total:.0f} s in all (best-of-{args.samples} pass {sample_s:.0f} s, analyses {analysis_s:.0f} s). "
         f"Reports: `{args.out}/<method>/metrics.md`, plots in `{args.out}/analysis/`.",
     ]
-    if args.note:
-        lines += ["", args.note]
-    md = "\n".join(lines)
-    print(md)
-    if not args.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from _record import record_section
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
 
-        command = "python benchmarks/amodal_quality.py" + (
-            f" --model {args.model}" if args.model else ""
-        )
-        print(
-            f"recorded in {record_section('amodal-quality', md, command=command)}", file=sys.stderr
-        )
+    command = "python benchmarks/amodal_quality.py" + (
+        f" --model {args.model}" if args.model else ""
+    )
+    publish("amodal-quality", lines, command, note=args.note, record=not args.no_record)
     return 0 if all(c[3] for c in checks) else 1
 
 

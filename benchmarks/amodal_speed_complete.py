@@ -170,21 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| model FLOPs per instance (q2 + box head + decoder, mode) | {flops / 1e6:.1f} MFLOP | | |"
         )
-    if args.note:
-        lines += ["", args.note]
-    md = "\n".join(lines)
-    print(md)
-    if not args.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from _record import record_section
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
 
-        command = "python benchmarks/amodal_speed_complete.py" + (
-            f" --model {args.model}" if args.model else ""
-        )
-        print(
-            f"recorded in {record_section('amodal-speed-complete', md, command=command)}",
-            file=sys.stderr,
-        )
+    command = "python benchmarks/amodal_speed_complete.py" + (
+        f" --model {args.model}" if args.model else ""
+    )
+    publish("amodal-speed-complete", lines, command, note=args.note, record=not args.no_record)
     return 0 if ok else 1
 
 

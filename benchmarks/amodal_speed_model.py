@@ -115,20 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Target >= 5,000 masks/s: **{'met' if best >= 5000 else 'NOT met'}** "
         f"(best variant {best:,.0f} masks/s median).",
     ]
-    if args.note:
-        lines += ["", args.note]
-    md = "\n".join(lines)
-    print(md)
-    if not args.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from _record import record_section
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
 
-        cmd = "python benchmarks/amodal_speed_model.py" + (
-            f" --model {args.model}" if args.model else ""
-        )
-        print(
-            f"recorded in {record_section('amodal-speed-model', md, command=cmd)}", file=sys.stderr
-        )
+    command = "python benchmarks/amodal_speed_model.py" + (
+        f" --model {args.model}" if args.model else ""
+    )
+    publish("amodal-speed-model", lines, command, note=args.note, record=not args.no_record)
     return 0
 
 

@@ -113,21 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{v['true_box_at_threshold']['full_iou']:.3f} / "
         f"{v['true_box_at_threshold']['invisible_iou']:.3f}.",
     ]
-    if args.note:
-        lines += ["", args.note]
-    md = "\n".join(lines)
-    print(md)
-    if not args.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from _record import record_section
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
 
-        command = "python benchmarks/amodal_train_time.py" + (
-            f" --from-run {args.from_run}" if args.from_run else ""
-        )
-        print(
-            f"recorded in {record_section('amodal-train-time', md, command=command)}",
-            file=sys.stderr,
-        )
+    command = "python benchmarks/amodal_train_time.py" + (
+        f" --from-run {args.from_run}" if args.from_run else ""
+    )
+    publish("amodal-train-time", lines, command, note=args.note, record=not args.no_record)
     return 0
 
 
