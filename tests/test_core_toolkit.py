@@ -21,6 +21,7 @@ from maskgen.core.masks import (
     connected_components,
     convex_hull,
     crop_mask,
+    crop_masks,
     largest_component,
     paste_mask,
     touches_border,
@@ -80,6 +81,29 @@ def test_crop_paste_round_trip_on_a_resampled_shape():
     union = (back | m).sum()
     assert inter / union > 0.97
     assert not back[:, :20].any()  # nothing written outside the box
+
+
+def test_batched_crops_equal_single_crops_including_boxes_leaving_the_image():
+    rng = np.random.default_rng(3)
+    masks = rng.random((4, 37, 53)) > 0.6
+    boxes = np.array(
+        [
+            [3.2, 4.7, 20.9, 30.1],
+            [-6.0, -3.5, 12.0, 9.0],
+            [40.5, 20.0, 61.0, 44.0],
+            [0, 0, 53, 37.0],
+        ]
+    )
+    which = np.array([2, 0, 3, 1])
+    crops, others = crop_masks(masks, boxes, 16, which=which, count=masks.sum(0))
+    for n, (k, box) in enumerate(zip(which, boxes, strict=True)):
+        np.testing.assert_allclose(crops[n], crop_mask(masks[k], box, 16), atol=1e-5)
+        union_of_others = np.delete(masks, k, axis=0).any(0)
+        np.testing.assert_allclose(others[n], crop_mask(union_of_others, box, 16), atol=1e-5)
+    singles = np.stack([crop_mask(m, b, 16) for m, b in zip(masks, boxes, strict=True)])
+    np.testing.assert_allclose(crop_masks(masks, boxes, 16), singles, atol=1e-5)  # which = all
+    with pytest.raises(ValueError, match="positive width"):
+        crop_masks(masks[:1], np.array([[5, 5, 5, 9.0]]), 8)
 
 
 def test_paste_clips_boxes_leaving_the_image():

@@ -67,7 +67,7 @@ import numpy as np
 import torch
 
 from maskgen.core.boxes import absolute_box, mask_to_box, square_box
-from maskgen.core.masks import DEFAULT_CROP_SIZE, paste_mask
+from maskgen.core.masks import DEFAULT_CROP_SIZE, crop_masks, paste_mask
 from maskgen.errors import MaskgenError
 
 __all__ = ["AmodalPredictor", "Completion", "ImageInput", "consistency_score"]
@@ -242,76 +242,6 @@ def _region(
     rx1 = min(math.ceil(x1) + margin, width)
     ry1 = min(math.ceil(y1) + margin, height)
     return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
-
-
-def _taps(lo: np.ndarray, hi: np.ndarray, size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear taps along one axis for ``N`` crops at once.
-
-    Crop cell ``j`` of ``[lo, hi)`` (``size`` cells) reads the pixel-index coordinate
-    ``lo + (j + 0.5) (hi - lo) / size - 0.5`` (the convention of :mod:`maskgen.core.masks`).
-
-    Returns:
-        ``(indices N x 2 size, weights N x 2 size float32)``: the lower taps then the upper taps,
-        indices clipped into ``[0, limit)``, weights zeroed where a tap falls outside.
-    """
-    lo = np.asarray(lo, dtype=np.float64)[:, None]
-    hi = np.asarray(hi, dtype=np.float64)[:, None]
-    pos = lo + (np.arange(size) + 0.5) * ((hi - lo) / size) - 0.5
-    i0 = np.floor(pos)
-    f = pos - i0
-    i0 = i0.astype(np.intp)
-    idx = np.concatenate([i0, i0 + 1], axis=1)
-    wts = np.concatenate([1.0 - f, f], axis=1)
-    wts *= (idx >= 0) & (idx < limit)
-    return np.clip(idx, 0, limit - 1), wts.astype(np.float32)
-
-
-def _combine(g: np.ndarray, wy: np.ndarray, wx: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear mix of ``N x 2S x 2S`` gathers (lower/upper taps) into ``N x S x S`` float32."""
-    g = g.astype(np.float32, copy=False)
-    top = g[:, :size] * wy[:, :size, None] + g[:, size:] * wy[:, size:, None]
-    return top[:, :, :size] * wx[:, None, :size] + top[:, :, size:] * wx[:, None, size:]
-
-
-def _gather_crops(
-    masks: np.ndarray,
-    which: np.ndarray,
-    boxes: np.ndarray,
-    size: int,
-    count: np.ndarray | None = None,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """:func:`maskgen.core.masks.crop_mask` of ``masks[which[n]]`` in ``boxes[n]``, for all
-    ``n`` at once, reading only the ``4 size^2`` pixels bilinear interpolation needs (zero
-    outside the image); equal to OpenCV's result up to float rounding.
-
-    Args:
-        masks: ``K x H x W`` bool.
-        which: ``(N,)`` indices into ``masks``.
-        boxes: ``N x 4`` crop boxes.
-        size: crop side.
-        count: optional ``H x W`` int ``masks.sum(0)``; then also returns the crops of "the
-            other masks' union" (``count - mask > 0``) in the same boxes.
-
-    Returns:
-        ``N x size x size`` float32 (and the "others" crops when ``count`` is given).
-    """
-    _, h, w = masks.shape
-    ry, wy = _taps(boxes[:, 1], boxes[:, 3], size, h)
-    rx, wx = _taps(boxes[:, 0], boxes[:, 2], size, w)
-    rr, cc = ry[:, :, None], rx[:, None, :]
-    g = masks[np.asarray(which)[:, None, None], rr, cc]
-    crops = _combine(g, wy, wx, size)
-    if count is None:
-        return crops
-    others = (count[rr, cc] - g) > 0
-    return crops, _combine(others, wy, wx, size)
-
-
-def _crop_local(mask: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """:func:`maskgen.core.masks.crop_mask` of one ``H x W`` mask via :func:`_gather_crops`."""
-    return _gather_crops(mask[None], np.zeros(1, np.intp), np.asarray(box, np.float64)[None], size)[
-        0
-    ]
 
 
 class AmodalPredictor:
@@ -501,11 +431,11 @@ class AmodalPredictor:
             raise MaskgenError(
                 f"visible mask {int(idx[np.flatnonzero(bad)[0]])}: empty (nothing to complete)"
             )
-        crops = _gather_crops(vm, idx, boxes, s)
+        crops = crop_masks(vm, boxes, s, which=idx)
         ctx = None
         if count is not None:
             frames = square_box(boxes, float(self.context_scale))
-            cv, co = _gather_crops(vm, idx, frames, int(self.context_size), count)
+            cv, co = crop_masks(vm, frames, int(self.context_size), which=idx, count=count)
             ctx = np.stack([cv, co], axis=1)
         return crops, boxes, ctx
 
