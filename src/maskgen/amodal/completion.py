@@ -287,7 +287,9 @@ def _image_inputs(
                 vm, vboxes = decode_visible(rec)
             except ValueError as e:
                 raise MaskgenError(f"{masks_path}: image id {rec.id}: {e}") from None
-        sel = vm.reshape(len(vm), -1).any(axis=1)
+        # Non-empty masks: from the RLE boxes when known (vm is a strided view of pycocotools'
+        # output, and flattening it would copy every mask).
+        sel = vboxes[:, 2] > vboxes[:, 0] if vboxes is not None else vm.any(axis=(1, 2))
         for inst, ok in zip(rec.instances, sel, strict=True):
             if not ok:
                 if not skip_empty:
