@@ -243,6 +243,19 @@ def main(argv: list[str] | None = None) -> int:
             bool(f4["finding_spread_grows_with_occlusion"]),
         )
     )
+    gaps = "; ".join(
+        f"{k}: {100 * v['gap']:+.2f} [{100 * v['ci95'][0]:+.2f}, {100 * v['ci95'][1]:+.2f}]"
+        for k, v in f4["gaps"].items()
+        if v["gap"] is not None
+    )
+    checks.append(
+        (
+            "... and each gap is more than resampling noise (gap in sigma x 100, 95 % bootstrap interval)",
+            gaps,
+            "both intervals > 0",
+            bool(f4["finding_significant"]),
+        )
+    )
 
     # ---------------------------------------------------------------------- report
     lines = [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from _amodal_tiny import save_tiny_model, tiny_scenes
-from maskgen.amodal.analysis import local_counts, sigma_group
+from maskgen.amodal.analysis import group_gap_ci, local_counts, sigma_group
 from maskgen.amodal.corruption import CorruptionConfig, corrupt_mask, corrupt_masks
 from maskgen.amodal.predictor import AmodalPredictor
 from maskgen.cli.main import main
@@ -118,6 +118,8 @@ def test_analyze_cli_writes_every_file(
     f4 = res["fig4_posterior_sigma"]
     assert sum(g["n"] for g in f4["groups"].values()) == n
     assert len(f4["plotted_latents"]) == 15 and len(f4["mean_sigma_all_latents"]) == 64
+    assert set(f4["gaps"]) == {"0 -> 1-50", "1-50 -> >50"}
+    assert isinstance(f4["finding_significant"], bool)
     f1 = res["fig1_miou_vs_visible_ratio"]
     assert sum(b["n"] for b in f1["bins"]) == n
     o = f1["overall"]
@@ -171,3 +173,13 @@ def test_analyze_needs_amodal_ground_truth(
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "amodal" in err
     assert not (tmp_path / "a" / "analysis.json").exists()
+
+
+def test_group_gap_ci_separates_real_gaps_from_noise():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.20, 0.02, 500)
+    clear = group_gap_ci(a, rng.normal(0.22, 0.02, 500))
+    assert clear["gap"] == pytest.approx(0.02, abs=0.005) and clear["ci95"][0] > 0
+    none = group_gap_ci(a, rng.normal(0.20, 0.02, 500))
+    assert none["ci95"][0] < 0 < none["ci95"][1]
+    assert group_gap_ci(a, np.zeros(0))["gap"] is None

@@ -101,6 +101,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     print(f"analysed {res['n_instances']} instances in {res['seconds']:.1f} s -> {out}")
     print(
         f"  Fig. 4 mean sigma (15 smallest latents) by occlusion: {sig}; grows: {f4['finding_spread_grows_with_occlusion']}"
+        f" (both gaps' 95 % bootstrap intervals above 0: {f4['finding_significant']})"
     )
     if f1.get("overall"):
         o = f1["overall"]
