@@ -1,4 +1,4 @@
-"""``maskgen amodal ...`` commands: train, complete, analyze (Amodal-VAE) and evaluate (harness)."""
+"""``maskgen amodal ...`` commands: train, complete, analyze, edit (Amodal-VAE) and evaluate (harness)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from maskgen.cli.amodal_train import add_train_parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("amodal", help="Amodal-VAE: train, complete, analyze, evaluate")
+    parser = subparsers.add_parser(
+        "amodal", help="Amodal-VAE: train, complete, analyze, edit, evaluate"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(sub)
     add_complete_parser(sub)
