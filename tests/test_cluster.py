@@ -17,10 +17,12 @@ from maskgen.independence.cluster import (
     prior_scale_at,
 )
 from maskgen.independence.cluster_eval import (
+    best_disk,
     best_match_iou,
     centred,
     foreground_area,
     gt_shapes,
+    mean_pairwise_iou,
     read_label_map,
     single_object_flags,
 )
@@ -65,6 +67,20 @@ def test_synthetic_cluster_silhouette_and_bad_shape():
     assert c.labels.max() > 3
     with pytest.raises(MaskgenError, match="unknown cluster shape"):
         synthetic_cluster(size=64, shape="unicorn")
+
+
+def test_silhouette_rim_marks_every_outline():
+    # The rim changes colours only: same geometry and labels; outline pixels darker.
+    rim = synthetic_cluster(size=64, instance_size=20, shape="cat", seed=1, rim=0.6)
+    flat = synthetic_cluster(size=64, instance_size=20, shape="cat", seed=1)
+    assert np.array_equal(rim.labels, flat.labels)
+    top = rim.labels == rim.labels.max()  # the front instance: fully visible
+    from scipy import ndimage
+
+    edge = top & ~ndimage.binary_erosion(top)
+    lum = rim.image.astype(float).sum(2)
+    lum_flat = flat.image.astype(float).sum(2)
+    assert (lum[edge] / np.maximum(lum_flat[edge], 1)).mean() < 0.8
 
 
 def test_patch_sampler_geometry_and_flips(small_cluster):
@@ -163,6 +179,18 @@ def test_prior_anneal_schedule_reaches_zero():
     assert diff[8, 8] > 3.0 and diff[0, 0] < -3.0
 
 
+def test_r1_step_penalises_d_gradients_on_real_patches():
+    from maskgen.independence.cluster import r1_step
+
+    torch.manual_seed(0)
+    _, d, _ = build_networks(make_config("tiny"))
+    opt = torch.optim.Adam(d.parameters(), 1e-3)
+    before = [p.detach().clone() for p in d.parameters()]
+    pen = r1_step(d, opt, torch.rand(4, 3, 16, 16), gamma=1.0, every=4)
+    assert pen > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters(), strict=True))
+
+
 def test_composites_and_discriminator_shapes():
     cfg = make_config("tiny")
     g, d, q = build_networks(cfg)
@@ -193,6 +221,24 @@ def test_metrics_on_known_masks(small_cluster):
     iou = best_match_iou(shifted[None], shapes, canvas=64)
     assert iou[0] == pytest.approx(1.0)
     assert centred(np.zeros((8, 8), bool), 16).sum() == 0
+
+
+def test_shape_variety_and_best_disk_reference():
+    yy, xx = np.mgrid[:32, :32]
+    disk = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2) <= 36
+    bar = (np.abs(yy - 15.5) <= 2) & (np.abs(xx - 15.5) <= 10)
+    # One shape for every z scores 1 wherever it sits; different shapes score less.
+    assert mean_pairwise_iou(np.stack([disk, np.roll(disk, 3, axis=1)]), 64) == pytest.approx(1)
+    assert mean_pairwise_iou(np.stack([disk, bar]), 64) < 0.5
+    with pytest.raises(MaskgenError):
+        mean_pairwise_iou(disk[None], 64)
+    # GT disks of radius 6: the best disk is radius ~6 and matches exactly.
+    r, iou = best_disk([disk[8:24, 8:24]], 32, 64)
+    assert r == pytest.approx(6, abs=0.5) and iou == pytest.approx(1.0, abs=0.02)
+    # GT bars: no disk comes close, while the bar itself (a learned shape) beats the disk.
+    _, iou_bar = best_disk([bar], 32, 64)
+    assert iou_bar < 0.6
+    assert best_match_iou(bar[None], [bar], 64)[0] > iou_bar
 
 
 def test_label_map_reader_and_foreground(tmp_path):

@@ -96,8 +96,9 @@ def test_annealed_prior_is_gone_from_the_saved_model(data, tmp_path):
     run = tmp_path / "anneal"
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += ["--out", str(run), "--steps", "4", "--alpha-prior", "4", "--prior-anneal", "3"]
-    assert main([*args, *TRAIN]) == 0
+    assert main([*args, "--r1-weight", "1", *TRAIN]) == 0
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["r1"] > 0  # lazy R1 ran at step 0 (every 4 steps)
     # Logged at steps 2 and 4: scale of the last step of each tick (steps 1 and 3, 0-based).
     assert [round(x["prior_scale"], 4) for x in lines] == [round(2 / 3, 4), 0.0]
     header = json.loads((run / "model" / "config.json").read_text())
@@ -160,6 +161,8 @@ def test_evaluate_writes_metrics(trained, data, tmp_path):
     assert 0 <= m["single_object_rate"] <= 1 and 0 <= m["best_match_iou_mean"] <= 1
     assert m["true_count"] == int(np.asarray(Image.open(data / "labels.png")).max())
     assert m["num_generated"] == 16
+    assert 0 <= m["mean_pairwise_iou"] <= 1 and 0 < m["best_disk_iou"] <= 1
+    assert m["beats_best_disk"] == (m["best_match_iou_mean"] > m["best_disk_iou"])
 
 
 def _err(capsys) -> str:

@@ -8,7 +8,8 @@ Independence prior, application 2 (Dai et al., AAAI 2019). Commands:
 - ``sample``: ``maskgen cluster sample --model RUN --out DIR``: grids of learned appearances, soft
   masks, composites, the composition layers (paper appendix Fig. 9-11), single RGBA instances.
 - ``evaluate``: ``maskgen cluster evaluate --model RUN --labels LABELS.png [--image IMG]``:
-  single-object rate, best-match IoU, object count (see :mod:`maskgen.independence.cluster_eval`).
+  single-object rate, best-match IoU against the best centred disk's, shape variety, object
+  count (see :mod:`maskgen.independence.cluster_eval`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "binary_weight": args.binary_weight,
         "prior_anneal": args.prior_anneal,
         "area_warmup": args.area_warmup,
+        "r1_weight": args.r1_weight,
         "instance_noise": args.instance_noise,
         "noise_steps": args.noise_steps,
         "ema_decay": args.ema_decay,
@@ -123,6 +125,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keys = [
         "single_object_rate",
         "best_match_iou_mean",
+        "best_disk_iou",
+        "beats_best_disk",
+        "mean_pairwise_iou",
         "true_count",
         "count_estimate",
         "count_from_label_foreground",
@@ -198,6 +203,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="not in the paper: anneal the alpha prior linearly to 0 over the first STEPS steps, "
         "so the saved generator has none (cpu preset 1000 of 1500; 0 = fixed prior)",
     )
+    t.add_argument(
+        "--r1-weight",
+        type=float,
+        default=None,
+        metavar="GAMMA",
+        help="not in the paper: R1 gradient penalty on D, applied every 4 steps (0 = off)",
+    )
     t.add_argument("--area-warmup", type=int, default=None, help="steps of linear lambda warm-up")
     t.add_argument("--instance-noise", type=float, default=None, help="std of noise on D inputs")
     t.add_argument("--noise-steps", type=int, default=None, help="steps to anneal instance noise")
@@ -228,7 +240,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("evaluate", help="single-object rate, best-match IoU and count vs labels")
+    e = sub.add_parser(
+        "evaluate",
+        help="single-object rate, best-match IoU (vs the best disk), shape variety, count vs labels",
+    )
     e.add_argument("--model", required=True, metavar="RUN")
     e.add_argument("--labels", required=True, metavar="LABELS.png")
     e.add_argument("--image", default=None, metavar="IMG", help="for the label-free count")

@@ -76,6 +76,8 @@ def synthetic_cluster(
     scale_range: tuple[float, float] = (0.8, 1.0),
     spacing: float = 0.68,
     seed: int = 0,
+    rim: float = 0.0,
+    tint_jitter: float = 0.06,
 ) -> ClusterImage:
     """A dense structure-free cluster of one object type with exact instance labels.
 
@@ -92,8 +94,16 @@ def synthetic_cluster(
         shape: ``"fruit"`` (shaded ellipse with a highlight and stalk dimple) or a silhouette
             class from :func:`maskgen.data.builtin.silhouette_class_names`.
         scale_range: relative instance size range.
-        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion).
+        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion). 0.68
+            leaves ~8 % of the background visible for fruit, but 46-73 % for the thinner
+            silhouettes (spacing 0.3-0.35 hides it, at the price of mostly hidden instances).
         seed: random seed (same seed, same image).
+        rim: darkening of each silhouette's outline band (0 = none; silhouettes only, fruit
+            have a shaded rim already): ``colour *= 1 - rim * exp(-d / 1.2)`` at ``d`` px
+            inside the outline, like the shadowed rim of real touching objects. With it every
+            instance's outline shows where it overlaps a neighbour of the same colour (without
+            it ~20 % of instance-instance boundary pixels differ by < 0.1 in summed RGB).
+        tint_jitter: std of the per-instance colour jitter (RGB, on a 0-1 scale).
 
     Returns:
         :class:`ClusterImage` with ``labels`` and ``full_masks``.
@@ -128,7 +138,7 @@ def synthetic_cluster(
         cx, cy = centres[k]
         scale = rng.uniform(*scale_range)
         angle = rng.uniform(0, np.pi)
-        tint = np.clip(base_hue + rng.normal(0, 0.06, 3).astype(np.float32), 0, 1)
+        tint = np.clip(base_hue + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
         if sil_masks is None:
             ra = 0.5 * instance_size * scale
             rb = ra * rng.uniform(0.72, 0.85)
@@ -154,6 +164,11 @@ def synthetic_cluster(
             shade = 0.6 + 0.4 * np.clip(
                 1 - ((xx - cx) ** 2 + (yy - cy) ** 2) / (0.5 * side) ** 2, 0, 1
             )
+            if rim > 0:
+                # Distance (px) inside the outline; the rim band darkens towards the outline.
+                inside = (alpha > 0.5).astype(np.uint8)
+                d = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+                shade = shade * (1.0 - rim * np.exp(-np.maximum(d - 0.5, 0) / 1.2))
             col = np.clip(tint[None, None] * shade[..., None], 0, 1)
         alphas.append(alpha)
         colors.append(col.astype(np.float32))

@@ -279,6 +279,32 @@ def regularizers(
     return {"extra": extra, "info_loss": info.detach(), "binary_loss": binary.detach()}
 
 
+def r1_step(
+    d: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor, gamma: float, every: int
+) -> float:
+    """One lazy R1 step on D (not in the paper; Mescheder et al. 2018, ``r1_weight``).
+
+    ``every * (gamma / 2) * mean_n |grad_x D(x_n)|^2`` over real patches ``N x 3 x P x P``
+    (the factor ``every`` keeps the average strength when applied every ``every`` steps).
+    Returns the unscaled penalty ``mean |grad|^2``.
+    """
+    x = real.detach().float().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x).float().sum(), x, create_graph=True)
+    pen = grad.pow(2).flatten(1).sum(1).mean()
+    opt_d.zero_grad(set_to_none=True)
+    (0.5 * gamma * every * pen).backward()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # ``d`` is the unwrapped module (DDP does not support double backward): average the
+        # gradients by hand so every rank takes the same step.
+        world = torch.distributed.get_world_size()
+        for p in d.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad.div_(world)
+    opt_d.step()
+    return float(pen.detach())
+
+
 def preview_grid(out: dict[str, torch.Tensor], real: torch.Tensor, k: int = 8) -> torch.Tensor:
     """Rows: real patches, composites, instance appearances (RGB over grey by alpha), masks."""
     k = min(k, real.shape[0], out["composite"].shape[0])
@@ -402,7 +428,7 @@ def train_cluster(
         per_rank = max(1, cfg.batch_size // ctx.world_size)
         t0 = time.monotonic()
         acc: dict[str, float] = {}
-        n_acc = 0
+        cnt: dict[str, int] = {}  # per key: R1 is not logged every step
         history: list[dict[str, float]] = []
         last_warning: str | None = None
 
@@ -449,6 +475,8 @@ def train_cluster(
                 step=step,
                 autocast=autocast_context(dev),
             )
+            if cfg.r1_weight > 0 and step % max(1, cfg.r1_every) == 0:
+                m_d["r1"] = r1_step(unwrap(dw), opt_d, real, cfg.r1_weight, max(1, cfg.r1_every))
             # Phase 2: generator (+ Q): adversarial + lambda * area (eq. 7) + beta * info (+ binary).
             with autocast_context(dev):
                 reg = regularizers(qw, out_, cfg)
@@ -470,11 +498,11 @@ def train_cluster(
                 ema_update(ema, unwrap(gw), cfg.ema_decay)
             for k, v in {**m_d, **m_g}.items():
                 acc[k] = acc.get(k, 0.0) + float(v)
-            n_acc += 1
+                cnt[k] = cnt.get(k, 0) + 1
             done = step + 1
             timed_out = max_seconds is not None and time.monotonic() - t0 > max_seconds
             if done % log_every == 0 or done == cfg.steps or timed_out:
-                tick = {k: v / n_acc for k, v in acc.items()}
+                tick = {k: v / cnt[k] for k, v in acc.items()}
                 tick["prior_scale"] = unwrap(gw).prior_scale
                 run.log(done, **tick, sec_per_iter=(time.monotonic() - t0) / max(1, done - start))
                 history.append(tick)
@@ -482,7 +510,7 @@ def train_cluster(
                 if msg and ctx.is_main and msg != last_warning:
                     warn(f"step {done}: {msg}")
                     last_warning = msg
-                acc, n_acc = {}, 0
+                acc, cnt = {}, {}
             if done % grid_every == 0 or done == cfg.steps:
                 save_image_grid(
                     run.path / "grids" / f"grid-{done:08d}.png", preview_grid(out_, real), nrow=8
@@ -566,6 +594,7 @@ __all__ = [
     "load_generator",
     "make_config",
     "prior_scale_at",
+    "r1_step",
     "sample_z",
     "train_cluster",
 ]

@@ -29,6 +29,9 @@ class ClusterConfig:
     # alpha (disk area = a), so every provider starts as one centred object of the target area
     prior_anneal: int = 0  # steps over which alpha_prior decays linearly to 0 (a curriculum:
     # the prior only starts training; the final generator has none). 0 = fixed prior throughout
+    r1_weight: float = 0.0  # not in the paper: gamma of the R1 penalty (Mescheder et al. 2018)
+    # (gamma / 2) * E|grad_x D(x_real)|^2 on D, a stabiliser that keeps D smooth on real patches
+    r1_every: int = 4  # lazy R1: applied every r1_every D steps, scaled by r1_every
     area_warmup: int = 0  # steps of linear warm-up of lambda (0 = paper: full lambda at once)
     instance_noise: float = 0.0  # std of Gaussian noise on D inputs, annealed to 0
     noise_steps: int = 0  # steps over which the instance noise anneals

@@ -22,6 +22,13 @@ things, each defined here once and named in every report:
    ``"all"`` for a dense cluster that hides its background). The count from the label map's own
    foreground (``labels > 0``) is reported beside it, separating the two error sources. Both
    ignore overlap (hidden parts of instances), so they tend to under-count dense clusters.
+4. **shape variety**: the mean IoU over pairs of generated masks, all centred
+   (:func:`mean_pairwise_iou`, first :data:`PAIRWISE_SAMPLES` masks); near 1 means one shape
+   for every ``z``.
+5. **best centred disk**: the best-match IoU (2.) that a single centred disk of the best radius
+   would score (:func:`best_disk`). High best-match IoU on compact objects is easy for a blob of
+   the right size; only a generator that *beats* this reference has learned something of the
+   objects' shape (``beats_best_disk``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ PLAUSIBLE_LOW = 0.3
 PLAUSIBLE_HIGH = 1.6
 SPECK_FRACTION = 0.05
 REF_PERCENTILE = 90
+#: Generated masks compared pairwise for shape variety (metric 4): 64 -> 4032 ordered pairs.
+PAIRWISE_SAMPLES = 64
 
 
 def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
@@ -144,6 +153,53 @@ def best_match_iou(masks: np.ndarray, shapes: list[np.ndarray], canvas: int) -> 
     return iou.max(1)
 
 
+def mean_pairwise_iou(masks: np.ndarray, canvas: int) -> float:
+    """Shape variety: mean IoU over all pairs of masks, each centred on ``canvas`` (metric 4).
+
+    Args:
+        masks: ``M x P x P`` bool generated masks (``M >= 2``).
+        canvas: side of the centring canvas (``2 P``, as for :func:`best_match_iou`).
+
+    Returns:
+        the mean over the ``M (M - 1)`` ordered pairs; 1 = every mask the same shape (a
+        generator that ignores ``z`` for its mask). A pair of empty masks counts as identical.
+    """
+    if len(masks) < 2:
+        raise MaskgenError("mean pairwise IoU needs at least two masks")
+    g = np.stack([centred(m, canvas) for m in masks]).reshape(len(masks), -1).astype(np.float32)
+    inter = g @ g.T
+    union = g.sum(1)[:, None] + g.sum(1)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    off = ~np.eye(len(masks), dtype=bool)
+    return float(iou[off].mean())
+
+
+def best_disk(shapes: list[np.ndarray], patch: int, canvas: int) -> tuple[float, float]:
+    """The best centred disk (metric 5): a reference that a learned *shape* must beat.
+
+    Every generated mask equal to one centred disk of radius ``r`` scores the mean best-match
+    IoU ``best_match_iou(disk_r, shapes)``; this searches ``r`` on a 0.5 px grid from 1 to
+    ``patch / 2``. A generator whose best-match IoU does not exceed it has learned no more
+    than an object-sized blob, however high its IoU.
+
+    Args:
+        shapes: GT instance shapes (bool, any size), as from :func:`gt_shapes`.
+        patch: the patch side ``P`` (disks are drawn on ``P x P``).
+        canvas: centring canvas side (``2 P``).
+
+    Returns:
+        ``(radius in patch px, best-match IoU of that disk)``.
+    """
+    c = (patch - 1) / 2.0
+    yy, xx = np.mgrid[0:patch, 0:patch]
+    r2 = (yy - c) ** 2 + (xx - c) ** 2
+    best = (0.0, 0.0)
+    for r in np.arange(1.0, patch / 2 + 0.01, 0.5):
+        iou = float(best_match_iou((r2 <= r * r)[None], shapes, canvas=canvas)[0])
+        best = max(best, (iou, float(r)))
+    return best[1], best[0]
+
+
 def foreground_area(image: np.ndarray, mode: str = "bright") -> float:
     """Foreground pixels of an RGB image without labels (see module docstring, item 3)."""
     if mode == "all":
@@ -209,6 +265,7 @@ def evaluate_cluster(
     masks = (inst[:, 3] > 0.5).numpy()
     ok, ncomp = single_object_flags(masks, a_ref)
     ious = best_match_iou(masks, shapes, canvas=2 * P)
+    disk_r, disk_iou = best_disk(shapes, P, canvas=2 * P)
     gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
     soft_area_img = float(inst[:, 3].sum((1, 2)).mean()) / scale**2
     true_count = int(len(np.unique(labels[labels > 0])))
@@ -229,6 +286,10 @@ def evaluate_cluster(
         },
         "best_match_iou_mean": float(ious.mean()),
         "best_match_iou_median": float(np.median(ious)),
+        "best_disk_radius_patch_px": disk_r,
+        "best_disk_iou": disk_iou,
+        "beats_best_disk": bool(float(ious.mean()) > disk_iou),
+        "mean_pairwise_iou": mean_pairwise_iou(masks[:PAIRWISE_SAMPLES], canvas=2 * P),
         "mean_generated_mask_area_image_px": gen_area_img,
         "mean_soft_mask_area_image_px": soft_area_img,
         "true_count": true_count,
@@ -269,12 +330,14 @@ def estimate_count(
 __all__ = [
     "PLAUSIBLE_HIGH",
     "PLAUSIBLE_LOW",
+    "best_disk",
     "best_match_iou",
     "centred",
     "estimate_count",
     "evaluate_cluster",
     "foreground_area",
     "gt_shapes",
+    "mean_pairwise_iou",
     "read_label_map",
     "single_object_flags",
 ]
