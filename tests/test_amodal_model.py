@@ -72,6 +72,24 @@ def test_box_extension_round_trip() -> None:
     assert torch.allclose(relative_box_to_extensions(rel, aspect), ext, atol=1e-6)
 
 
+def test_box_head_keeps_learning_when_its_output_is_below_zero() -> None:
+    # Regression: a softplus output pushed far below 0 by the L1 loss got ~1e-9 gradient and the
+    # head predicted "no extension" for every input. The raw output keeps the L1 gradient and
+    # predict_amodal_box clamps at 0 (the amodal box always contains the visible box).
+    torch.manual_seed(0)
+    model = AmodalVAE(TINY)
+    model.box_head.fc[-1].bias.data.fill_(-20.0)
+    s = TINY.box_context_size
+    ctx, aspect = torch.rand(4, 2, s, s), torch.ones(4, 2)
+    ext = model.predict_box_extensions(ctx, aspect)
+    (ext - 0.2).abs().sum(1).mean().backward()
+    assert model.box_head.fc[-1].bias.grad.abs().min() > 0.5
+    model.eval()
+    with torch.no_grad():
+        rel = model.predict_amodal_box(torch.zeros(4, 1, 28, 28), context=ctx, vis_wh=aspect)
+    assert torch.equal(rel, torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(4, 4))
+
+
 def test_fused_model_matches_eval_model() -> None:
     m = AmodalVAE(TINY)
     _randomise_bn(m)

@@ -173,7 +173,7 @@ def test_synthetic_occlusion_is_consistent() -> None:
         with_region=True,
         unoccluded_fraction=0.0,
     )
-    assert s.vis28.shape == (60, 1, 28, 28) and s.context.shape == (60, 2, 48, 48)
+    assert s.vis28.shape == (60, 1, 28, 28) and s.context.shape == (60, 2, 32, 32)
     # the amodal box contains the visible box; visible ⊆ full in the region frame
     assert (s.rel_box[:, :2] <= 1e-6).all() and (s.rel_box[:, 2:] >= 1 - 1e-6).all()
     assert ((s.vis_region > 0.5) & ~(s.full_region > 0.5)).sum() <= 0.01 * (

@@ -56,7 +56,7 @@ def context_crop(
     others: np.ndarray,
     visible_box: np.ndarray,
     scale: float = 3.0,
-    size: int = 48,
+    size: int = 32,
 ) -> np.ndarray:
     """The box head's input: ``2 x size x size`` float32 in ``[0, 1]``.
 
@@ -167,7 +167,7 @@ def extract_instances(
     image_indices: list[int] | None = None,
     crop_size: int = 28,
     context_scale: float = 3.0,
-    context_size: int = 48,
+    context_size: int = 32,
     min_visible_pixels: int = 4,
     max_shape_side: int = 128,
 ) -> InstancePools:
@@ -353,7 +353,7 @@ def synthetic_occlusion(
     aug: AugmentConfig | None = None,
     crop_size: int = 28,
     context_scale: float = 3.0,
-    context_size: int = 48,
+    context_size: int = 32,
     unoccluded_fraction: float = 0.15,
     max_occluded: float = 0.85,
     with_region: bool = False,

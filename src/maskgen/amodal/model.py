@@ -70,7 +70,7 @@ class AmodalVAEConfig:
     box_widths: tuple[int, ...] = (16, 32, 64)
     box_fc_dim: int = 128
     box_context_scale: float = 3.0
-    box_context_size: int = 48
+    box_context_size: int = 32
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -180,9 +180,9 @@ class BoxHead(nn.Module):
     """Spatial-transformer CNN with max pooling: context frame -> amodal-box extensions.
 
     Input ``N x 2 x S x S`` context crop (visible mask, other instances' visible masks) and
-    ``N x 2`` visible box size ``(w, h) / max(w, h)``. Output ``N x 4`` non-negative extensions
+    ``N x 2`` visible box size ``(w, h) / max(w, h)``. Output ``N x 4`` extensions
     ``(left, top, right, bottom)`` of the amodal box beyond the visible box, in units of
-    ``max(w, h)`` of the visible box.
+    ``max(w, h)`` of the visible box; raw, so negative values mean 0.
     """
 
     def __init__(self, cfg: AmodalVAEConfig) -> None:
@@ -202,8 +202,16 @@ class BoxHead(nn.Module):
         )
 
     def forward(self, context: Tensor, aspect: Tensor) -> Tensor:
+        """Raw extensions ``N x 4`` (may be negative; clamp at 0 to use them).
+
+        Why unconstrained: most synthetic occlusions leave the box unchanged (target 0), and a
+        softplus output driven below zero by the L1 loss stops getting gradient (softplus' slope
+        vanishes), which left an earlier head predicting ~1e-9 for every input. The L1 loss on
+        the raw output keeps a constant gradient, and :meth:`AmodalVAE.predict_amodal_box`
+        clamps at 0.
+        """
         h = self.conv(context).flatten(1)
-        return F.softplus(self.fc(torch.cat([h, aspect], dim=1)))
+        return self.fc(torch.cat([h, aspect], dim=1))
 
 
 class AmodalVAE(nn.Module):
@@ -264,11 +272,12 @@ class AmodalVAE(nn.Module):
         aspect = vis_wh / vis_wh.max(dim=1, keepdim=True).values.clamp_min(1e-6)
         if context is None:
             context = context_from_crop(y_vis, aspect, self.config)
-        ext = self.box_head(_fmt(context), aspect)
+        ext = self.box_head(_fmt(context), aspect).clamp_min(0.0)
         return extensions_to_relative_box(ext, aspect)
 
     def predict_box_extensions(self, context: Tensor, aspect: Tensor) -> Tensor:
-        """Raw box-head output (training): ``N x 4`` extensions in units of ``max(w, h)``."""
+        """Raw box-head output (training): ``N x 4`` extensions in units of ``max(w, h)``,
+        unclamped (the L1 loss is taken on these; see :meth:`BoxHead.forward`)."""
         return self.box_head(_fmt(context), aspect)
 
     def forward(self, y_vis: Tensor) -> Tensor:
