@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{v['threshold']:.2f}; full IoU {v['at_threshold']['full_iou']:.3f}, invisible IoU "
         f"{v['at_threshold']['invisible_iou']:.3f}; at the paper's t = 0.1: "
         f"{v['at_paper_0.1']['full_iou']:.3f} / {v['at_paper_0.1']['invisible_iou']:.3f}; box "
-        f"head mean box IoU {v['box_iou']:.3f}; with the true amodal box "
+        f"head mean box IoU {v['box_iou']:.3f} (the visible box alone: "
+        f"{v.get('box_iou_of_visible_box', float('nan')):.3f}); with the true amodal box "
         f"{v['true_box_at_threshold']['full_iou']:.3f} / "
         f"{v['true_box_at_threshold']['invisible_iou']:.3f}.",
     ]

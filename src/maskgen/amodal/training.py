@@ -515,7 +515,8 @@ def tune_threshold(
 
     Returns:
         ``(threshold, metrics)`` -- metrics hold the scores at the chosen threshold, at the
-        paper's 0.1, the box head's mean box IoU and the same IoUs with the true box.
+        paper's 0.1, the box head's mean box IoU (and the visible box's, the no-extension
+        baseline) and the same IoUs with the true box.
     """
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
     vis28 = torch.from_numpy(val.vis28)
@@ -552,12 +553,17 @@ def tune_threshold(
     box_iou_mean = float(
         box_iou(rel.numpy().astype(np.float64), val.rel_box.astype(np.float64)).mean()
     )
+    # The visible box itself scores this much: a box head must beat it to be of any use (a dead
+    # head that always answers "no extension" scores exactly this).
+    unit = np.tile(np.array([[0.0, 0.0, 1.0, 1.0]]), (len(rel), 1))
+    box_iou_visible = float(box_iou(unit, val.rel_box.astype(np.float64)).mean())
     metrics = {
         "threshold": best,
         "at_threshold": table[best],
         "at_paper_0.1": scores(probs, 0.1),
         "true_box_at_threshold": scores(probs_true.numpy(), best),
         "box_iou": box_iou_mean,
+        "box_iou_of_visible_box": box_iou_visible,
         "samples": len(vis28),
         "occluded_samples": int(occluded.sum()),
         "table": {str(k): v for k, v in table.items()},
@@ -682,7 +688,7 @@ def train(
     threshold, tmetrics = tune_threshold(model, vs)
     say(
         f"threshold {threshold:.2f} (validation synthetic occlusion: full IoU {tmetrics['at_threshold']['full_iou']:.3f}, "
-        f"invisible IoU {tmetrics['at_threshold']['invisible_iou']:.3f}, box IoU {tmetrics['box_iou']:.3f})"
+        f"invisible IoU {tmetrics['at_threshold']['invisible_iou']:.3f}, box IoU {tmetrics['box_iou']:.3f} vs {tmetrics['box_iou_of_visible_box']:.3f} for the visible box)"
     )
     tune_s = time.monotonic() - t0
     summary = {
