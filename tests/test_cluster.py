@@ -22,6 +22,7 @@ from maskgen.independence.cluster_eval import (
     centred,
     foreground_area,
     gt_shapes,
+    matching_shapes,
     mean_pairwise_iou,
     read_label_map,
     single_object_flags,
@@ -239,6 +240,11 @@ def test_shape_variety_and_best_disk_reference():
     _, iou_bar = best_disk([bar], 32, 64)
     assert iou_bar < 0.6
     assert best_match_iou(bar[None], [bar], 64)[0] > iou_bar
+    # Fragments below the plausible size are no matching targets: a 2-px speck would match a
+    # tiny blob perfectly.
+    speck = np.ones((1, 2), bool)
+    kept = matching_shapes([disk, speck], np.array([float(disk.sum()), 2.0]), float(disk.sum()))
+    assert len(kept) == 1 and kept[0] is disk
 
 
 def test_label_map_reader_and_foreground(tmp_path):

@@ -77,6 +77,17 @@ def test_data_cluster_writes_image_labels_info(data):
     assert main(["data", "cluster", "--kind", "synthetic", "--out", str(data)]) == 2
 
 
+def test_data_cluster_density_and_rim_flags(tmp_path):
+    out = tmp_path / "dense"
+    args = ["data", "cluster", "--kind", "synthetic", "--size", "64", "--instance-size", "20"]
+    args += ["--shape", "cat", "--spacing", "0.4", "--rim", "0.6", "--out", str(out)]
+    assert main(args) == 0
+    info = json.loads((out / "info.json").read_text())
+    # Everything needed to re-render the image (and its complete masks) is recorded.
+    assert info["params"]["spacing"] == 0.4 and info["params"]["rim"] == 0.6
+    assert main(["data", "cluster", "--kind", "coins", "--rim", "1", "--out", str(tmp_path)]) == 2
+
+
 def test_train_writes_run_and_model(trained):
     assert (trained / "DONE").is_file()
     cfg = json.loads((trained / "model" / "config.json").read_text())

@@ -31,10 +31,28 @@ def cmd_data_cluster(args: argparse.Namespace) -> int:
         refuse_overwrite(out / name, args.force)
     kw = {}
     if args.kind == "synthetic":
-        kw = {"size": args.size, "instance_size": args.instance_size, "shape": args.shape}
-    elif any(v is not None for v in (args.size, args.instance_size, args.shape)):
+        kw = {
+            "size": args.size,
+            "instance_size": args.instance_size,
+            "shape": args.shape,
+            "spacing": args.spacing,
+            "rim": args.rim,
+            "tint_jitter": args.tint_jitter,
+        }
+    elif any(
+        v is not None
+        for v in (
+            args.size,
+            args.instance_size,
+            args.shape,
+            args.spacing,
+            args.rim,
+            args.tint_jitter,
+        )
+    ):
         raise MaskgenError(
-            f"--size/--instance-size/--shape apply to --kind synthetic, not {args.kind}"
+            "--size/--instance-size/--shape/--spacing/--rim/--tint-jitter apply to --kind "
+            f"synthetic, not {args.kind}"
         )
     kw = {k: v for k, v in kw.items() if v is not None}
     c = load_builtin(args.kind, seed=args.seed, **kw)
@@ -78,6 +96,21 @@ def add_cluster_data_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--shape",
         default=None,
         help="synthetic: fruit (default) or a silhouette class (cat, dog, ...)",
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        default=None,
+        help="synthetic: grid pitch / instance size (0.68; smaller = denser, more occlusion)",
+    )
+    p.add_argument(
+        "--rim",
+        type=float,
+        default=None,
+        help="synthetic silhouettes: darkening of each instance's outline (0 = none)",
+    )
+    p.add_argument(
+        "--tint-jitter", type=float, default=None, help="synthetic: per-instance colour std (0.06)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -194,7 +194,21 @@ def synthetic_cluster(
         labels=labels,
         instance_size=int(instance_size),
         full_masks=np.stack(kept_full) if kept_full else np.zeros((0, h, w), bool),
-        info={"name": f"synthetic-{shape}", "seed": seed, "count": k, "size": [h, w]},
+        info={
+            "name": f"synthetic-{shape}",
+            "seed": seed,
+            "count": k,
+            "size": [h, w],
+            # Everything needed to re-render the same image (and its complete masks).
+            "params": {
+                "shape": shape,
+                "instance_size": int(instance_size),
+                "scale_range": list(scale_range),
+                "spacing": spacing,
+                "rim": rim,
+                "tint_jitter": tint_jitter,
+            },
+        },
     )
 
 

@@ -12,9 +12,13 @@ things, each defined here once and named in every report:
    instances in a dense cluster are partly hidden. The upper bound (1.6) rejects two objects
    merged into one blob (~2 ``A_ref``); the lower (0.3) rejects fragments.
 2. **best-match IoU**: for each generated mask, the highest IoU with any ground-truth instance
-   shape (visible masks of instances not touching the border, at patch resolution), both masks
-   translated so that their centroids coincide (integer shifts on a ``2P x 2P`` canvas); the mean
-   over generated layers (a layer with an empty mask scores 0).
+   shape (visible masks of instances not touching the border, at patch resolution, and at least
+   ``PLAUSIBLE_LOW * A_ref`` px large), both masks translated so that their centroids coincide
+   (integer shifts on a ``2P x 2P`` canvas); the mean over generated layers (a layer with an
+   empty mask scores 0). The size floor drops the small visible fragments of mostly hidden
+   instances: in a dense pile some fragment matches *any* small blob (without the floor a
+   2-px disk scored IoU 1.0 on a dense synthetic cat cluster), and a fragment is no object
+   shape.
 3. **count**: objects in the image estimated as ``foreground area / mean generated mask area``
    (areas in image pixels: generated areas are scaled by ``(window / P)^2``), vs the number of
    labels. Foreground area **without labels**: Otsu's threshold on the luminance, foreground =
@@ -123,6 +127,12 @@ def centred(mask: np.ndarray, canvas: int) -> np.ndarray:
     keep = (ty >= 0) & (ty < canvas) & (tx >= 0) & (tx < canvas)
     out[ty[keep], tx[keep]] = True
     return out
+
+
+def matching_shapes(shapes: list[np.ndarray], areas: np.ndarray, a_ref: float) -> list[np.ndarray]:
+    """The GT shapes that generated masks are matched against (metric 2): those of at least
+    ``PLAUSIBLE_LOW * a_ref`` px, i.e. no small visible fragments of mostly hidden instances."""
+    return [s for s, a in zip(shapes, areas, strict=True) if a >= PLAUSIBLE_LOW * a_ref]
 
 
 def single_object_flags(masks: np.ndarray, a_ref: float) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +274,7 @@ def evaluate_cluster(
     inst = generate_instances(g, num_samples, seed=seed)
     masks = (inst[:, 3] > 0.5).numpy()
     ok, ncomp = single_object_flags(masks, a_ref)
+    shapes = matching_shapes(shapes, areas, a_ref)
     ious = best_match_iou(masks, shapes, canvas=2 * P)
     disk_r, disk_iou = best_disk(shapes, P, canvas=2 * P)
     gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
@@ -337,6 +348,7 @@ __all__ = [
     "evaluate_cluster",
     "foreground_area",
     "gt_shapes",
+    "matching_shapes",
     "mean_pairwise_iou",
     "read_label_map",
     "single_object_flags",
