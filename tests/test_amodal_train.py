@@ -395,11 +395,26 @@ def test_cli_tiny_three_stages_writes_loadable_model(tmp_path) -> None:
     assert (out / "model" / "model.safetensors").read_bytes() == before
 
 
+def test_box_extension_loss_is_l1_at_the_median_and_asymmetric_below() -> None:
+    target = torch.tensor([[0.0, 0.2, 0.0, 0.0]])
+    over = torch.tensor([[0.1, 0.2, 0.0, 0.0]])  # extends where the true box does not
+    under = torch.tensor([[0.0, 0.1, 0.0, 0.0]])  # short of the true box by the same 0.1
+    assert T.box_extension_loss(over, target, 0.5).item() == pytest.approx(0.1)
+    assert T.box_extension_loss(under, target, 0.5).item() == pytest.approx(0.1)
+    # tau = 0.3: over-extension costs 1.4 x 0.1, falling short 0.6 x 0.1
+    assert T.box_extension_loss(over, target, 0.3).item() == pytest.approx(0.14)
+    assert T.box_extension_loss(under, target, 0.3).item() == pytest.approx(0.06)
+
+
 def test_cli_bad_inputs(tmp_path) -> None:
     from maskgen.cli.main import main
 
     ds = make_dataset(4, seed=2)
     write_coco(ds, tmp_path / "train.json")
+    for bad in ("0", "1.5"):
+        args = ["amodal", "train", "--data", str(tmp_path / "train.json")]
+        assert main([*args, "--out", str(tmp_path / "q"), "--box-quantile", bad]) == 2
+        assert not (tmp_path / "q").exists()
     assert (
         main(
             [

@@ -47,6 +47,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="stretch of the KL annealing schedule (eq. 1): t_begin*s, alpha^(1/s); 1 = paper "
         "(cpu preset: 0.5)",
     )
+    p.add_argument(
+        "--box-quantile",
+        type=float,
+        default=None,
+        help="quantile of the box head's pinball loss, in (0, 1) (default 0.3; 0.5 = L1)",
+    )
     p.add_argument("--stage1-pool", type=int, default=None, help="augmented stage-1 crops")
     p.add_argument("--stage2-pool", type=int, default=None, help="synthetic stage-2 samples")
     p.add_argument("--val-fraction", type=float, default=None, help="held-out share (0.1)")
@@ -82,6 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise MaskgenError(f"--{name.replace('_', '-')} {v}: must be at least 1")
+    if args.box_quantile is not None and not 0 < args.box_quantile < 1:
+        raise MaskgenError(f"--box-quantile {args.box_quantile}: must be in (0, 1)")
     if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
         raise MaskgenError(f"--val-fraction {args.val_fraction}: must be in [0, 1)")
     cfg = make_config(
@@ -95,6 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
         stage2_lr=args.stage2_lr,
         stage3_lr=args.stage3_lr,
         kl_schedule_scale=args.kl_schedule_scale,
+        box_quantile=args.box_quantile,
         stage1_pool=args.stage1_pool,
         stage2_pool=args.stage2_pool,
         val_fraction=args.val_fraction,
