@@ -51,7 +51,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "--box-quantile",
         type=float,
         default=None,
-        help="quantile of the box head's pinball loss, in (0, 1) (default 0.3; 0.5 = L1)",
+        help="quantile of the box head's pinball loss, in (0, 1) (default 0.15; 0.5 = L1)",
     )
     p.add_argument("--stage1-pool", type=int, default=None, help="augmented stage-1 crops")
     p.add_argument("--stage2-pool", type=int, default=None, help="synthetic stage-2 samples")
