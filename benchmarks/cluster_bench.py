@@ -9,8 +9,11 @@ Stages (run one, or ``all``), each recording its own section of benchmarks/RESUL
   trained generator *as saved* (the annealed alpha prior is 0 there) next to the untrained
   generator with the prior at full strength (what training starts from) and without it, plus
   checks that a target met by a disk would not show: IoU against the *complete* GT shapes
-  (re-rendered from the seed), the best centred disk of any size, IoU with the prior's disk, and
-  shape variety (mean pairwise IoU of generated masks).
+  (re-rendered from the seed), the best centred disk of any size, IoU with the prior's disk,
+  shape variety (mean pairwise IoU of generated masks) and the share of each opaque mask painted
+  in the background colour. The targets table adds "beats the best centred disk" and a variety
+  bar, so an object-sized blob cannot pass silently. ``--data-flags`` passes image options
+  (``--spacing``, ``--rim``, ``--tint-jitter``) to ``maskgen data cluster``.
 - ``speed``: seconds per training iteration of the default preset and each paper preset
   (crowd, fruit, seed; Table 2 networks at 64x64, batch 64) on the synthetic image.
 - ``figures``: train the default preset on scikit-image ``coins`` and on mahotas'
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -417,6 +421,7 @@ def stage_speed(work: Path, presets: list[str]) -> str:
     from maskgen.independence.gan import discriminator_step, generator_step
 
     del work
+    load0 = os.getloadavg()[0]
     torch.set_num_threads(THREADS)
     c = synthetic_cluster(seed=0)
     rows = [
@@ -466,7 +471,9 @@ def stage_speed(work: Path, presets: list[str]) -> str:
     return "\n".join(
         [
             f"Training cost per iteration (one D step + one G step) with {THREADS} torch thread(s) on "
-            "the synthetic cluster. The CPU was shared with ~6 other jobs: wall seconds are inflated; "
+            f"the synthetic cluster. The CPU was shared with other work (1-minute load average "
+            f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+            f"{os.cpu_count()} cores): wall seconds are inflated; "
             f"CPU seconds much less so. The default preset's {make_config('cpu').steps} steps cost "
             f"{make_config('cpu').steps} x the CPU s.",
             "",
@@ -497,7 +504,9 @@ def stage_figures(work: Path, minutes: float, extra: list[str]) -> str:
         "wall times on a CPU shared with other jobs. Neither image is a dense structure-free "
         "cluster (both show much background), which the method assumes; for the sparse nuclei "
         "image the real-patch disk background made the providers learn background-coloured "
-        "disks, so it trains with a black background, 3 layers and a = 0.15.",
+        "disks, so it trains with a black background, 3 layers and a = 0.15. Neither image "
+        "has labels: the pictures are the only evidence, and on the labelled synthetic clusters "
+        "the same preset learns object-sized blobs, not object shapes (`cluster-synthetic*`).",
         "",
     ]
     per_kind = {
@@ -592,6 +601,11 @@ def main() -> None:
     args = ap.parse_args()
     global THREADS, FIG
     THREADS = args.threads
+    import torch
+
+    # Evaluation in this process runs at the training processes' thread count too (and the
+    # section header, which reports this process's threads, says so truthfully).
+    torch.set_num_threads(THREADS)
     work = Path(args.work)
     if not args.record:  # a trial run leaves the recorded figures alone
         FIG = work / "figures"

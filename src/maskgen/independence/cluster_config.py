@@ -77,7 +77,8 @@ _TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
 #: padding from "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data
 #: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets), with the
 #: annealed alpha prior and binarisation term of the module docstring (paper losses only:
-#: ``alpha_prior=0, binary_weight=0``).
+#: ``alpha_prior=0, binary_weight=0``). ``r1_weight`` (R1 on D) is an option, off in every preset:
+#: gamma 1 made D too weak on the synthetic cat cluster (see ``cluster`` module docstring).
 #: ``tiny``: for tests only.
 # What the three Table 4 settings share: 64x64 patches, the Table 2 networks, batch 64.
 _TABLE4_COMMON: dict[str, Any] = dict(
