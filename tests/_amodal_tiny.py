@@ -1,4 +1,4 @@
-"""Tiny Amodal-VAE models and scenes shared by the completion, analysis and demo tests."""
+"""Tiny Amodal-VAE models and scenes (and the CLI error check) shared by the amodal tests."""
 
 from __future__ import annotations
 
@@ -34,3 +34,12 @@ def tiny_scenes(out: Path, num_test: int, seed: int) -> Path:
     )
     generate_scenes(out, cfg=cfg, progress=False)
     return out
+
+
+def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
+    """The CLI's bad-input contract: exit 2 and one ``maskgen: error:`` line naming ``needles``."""
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maskgen: error:"), err
+    for n in needles:
+        assert n in lines[0], lines[0]

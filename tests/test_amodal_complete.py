@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from _amodal_tiny import save_tiny_model, tiny_scenes
+from _amodal_tiny import assert_one_line_error, save_tiny_model, tiny_scenes
 from maskgen.amodal.completion import overlay_image
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, ImageInput, consistency_score
@@ -268,14 +268,6 @@ def _complete_args(model: Path, masks: Path, images: Path, out: Path) -> list[st
     ]
 
 
-def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("maskgen: error:"), err
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_image_size_mismatch_names_file(
     tiny_model_dir: Path, scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -293,7 +285,7 @@ def test_image_size_mismatch_names_file(
         ),
         capsys,
     )
-    _assert_one_line_error(rc, err, name, "70x64", "64x64")
+    assert_one_line_error(rc, err, name, "70x64", "64x64")
     assert not (tmp_path / "o.json").exists()
 
 
@@ -312,7 +304,7 @@ def test_missing_image(
         ),
         capsys,
     )
-    _assert_one_line_error(rc, err, name, "not found")
+    assert_one_line_error(rc, err, name, "not found")
 
 
 def test_empty_visible_mask(
@@ -331,7 +323,7 @@ def test_empty_visible_mask(
     masks.write_text(json.dumps(d))
     out = tmp_path / "o.json"
     rc, _, err = run_cli(_complete_args(tiny_model_dir, masks, sc / "images/test", out), capsys)
-    _assert_one_line_error(
+    assert_one_line_error(
         rc, err, f"annotation {victim['id']}", "empty visible mask", "--skip-empty"
     )
     assert not out.exists()
@@ -357,7 +349,7 @@ def test_zero_area_box(
     rc, _, err = run_cli(
         _complete_args(tiny_model_dir, masks, sc / "images/test", tmp_path / "o.json"), capsys
     )
-    _assert_one_line_error(rc, err, "no area")
+    assert_one_line_error(rc, err, "no area")
 
 
 def test_zero_area_amodal_box_file(
@@ -375,11 +367,11 @@ def test_zero_area_amodal_box_file(
         tmp_path / "o.json",
     )
     rc, _, err = run_cli(args + ["--amodal-boxes", str(f)], capsys)
-    _assert_one_line_error(rc, err, str(f), "no area")
+    assert_one_line_error(rc, err, str(f), "no area")
     boxes[0]["amodal_bbox"] = d["annotations"][0]["bbox"]
     f.write_text(json.dumps(boxes[1:]))
     rc, _, err = run_cli(args + ["--amodal-boxes", str(f)], capsys)
-    _assert_one_line_error(rc, err, f"annotation {boxes[0]['id']}", "no amodal box")
+    assert_one_line_error(rc, err, f"annotation {boxes[0]['id']}", "no amodal box")
     f.write_text(json.dumps(boxes))
     rc, _, err = run_cli(args + ["--amodal-boxes", str(f)], capsys)
     assert rc == 0, err
@@ -397,7 +389,7 @@ def test_model_folder_missing_weights(
         ),
         capsys,
     )
-    _assert_one_line_error(rc, err, "model.safetensors")
+    assert_one_line_error(rc, err, "model.safetensors")
     rc, _, err = run_cli(
         _complete_args(
             tmp_path / "nope",
@@ -407,7 +399,7 @@ def test_model_folder_missing_weights(
         ),
         capsys,
     )
-    _assert_one_line_error(rc, err, "nope")
+    assert_one_line_error(rc, err, "nope")
 
 
 # ------------------------------------------------------------------------------ shipped model
@@ -540,5 +532,5 @@ def test_model_folder_mismatched_weights(
         _complete_args(bad, scenes / "annotations/test_coco.json", scenes / "images/test", out),
         capsys,
     )
-    _assert_one_line_error(rc, err, str(bad))
+    assert_one_line_error(rc, err, str(bad))
     assert not out.exists()

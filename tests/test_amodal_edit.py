@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from _amodal_tiny import save_tiny_model, tiny_scenes
+from _amodal_tiny import assert_one_line_error, save_tiny_model, tiny_scenes
 from maskgen.amodal.editing import BACKGROUND, UNCHANGED, erase_and_complete
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
@@ -190,14 +190,6 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return rc, out, err
 
 
-def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("maskgen: error:"), err
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_edit_cli_end_to_end(
     tiny_model_dir: Path, scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -235,7 +227,7 @@ def test_edit_cli_end_to_end(
     # by id, same result; an existing --out needs --force
     args = _edit_args(tiny_model_dir, scenes, str(im["id"]), [erase], out)
     rc, _, err = run_cli(args, capsys)
-    _assert_one_line_error(rc, err, str(out), "--force")
+    assert_one_line_error(rc, err, str(out), "--force")
     rc, _, err = run_cli(args + ["--force"], capsys)
     assert rc == 0, err
     np.testing.assert_array_equal(read_image(out / "edited.png"), edited)
@@ -275,7 +267,7 @@ def test_edit_cli_bad_input(
     (out / "keep.txt").write_text("earlier results")
     # with --force (so the refusal is the input check, not the existing folder) ...
     rc, _, err = run_cli(_edit_args(tiny_model_dir, sc, name, erase, out) + ["--force"], capsys)
-    _assert_one_line_error(rc, err, *needles)
+    assert_one_line_error(rc, err, *needles)
     # ... nothing is written
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
