@@ -374,7 +374,7 @@ def test_cli_tiny_three_stages_writes_loadable_model(tmp_path) -> None:
     out = tmp_path / "run"
     r = subprocess.run(
         [sys.executable, "-m", "maskgen", "amodal", "train", "--data", str(tmp_path / "train.json"),
-         "--val", str(tmp_path / "val.json"), "--out", str(out), *TINY_FLAGS],
+         "--val", str(tmp_path / "val.json"), "--out", str(out), *TINY_FLAGS, "--threads", "1"],
         capture_output=True, text=True, env=_env(), timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -411,9 +411,9 @@ def test_cli_bad_inputs(tmp_path) -> None:
 
     ds = make_dataset(4, seed=2)
     write_coco(ds, tmp_path / "train.json")
-    for bad in ("0", "1.5"):
-        args = ["amodal", "train", "--data", str(tmp_path / "train.json")]
-        assert main([*args, "--out", str(tmp_path / "q"), "--box-quantile", bad]) == 2
+    args = ["amodal", "train", "--data", str(tmp_path / "train.json"), "--out", str(tmp_path / "q")]
+    for flag, bad in (("--box-quantile", "0"), ("--box-quantile", "1.5"), ("--threads", "0")):
+        assert main([*args, flag, bad]) == 2
         assert not (tmp_path / "q").exists()
     assert (
         main(

@@ -30,6 +30,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (created; an existing run resumes)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's; use 1 when other jobs share the CPU)",
+    )
+    p.add_argument(
         "--preset",
         default="cpu",
         choices=["cpu", "paper"],
@@ -88,6 +94,8 @@ def run_train(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise MaskgenError(f"--{name.replace('_', '-')} {v}: must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise MaskgenError(f"--threads {args.threads}: must be at least 1")
     if args.box_quantile is not None and not 0 < args.box_quantile < 1:
         raise MaskgenError(f"--box-quantile {args.box_quantile}: must be in (0, 1)")
     if args.val_fraction is not None and not 0 <= args.val_fraction < 1:
@@ -119,7 +127,9 @@ def run_train(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     try:
         seed_everything(cfg.seed, ctx.rank)
-        if ctx.device.type == "cpu" and ctx.world_size > 1:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        elif ctx.device.type == "cpu" and ctx.world_size > 1:
             torch.set_num_threads(max(1, torch.get_num_threads() // ctx.world_size))
         summary = train(dataset, args.out, cfg, ctx, val_dataset=val, log=_log)
     finally:
