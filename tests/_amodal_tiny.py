@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from maskgen.amodal.io import save_amodal_model
 from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
+from maskgen.cli.main import main
 
 TINY = AmodalVAEConfig(
     widths=(4, 8), fc_dim=16, box_widths=(4, 8), box_fc_dim=16, box_context_size=16
@@ -43,3 +45,10 @@ def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("maskgen: error:"), err
     for n in needles:
         assert n in lines[0], lines[0]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``maskgen ARGS`` in-process: ``(exit code, stdout, stderr)``."""
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err

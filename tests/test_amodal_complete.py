@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from _amodal_tiny import assert_one_line_error, save_tiny_model, tiny_scenes
+from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
 from maskgen.amodal.completion import overlay_image
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, ImageInput, consistency_score
-from maskgen.cli.main import main
 
 
 class BoxStub(nn.Module):
@@ -170,12 +169,6 @@ def test_overlay_colours() -> None:
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_complete_then_evaluate(

@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from _amodal_tiny import assert_one_line_error, save_tiny_model, tiny_scenes
+from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
 from maskgen.amodal.editing import BACKGROUND, UNCHANGED, erase_and_complete
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
-from maskgen.cli.main import main
 from maskgen.core.rle import decode_segmentation
 from maskgen.errors import MaskgenError
 
@@ -182,12 +181,6 @@ def _edit_args(model: Path, scenes: Path, image: str, erase: list[int], out: Pat
         "--images", str(scenes / "images/test"), "--image", image,
         "--erase", *map(str, erase), "--out", str(out),
     ]  # fmt: skip
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    rc = main(args)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_edit_cli_end_to_end(
