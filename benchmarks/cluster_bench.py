@@ -94,10 +94,16 @@ def train_and_time(
 
 
 def stage_synthetic(
-    work: Path, minutes: float, extra: list[str], shape: str = "fruit", data_flags: str = ""
+    work: Path,
+    minutes: float,
+    extra: list[str],
+    shape: str = "fruit",
+    data_flags: str = "",
+    label: str = "",
 ) -> str:
-    sfx = "" if shape == "fruit" else f"-{shape}"
-    data = work / f"synthetic{sfx}"
+    data = work / f"synthetic{'' if shape == 'fruit' else '-' + shape}"
+    # Run, samples and figures per setting (--label); the image is shared by the settings.
+    sfx = ("" if shape == "fruit" else f"-{shape}") + (f"-{label}" if label else "")
     if not (data / "image.png").is_file():
         sh(
             maskgen(
@@ -114,11 +120,23 @@ def stage_synthetic(
         )
     run = work / f"run-synthetic{sfx}"
     timing = work / f"timing-synthetic{sfx}.json"
-    if (run / "DONE").is_file() and timing.is_file():  # re-render without retraining
-        wall, cpu = json.loads(timing.read_text())
+    flags = {"train": list(extra), "data": data_flags}
+    if run.exists():
+        # Re-render (or resume) only a run trained with these very flags: a stale run from
+        # another setting would be reported under this command.
+        saved = json.loads(timing.read_text()) if timing.is_file() else None
+        if not isinstance(saved, dict) or saved.get("flags") != flags:
+            raise SystemExit(
+                f"{run} was trained with other flags than {flags} (or their record is lost); "
+                "use another --work or --label, or delete it"
+            )
+    if (run / "DONE").is_file() and "wall" in json.loads(timing.read_text()):
+        t = json.loads(timing.read_text())  # re-render without retraining
+        wall, cpu = t["wall"], t["cpu"]
     else:
+        timing.write_text(json.dumps({"flags": flags}))
         wall, cpu = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
-        timing.write_text(json.dumps([wall, cpu]))
+        timing.write_text(json.dumps({"flags": flags, "wall": wall, "cpu": cpu}))
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     last = metrics[-1]
     finished = (run / "DONE").is_file()
@@ -143,7 +161,13 @@ def stage_synthetic(
     base = results[0][2]
     import numpy as np
 
-    from maskgen.independence.cluster_eval import best_disk, best_match_iou, read_label_map
+    from maskgen.independence.cluster_eval import (
+        best_disk,
+        best_match_iou,
+        coverage_iou,
+        disk_family_coverage,
+        read_label_map,
+    )
 
     P, win = m["patch_size"], m["window"]
     full = complete_shapes(shape, data, win, P)
@@ -151,8 +175,10 @@ def stage_synthetic(
     # The best centred disk vs the visible GT shapes comes with evaluate_cluster's metrics.
     disk_r, disk_iou = m["best_disk_radius_patch_px"], m["best_disk_iou"]
     disk_rf, disk_iou_f = best_disk(full, P, canvas=2 * P)
+    disk_cov_f = disk_family_coverage(full, P, canvas=2 * P)
     for _, _, r in results:
         r["iou_complete"] = float(np.mean(best_match_iou(r["_masks"], full, canvas=2 * P)))
+        r["coverage_complete"] = float(np.mean(coverage_iou(r["_masks"], full, canvas=2 * P)))
         r["self_iou"] = r["mean_pairwise_iou"]
     samples = work / f"samples-synthetic{sfx}"
     shutil.rmtree(samples, ignore_errors=True)
@@ -183,11 +209,12 @@ def stage_synthetic(
 
     table = [
         "| generator | prior scale | one plausible object | best-match IoU | "
-        "best-match IoU vs complete shapes | IoU with the prior's disk | "
+        "best-match IoU vs complete shapes | coverage IoU of complete shapes | "
+        "IoU with the prior's disk | "
         "mean pairwise IoU of generated masks (1 = all the same shape) | "
         "mask drawn in background colour | count: label-free / label foreground / true | "
         "issue targets met (>= 80 %, >= 0.6) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, scale, r in results:
         ce = r.get("count_estimate")
@@ -195,6 +222,7 @@ def stage_synthetic(
         table.append(
             f"| {label} | {scale:g} | {r['single_object_rate']:.1%} | "
             f"{r['best_match_iou_mean']:.3f} | {r['iou_complete']:.3f} | "
+            f"{r['coverage_complete']:.3f} | "
             f"{r['iou_with_prior_disk']:.3f} | {r['self_iou']:.3f} | {r['dark_share']:.1%} | "
             f"{ce or float('nan'):.0f} / {cl or float('nan'):.0f} "
             f"/ {r['true_count']} | "
@@ -202,10 +230,14 @@ def stage_synthetic(
         )
     table.append(
         f"| reference: the best centred disk of any size (radius {disk_r:g} / {disk_rf:g} px) "
-        f"| | | {disk_iou:.3f} | {disk_iou_f:.3f} | | | | | |"
+        f"| | | {disk_iou:.3f} | {disk_iou_f:.3f} | | | | | | |"
     )
-    ic = m["iou_complete"]
-    beats, beats_f = iou > disk_iou, ic > disk_iou_f
+    table.append(
+        f"| reference: centred disks of every radius (coverage's blob reference) "
+        f"| | | | | {disk_cov_f:.3f} | | | | | |"
+    )
+    ic, cov = m["iou_complete"], m["coverage_complete"]
+    beats, beats_f, covers = iou > disk_iou, ic > disk_iou_f, cov > disk_cov_f
     varies = m["self_iou"] < VARIETY_BAR
     targets = [
         "| target (trained generator, as saved) | measured | target | met |",
@@ -215,6 +247,8 @@ def stage_synthetic(
         f"| trained generator beats the best centred disk (best-match IoU) | {iou:.3f} vs "
         f"{disk_iou:.3f} | > disk | {yn(beats)} |",
         f"| ... and vs complete shapes | {ic:.3f} vs {disk_iou_f:.3f} | > disk | {yn(beats_f)} |",
+        f"| coverage IoU of complete shapes beats centred disks of every radius | {cov:.3f} vs "
+        f"{disk_cov_f:.3f} | > disks | {yn(covers)} |",
         f"| masks vary with z: mean pairwise IoU of generated masks | {m['self_iou']:.3f} | "
         f"< {VARIETY_BAR:g} (our bar; a blob scores 0.88-0.97) | {yn(varies)} |",
         f"| training CPU time / {threads} thread(s) (~ wall time on an idle machine) | "
@@ -241,12 +275,31 @@ def stage_synthetic(
             "The trained generator beats the best centred disk on both measures and its masks "
             "vary with z: it has learned something of the objects' shape."
         )
-    elif beats or beats_f:
+    elif beats_f and covers and varies and own:
         shape_verdict = (
-            f"The trained generator beats the best centred disk on "
-            f"{'the visible-mask IoU' if beats else 'complete shapes'} only "
-            f"({iou - disk_iou:+.3f} / {ic - disk_iou_f:+.3f} visible / complete)"
+            f"The trained generator beats the best centred disk on complete shapes "
+            f"({ic:.3f} vs {disk_iou_f:.3f}) and centred disks of every radius on coverage "
+            f"({cov:.3f} vs {disk_cov_f:.3f}), and its masks vary with z: it has learned "
+            f"something of the objects' shape. It does not beat the disk on visible masks "
+            f"({iou:.3f} vs {disk_iou:.3f}): that reference is the most disk-like of hundreds of "
+            f"visible fragments of partly hidden instances."
+        )
+    elif beats or beats_f or covers:
+        won = [
+            n
+            for n, ok in (
+                ("the visible-mask IoU", beats),
+                ("complete shapes", beats_f),
+                ("coverage", covers),
+            )
+            if ok
+        ]
+        shape_verdict = (
+            f"The trained generator beats the blob references on {' and '.join(won)} only "
+            f"(best-match {iou - disk_iou:+.3f} / {ic - disk_iou_f:+.3f} visible / complete, "
+            f"coverage {cov - disk_cov_f:+.3f})"
             + ("" if varies else " and its masks barely vary with z")
+            + ("" if own else ", and it misses the issue targets")
             + ": not enough to claim that it learned the objects' shape."
         )
     else:
@@ -593,6 +646,12 @@ def main() -> None:
         help="synthetic: extra flags for 'maskgen data cluster', e.g. '--spacing 0.35 --rim 0.6'",
     )
     ap.add_argument(
+        "--label",
+        default="",
+        help="synthetic: suffix of the recorded section's name, for a second setting of one shape "
+        "(e.g. 'seed1' for another training seed)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -616,7 +675,9 @@ def main() -> None:
     stages = ["synthetic", "speed", "figures"] if args.stage == "all" else [args.stage]
     for st in stages:
         if st == "synthetic":
-            md = stage_synthetic(work, args.minutes, args.extra, args.shape, args.data_flags)
+            md = stage_synthetic(
+                work, args.minutes, args.extra, args.shape, args.data_flags, args.label
+            )
         elif st == "speed":
             md = stage_speed(work, args.presets.split(","))
         else:
@@ -625,6 +686,9 @@ def main() -> None:
         if args.record:
             sfx = f"-{args.shape}" if st == "synthetic" and args.shape != "fruit" else ""
             cmd_st = cmd.format(st) + (f" --shape {args.shape}" if sfx else "")
+            if st == "synthetic" and args.label:
+                sfx += f"-{args.label}"
+                cmd_st += f" --label {args.label}"
             if st == "synthetic" and args.data_flags:
                 cmd_st += f" --data-flags='{args.data_flags}'"
             if st != "speed" and args.extra:

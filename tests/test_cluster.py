@@ -20,6 +20,8 @@ from maskgen.independence.cluster_eval import (
     best_disk,
     best_match_iou,
     centred,
+    coverage_iou,
+    disk_family_coverage,
     foreground_area,
     gt_shapes,
     matching_shapes,
@@ -68,6 +70,21 @@ def test_synthetic_cluster_silhouette_and_bad_shape():
     assert c.labels.max() > 3
     with pytest.raises(MaskgenError, match="unknown cluster shape"):
         synthetic_cluster(size=64, shape="unicorn")
+
+
+def test_seed_cluster_is_elongated_unlike_fruit():
+    # Minor/major axis ratio from each complete mask's second moments: seeds ~0.4, fruit ~0.8.
+    def aspects(c):
+        out = []
+        for m in c.full_masks:
+            ys, xs = np.nonzero(m)
+            ev = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(float)))
+            out.append(np.sqrt(ev[0] / ev[1]))
+        return np.median(out)
+
+    seed = synthetic_cluster(size=96, instance_size=24, shape="seed", seed=3)
+    fruit = synthetic_cluster(size=96, instance_size=24, shape="fruit", seed=3)
+    assert 0.3 < aspects(seed) < 0.5 < 0.7 < aspects(fruit) < 0.9
 
 
 def test_silhouette_rim_marks_every_outline():
@@ -240,6 +257,15 @@ def test_shape_variety_and_best_disk_reference():
     _, iou_bar = best_disk([bar], 32, 64)
     assert iou_bar < 0.6
     assert best_match_iou(bar[None], [bar], 64)[0] > iou_bar
+    # Coverage: GT bars in both orientations. A generator of disks of every radius covers
+    # neither well; one bar covers its own orientation only (crossed 4x20 bars: IoU 16/144);
+    # both orientations cover both exactly.
+    bars = [bar, bar.T]
+    disk_cov = disk_family_coverage(bars, 32, 64)
+    assert disk_cov < 0.6
+    assert coverage_iou(bar[None], bars, 64).tolist() == pytest.approx([1.0, 16 / 144])
+    assert coverage_iou(np.stack(bars), bars, 64).mean() == pytest.approx(1.0)
+    assert coverage_iou(np.stack(bars), bars, 64).mean() > disk_cov
     # Fragments below the plausible size are no matching targets: a 2-px speck would match a
     # tiny blob perfectly.
     speck = np.ones((1, 2), bool)

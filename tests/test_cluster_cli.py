@@ -174,6 +174,8 @@ def test_evaluate_writes_metrics(trained, data, tmp_path):
     assert m["num_generated"] == 16
     assert 0 <= m["mean_pairwise_iou"] <= 1 and 0 < m["best_disk_iou"] <= 1
     assert m["beats_best_disk"] == (m["best_match_iou_mean"] > m["best_disk_iou"])
+    assert 0 <= m["coverage_iou_mean"] <= 1 and 0 < m["disk_family_coverage_iou"] <= 1
+    assert m["beats_disk_coverage"] == (m["coverage_iou_mean"] > m["disk_family_coverage_iou"])
 
 
 def _err(capsys) -> str:
@@ -222,6 +224,12 @@ def test_bad_inputs_are_one_line_errors(data, trained, tmp_path, capsys):
         == 2
     )
     assert "larger than the image" in _err(capsys)
+    # A patch size the generator cannot produce (three stride-2 deconvs: multiple of 8).
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "16"]
+    assert main([*args, "--out", str(tmp_path / "r4"), *TRAIN, "--patch-size", "20"]) == 2
+    e = _err(capsys)
+    assert "patch size 20" in e and "\n" not in e
+    assert not (tmp_path / "r4").exists()
     # Label map that does not match the image / the training image.
     bad = tmp_path / "bad_labels.png"
     Image.fromarray(np.ones((50, 60), np.uint8)).save(bad)

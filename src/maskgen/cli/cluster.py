@@ -43,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise MaskgenError("--instance-size is required (width in px of the largest instance)")
     overrides = {
         "steps": args.steps,
+        "patch_size": args.patch_size,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "flips": args.flips,
@@ -127,6 +128,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "best_match_iou_mean",
         "best_disk_iou",
         "beats_best_disk",
+        "coverage_iou_mean",
+        "disk_family_coverage_iou",
+        "beats_disk_coverage",
         "mean_pairwise_iou",
         "true_count",
         "count_estimate",
@@ -171,6 +175,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--device", default="cpu")
     t.add_argument("--steps", type=int, default=None)
+    t.add_argument(
+        "--patch-size",
+        type=int,
+        default=None,
+        metavar="P",
+        help="patch and instance side in px (cpu preset 32; paper 64)",
+    )
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--layers", type=int, default=None, help="composition layers N")

@@ -65,7 +65,7 @@ def cmd_data_cluster(args: argparse.Namespace) -> int:
     info["train"] = (
         f"maskgen cluster train --image {out / 'image.png'} --instance-size {c.instance_size} "
         f"--out RUN"
-        + (" --flips" if args.kind != "synthetic" or args.shape in (None, "fruit") else "")
+        + (" --flips" if args.kind != "synthetic" or args.shape in (None, "fruit", "seed") else "")
     )
     write_json(out / "info.json", info)
     print(
@@ -95,7 +95,8 @@ def add_cluster_data_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shape",
         default=None,
-        help="synthetic: fruit (default) or a silhouette class (cat, dog, ...)",
+        help="synthetic: fruit (default), seed (elongated ellipses) or a silhouette class "
+        "(cat, dog, ...)",
     )
     p.add_argument(
         "--spacing",

@@ -8,7 +8,8 @@ offline, so this module provides:
 - :func:`synthetic_cluster`: a dense, structure-free cluster of many copies of one object type
   at random scale, rotation and depth order, **with exact instance labels**, rendered by the
   shared compositing code (:mod:`maskgen.core.compositing`). Objects are shaded "fruit"
-  ellipses (default) or a built-in animal silhouette filled with a colour gradient.
+  ellipses (default), elongated "seed" ellipses (like the paper's seed cluster), or a built-in
+  animal silhouette filled with a colour gradient.
 - :func:`coins`: scikit-image's ``coins`` (~24 coins, loads offline; no labels).
 - :func:`nuclei`: ``nuclear.png`` shipped inside the PyPI package ``mahotas`` (optional extra
   ``pip install 'maskgen[data]'``; no labels).
@@ -28,7 +29,24 @@ import numpy as np
 from maskgen.core.compositing import composite, visible_masks
 from maskgen.errors import MaskgenError
 
-SHAPES = ("fruit", "bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep")
+SHAPES = (
+    "fruit",
+    "seed",
+    "bear",
+    "bird",
+    "cat",
+    "cow",
+    "dog",
+    "elephant",
+    "giraffe",
+    "horse",
+    "sheep",
+)
+
+#: Minor / major axis ratio range of the shaded-ellipse objects: round "fruit", and elongated
+#: "seed" (like the paper's seed cluster; far from any disk, so a generator that learns only
+#: object-sized blobs cannot match it).
+ELLIPSE_ASPECT = {"fruit": (0.72, 0.85), "seed": (0.36, 0.46)}
 
 
 @dataclass
@@ -91,7 +109,8 @@ def synthetic_cluster(
     Args:
         size: image side ``S`` or ``(H, W)`` in pixels.
         instance_size: width in pixels of the largest instance (major axis for ``fruit``).
-        shape: ``"fruit"`` (shaded ellipse with a highlight and stalk dimple) or a silhouette
+        shape: ``"fruit"`` (shaded ellipse with a highlight), ``"seed"`` (the same, minor/major
+            axis 0.36-0.46; spacing 0.5 leaves ~14 % of the background visible) or a silhouette
             class from :func:`maskgen.data.builtin.silhouette_class_names`.
         scale_range: relative instance size range.
         spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion). 0.68
@@ -128,7 +147,7 @@ def synthetic_cluster(
     order = rng.permutation(len(centres))
     base_hue = np.array([0.92, 0.45, 0.12], dtype=np.float32)  # orange
     sil_masks = None
-    if shape != "fruit":
+    if shape not in ELLIPSE_ASPECT:
         from maskgen.data.builtin import load_silhouettes
 
         sil_masks = load_silhouettes([shape])[0]
@@ -141,7 +160,7 @@ def synthetic_cluster(
         tint = np.clip(base_hue + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
         if sil_masks is None:
             ra = 0.5 * instance_size * scale
-            rb = ra * rng.uniform(0.72, 0.85)
+            rb = ra * rng.uniform(*ELLIPSE_ASPECT[shape])
             alpha, rho = _ellipse_layer(h, w, cx, cy, ra, rb, angle)
             # Lambert-like shading: light from the upper left, darker rim, small highlight.
             lx, ly = (xx + 0.5 - cx) / ra, (yy + 0.5 - cy) / ra

@@ -64,6 +64,21 @@ background-coloured; a dense rimmed cat cluster (``--spacing 0.35 --rim 0.6``, 3
 cover it) cost 2.5x per step and its D could not separate the texture from composites by step
 750 (D(real) 0.52), so it was not pursued at this budget.
 
+Where a shape *was* learned (session 3, trial runs then ``cluster-synthetic-seed*`` in
+benchmarks/RESULTS.md): the built-in *seed* cluster (``data cluster --shape seed --spacing
+0.5``: shaded 2.2-2.8 : 1 ellipses, 14 % background visible), far from any disk, with 16 layers,
+``pad`` 12 and no binarisation term (``--layers 16 --pad 12 --binary-weight 0 --area-target
+0.1``). Training seed 0: 100 % single-object layers, elongated masks of varied orientation that
+beat the best centred disk on complete shapes (0.734 vs 0.632) and centred disks of every radius
+on coverage (0.653 vs 0.566). Training seed 1 of the same setting: 38.7 % -- most layers held a
+second small object -- so the setting is not reliable. What mattered, one run each: 10 layers
+(pad 16) broke seeds into 3-4 lobes per layer (0 % single objects, binarisation 5 or 0); 16
+layers with binarisation 5 kept one object but varied less (complete 0.662, coverage 0.599);
+dropping binarisation gave the variety. On fruit the same setting scored worse than the preset
+(best-match 0.765 vs 0.849), and on a dense cat cluster (``--spacing 0.4``, 10 layers, pad 8)
+dropping binarisation raised coverage above the disks (0.603 vs 0.553) but not complete-shape
+IoU (0.696 vs 0.745), so the ``cpu`` preset is unchanged.
+
 Paper presets (``--preset crowd|fruit|seed``) keep both terms at 0; the ``cpu`` preset with the
 paper's losses only is ``--alpha-prior 0 --binary-weight 0``.
 

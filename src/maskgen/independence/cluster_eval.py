@@ -32,7 +32,13 @@ things, each defined here once and named in every report:
 5. **best centred disk**: the best-match IoU (2.) that a single centred disk of the best radius
    would score (:func:`best_disk`). High best-match IoU on compact objects is easy for a blob of
    the right size; only a generator that *beats* this reference has learned something of the
-   objects' shape (``beats_best_disk``).
+   objects' shape (``beats_best_disk``). The disk's score is a maximum over hundreds of
+   instances (the most disk-like one), so this bar is strict.
+6. **coverage IoU** ("recall"): for each GT shape (as in 2.), the best IoU with any generated
+   mask, centred, averaged over the GT shapes (:func:`coverage_iou`). Its blob reference is a
+   generator of centred disks of every radius (:func:`disk_family_coverage`): it matches every
+   instance's size but none of its shape, so a generator above it (``beats_disk_coverage``)
+   draws masks that follow the objects' outlines, and varies them as the objects vary.
 """
 
 from __future__ import annotations
@@ -151,16 +157,42 @@ def single_object_flags(masks: np.ndarray, a_ref: float) -> tuple[np.ndarray, np
     return ok, ncomp
 
 
+def centred_iou_matrix(a: Any, b: Any, canvas: int, empty: float = 0.0) -> np.ndarray:
+    """IoU of every mask of ``a`` with every mask of ``b``, both centred on ``canvas``.
+
+    Args:
+        a, b: sequences of bool masks (any size each).
+        canvas: side of the centring canvas (``2 P``).
+        empty: the IoU given to a pair of empty masks.
+
+    Returns:
+        ``len(a) x len(b)`` float array.
+    """
+    am = np.stack([centred(m, canvas) for m in a]).reshape(len(a), -1).astype(np.float32)
+    bm = np.stack([centred(m, canvas) for m in b]).reshape(len(b), -1).astype(np.float32)
+    inter = am @ bm.T
+    union = am.sum(1)[:, None] + bm.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), empty)
+
+
 def best_match_iou(masks: np.ndarray, shapes: list[np.ndarray], canvas: int) -> np.ndarray:
     """Per generated mask, the best IoU over GT shapes with both centred on ``canvas``."""
     if not shapes:
         return np.zeros(len(masks))
-    gm = np.stack([centred(m, canvas) for m in masks]).reshape(len(masks), -1).astype(np.float32)
-    tm = np.stack([centred(s, canvas) for s in shapes]).reshape(len(shapes), -1).astype(np.float32)
-    inter = gm @ tm.T
-    union = gm.sum(1)[:, None] + tm.sum(1)[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    return iou.max(1)
+    return centred_iou_matrix(masks, shapes, canvas).max(1)
+
+
+def coverage_iou(masks: np.ndarray, shapes: list[np.ndarray], canvas: int) -> np.ndarray:
+    """Per GT shape, the best IoU over generated masks, both centred (metric 6, "recall").
+
+    Best-match IoU (:func:`best_match_iou`) asks whether each generated mask looks like *some*
+    instance; a generator that draws one blob scores well there if a few instances are
+    blob-like. Coverage asks the converse -- is each instance's shape among the generated
+    ones -- which only a generator whose masks vary like the objects' shapes can raise.
+    """
+    if not len(masks) or not shapes:
+        return np.zeros(len(shapes))
+    return centred_iou_matrix(masks, shapes, canvas).max(0)
 
 
 def mean_pairwise_iou(masks: np.ndarray, canvas: int) -> float:
@@ -176,12 +208,21 @@ def mean_pairwise_iou(masks: np.ndarray, canvas: int) -> float:
     """
     if len(masks) < 2:
         raise MaskgenError("mean pairwise IoU needs at least two masks")
-    g = np.stack([centred(m, canvas) for m in masks]).reshape(len(masks), -1).astype(np.float32)
-    inter = g @ g.T
-    union = g.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    iou = centred_iou_matrix(masks, masks, canvas, empty=1.0)
     off = ~np.eye(len(masks), dtype=bool)
     return float(iou[off].mean())
+
+
+def centred_disks(patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centred disks on ``P x P`` of radius 1 to ``P / 2`` px in 0.5 px steps.
+
+    Returns ``(radii (R,), R x P x P bool disks)``.
+    """
+    c = (patch - 1) / 2.0
+    yy, xx = np.mgrid[0:patch, 0:patch]
+    r2 = (yy - c) ** 2 + (xx - c) ** 2
+    radii = np.arange(1.0, patch / 2 + 0.01, 0.5)
+    return radii, r2[None] <= (radii * radii)[:, None, None]
 
 
 def best_disk(shapes: list[np.ndarray], patch: int, canvas: int) -> tuple[float, float]:
@@ -200,14 +241,21 @@ def best_disk(shapes: list[np.ndarray], patch: int, canvas: int) -> tuple[float,
     Returns:
         ``(radius in patch px, best-match IoU of that disk)``.
     """
-    c = (patch - 1) / 2.0
-    yy, xx = np.mgrid[0:patch, 0:patch]
-    r2 = (yy - c) ** 2 + (xx - c) ** 2
-    best = (0.0, 0.0)
-    for r in np.arange(1.0, patch / 2 + 0.01, 0.5):
-        iou = float(best_match_iou((r2 <= r * r)[None], shapes, canvas=canvas)[0])
-        best = max(best, (iou, float(r)))
-    return best[1], best[0]
+    radii, disks = centred_disks(patch)
+    per_disk = centred_iou_matrix(disks, shapes, canvas).max(1)
+    i = int(np.argmax(per_disk))
+    return float(radii[i]), float(per_disk[i])
+
+
+def disk_family_coverage(shapes: list[np.ndarray], patch: int, canvas: int) -> float:
+    """Coverage IoU (metric 6) of a generator that draws centred disks of *every* radius.
+
+    The blob reference for coverage: each GT shape is matched by the disk of its best radius,
+    so only masks that follow the objects' shapes (elongation, orientation, parts) -- not
+    their sizes alone -- score above it.
+    """
+    _, disks = centred_disks(patch)
+    return float(coverage_iou(disks, shapes, canvas).mean())
 
 
 def foreground_area(image: np.ndarray, mode: str = "bright") -> float:
@@ -277,6 +325,8 @@ def evaluate_cluster(
     shapes = matching_shapes(shapes, areas, a_ref)
     ious = best_match_iou(masks, shapes, canvas=2 * P)
     disk_r, disk_iou = best_disk(shapes, P, canvas=2 * P)
+    coverage = float(coverage_iou(masks, shapes, canvas=2 * P).mean())
+    disk_coverage = disk_family_coverage(shapes, P, canvas=2 * P)
     gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
     soft_area_img = float(inst[:, 3].sum((1, 2)).mean()) / scale**2
     true_count = int(len(np.unique(labels[labels > 0])))
@@ -300,6 +350,9 @@ def evaluate_cluster(
         "best_disk_radius_patch_px": disk_r,
         "best_disk_iou": disk_iou,
         "beats_best_disk": bool(float(ious.mean()) > disk_iou),
+        "coverage_iou_mean": coverage,
+        "disk_family_coverage_iou": disk_coverage,
+        "beats_disk_coverage": bool(coverage > disk_coverage),
         "mean_pairwise_iou": mean_pairwise_iou(masks[:PAIRWISE_SAMPLES], canvas=2 * P),
         "mean_generated_mask_area_image_px": gen_area_img,
         "mean_soft_mask_area_image_px": soft_area_img,
