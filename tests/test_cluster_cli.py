@@ -118,6 +118,17 @@ def test_annealed_prior_is_gone_from_the_saved_model(data, tmp_path):
     assert g.prior_scale == 0.0  # evaluation measures the generator alone
 
 
+def test_patch_size_flag_sets_the_instance_resolution(data, tmp_path):
+    from maskgen.independence.cluster import generate_instances, load_generator
+
+    run = tmp_path / "p24"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    assert main([*args, "--out", str(run), "--steps", "2", "--patch-size", "24", *TRAIN]) == 0
+    g, cfg, _ = load_generator(run)
+    assert cfg.patch_size == 24
+    assert generate_instances(g, 3, seed=0).shape == (3, 4, 24, 24)
+
+
 def test_sample_writes_grids_and_rgba(trained, data, tmp_path):
     out = tmp_path / "s"
     assert (

@@ -180,7 +180,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="P",
-        help="patch and instance side in px (cpu preset 32; paper 64)",
+        help="patch and instance side in px (cpu preset 32; paper 64); --pad does not scale "
+        "with it (paper: 26-32 px at 64)",
     )
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)

@@ -108,7 +108,7 @@ def synthetic_cluster(
 
     Args:
         size: image side ``S`` or ``(H, W)`` in pixels.
-        instance_size: width in pixels of the largest instance (major axis for ``fruit``).
+        instance_size: width in pixels of the largest instance (major axis for ``fruit`` and ``seed``).
         shape: ``"fruit"`` (shaded ellipse with a highlight), ``"seed"`` (the same, minor/major
             axis 0.36-0.46; spacing 0.5 leaves ~14 % of the background visible) or a silhouette
             class from :func:`maskgen.data.builtin.silhouette_class_names`.

@@ -38,7 +38,9 @@ things, each defined here once and named in every report:
    mask, centred, averaged over the GT shapes (:func:`coverage_iou`). Its blob reference is a
    generator of centred disks of every radius (:func:`disk_family_coverage`): it matches every
    instance's size but none of its shape, so a generator above it (``beats_disk_coverage``)
-   draws masks that follow the objects' outlines, and varies them as the objects vary.
+   matches the instances' shapes better than their sizes alone would. Read it with 1.: varied
+   fragments raise coverage too (a fragmenting seed-cluster run beat the disks at 39 %
+   single-object layers).
 """
 
 from __future__ import annotations
