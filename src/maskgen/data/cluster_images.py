@@ -29,24 +29,18 @@ import numpy as np
 from maskgen.core.compositing import composite, visible_masks
 from maskgen.errors import MaskgenError
 
-SHAPES = (
-    "fruit",
-    "seed",
-    "bear",
-    "bird",
-    "cat",
-    "cow",
-    "dog",
-    "elephant",
-    "giraffe",
-    "horse",
-    "sheep",
-)
-
 #: Minor / major axis ratio range of the shaded-ellipse objects: round "fruit", and elongated
 #: "seed" (like the paper's seed cluster; far from any disk, so a generator that learns only
 #: object-sized blobs cannot match it).
 ELLIPSE_ASPECT = {"fruit": (0.72, 0.85), "seed": (0.36, 0.46)}
+
+
+def cluster_shapes() -> list[str]:
+    """Object types of :func:`synthetic_cluster`: the shaded ellipses, then the built-in
+    silhouette classes (:func:`maskgen.data.builtin.silhouette_class_names`)."""
+    from maskgen.data.builtin import silhouette_class_names
+
+    return [*ELLIPSE_ASPECT, *silhouette_class_names()]
 
 
 @dataclass
@@ -128,8 +122,10 @@ def synthetic_cluster(
         :class:`ClusterImage` with ``labels`` and ``full_masks``.
     """
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-    if shape not in SHAPES:
-        raise MaskgenError(f"unknown cluster shape {shape!r}; choose from {', '.join(SHAPES)}")
+    if shape not in cluster_shapes():
+        raise MaskgenError(
+            f"unknown cluster shape {shape!r}; choose from {', '.join(cluster_shapes())}"
+        )
     if instance_size < 6 or instance_size > min(h, w):
         raise MaskgenError(
             f"instance size {instance_size}: must be between 6 and the image side {min(h, w)}"
@@ -288,7 +284,7 @@ def load_builtin(kind: str, seed: int = 0, **kwargs) -> ClusterImage:
 
 
 __all__ = [
-    "SHAPES",
+    "cluster_shapes",
     "ClusterImage",
     "coins",
     "load_builtin",
