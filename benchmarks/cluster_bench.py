@@ -122,18 +122,16 @@ def stage_synthetic(
     run = work / f"run-synthetic{sfx}"
     timing = work / f"timing-synthetic{sfx}.json"
     flags = {"train": list(extra), "data": data_flags}
-    if run.exists():
-        # Re-render (or resume) only a run trained with these very flags: a stale run from
-        # another setting would be reported under this command.
-        saved = json.loads(timing.read_text()) if timing.is_file() else None
-        if not isinstance(saved, dict) or saved.get("flags") != flags:
-            raise SystemExit(
-                f"{run} was trained with other flags than {flags} (or their record is lost); "
-                "use another --work or --label, or delete it"
-            )
-    if (run / "DONE").is_file() and "wall" in json.loads(timing.read_text()):
-        t = json.loads(timing.read_text())  # re-render without retraining
-        wall, cpu = t["wall"], t["cpu"]
+    saved = json.loads(timing.read_text()) if timing.is_file() else None
+    # Re-render (or resume) only a run trained with these very flags: a stale run from another
+    # setting would be reported under this command.
+    if run.exists() and (not isinstance(saved, dict) or saved.get("flags") != flags):
+        raise SystemExit(
+            f"{run} was trained with other flags than {flags} (or their record is lost); "
+            "use another --work or --label, or delete it"
+        )
+    if (run / "DONE").is_file() and "wall" in saved:  # re-render without retraining
+        wall, cpu = saved["wall"], saved["cpu"]
     else:
         timing.write_text(json.dumps({"flags": flags}))
         wall, cpu = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
