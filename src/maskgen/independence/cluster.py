@@ -40,9 +40,10 @@ term alone (weight 5) did not break that by step 325. Two additions, neither in 
 
   Measured with the curriculum (``cpu`` preset, 1500 steps, ``a`` 0.2 / 0.09 / 0.08 / 0.05 for
   fruit / cat / horse / giraffe, benchmarks/RESULTS.md): the saved generator *alone* gives 100 %
-  single-object layers on all four clusters and best-match IoU 0.849 / 0.782 / 0.619 / 0.509,
+  single-object layers on all four clusters and best-match IoU 0.849 / 0.782 / 0.619 / 0.509
+  at training seed 0 (fruit and cat at seeds 0-2: 0.849-0.857 and 0.721-0.795, 100 % each),
   but its masks are blobs of about the target area that beat the best centred disk on no
-  cluster's complete shapes (cat: 0.674 vs 0.741) -- no silhouette shape was learned.
+  cluster's complete shapes (cat: 0.662-0.677 vs 0.741) -- no silhouette shape was learned.
 
 Why shapes are not learned (diagnosed on the synthetic cat cluster with trial runs of
 ``benchmarks/cluster_bench.py --no-record``; the recorded sections show the "mask drawn in
