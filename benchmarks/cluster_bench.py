@@ -93,6 +93,10 @@ def train_and_time(
     return time.monotonic() - t0, cpu
 
 
+def yn(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
 def stage_synthetic(
     work: Path,
     minutes: float,
@@ -205,9 +209,6 @@ def stage_synthetic(
         )
     so, iou = m["single_object_rate"], m["best_match_iou_mean"]
     threads = THREADS
-
-    def yn(ok: bool) -> str:
-        return "yes" if ok else "no"
 
     table = [
         "| generator | prior scale | one plausible object | best-match IoU | "
@@ -415,8 +416,8 @@ def stage_synthetic_seeds(
         lines.append(
             f"| {r['seed']} | {r['single']:.1%} | {r['iou']:.3f} | {r['complete']:.3f} | "
             f"{r['coverage']:.3f} | {r['pairwise']:.3f} | {r['paint']:.1%} | "
-            f"{'yes' if r['own'] else 'no'} | {'yes' if r['beats_complete'] else 'no'} | "
-            f"{'yes' if r['covers'] else 'no'} | {r['cpu_min']:.1f} |"
+            f"{yn(r['own'])} | {yn(r['beats_complete'])} | {yn(r['covers'])} | "
+            f"{r['cpu_min']:.1f} |"
         )
     lines += [
         "",
@@ -733,7 +734,7 @@ def main() -> None:
         "--label",
         default="",
         help="synthetic: suffix of the recorded section's name, for a second setting of one shape "
-        "(e.g. 'seed1' for another training seed)",
+        "(e.g. 'l16' for --layers 16); runs of each setting are kept apart",
     )
     ap.add_argument(
         "--threads",
