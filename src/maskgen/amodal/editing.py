@@ -47,14 +47,12 @@ import numpy as np
 
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
 from maskgen.errors import MaskgenError
+from maskgen.inpainting.base import DEFAULT_INPAINT_RADIUS, inpaint_from
 
 __all__ = ["BACKGROUND", "UNCHANGED", "EditResult", "erase_and_complete", "inpaint_from"]
 
 UNCHANGED = -2  # assignment value of a pixel outside the revealed region
 BACKGROUND = -1  # assignment value of a revealed pixel that shows background
-
-DEFAULT_INPAINT_RADIUS = 5  # Telea neighbourhood in pixels (OpenCV's docs suggest 3-5)
-
 
 @dataclass
 class EditResult:
@@ -88,63 +86,6 @@ class EditResult:
     def revealed_masks(self) -> np.ndarray:
         """``M x H x W`` bool: the pixels of ``revealed`` given to each remaining instance."""
         return self.assignment[None] == self.kept[:, None, None]
-
-
-def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
-    """Tight ``(x0, y0, x1, y1)`` half-open integer box of a non-empty mask, grown by ``margin``
-    and clipped to the image."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (
-        max(int(cols[0]) - margin, 0),
-        max(int(rows[0]) - margin, 0),
-        min(int(cols[-1]) + 1 + margin, w),
-        min(int(rows[-1]) + 1 + margin, h),
-    )
-
-
-def inpaint_from(
-    image: np.ndarray,
-    source: np.ndarray,
-    target: np.ndarray,
-    radius: int = DEFAULT_INPAINT_RADIUS,
-) -> np.ndarray:
-    """Colours for the ``target`` pixels inpainted from the ``source`` pixels only.
-
-    ``cv2.inpaint`` (Telea) runs on a crop around ``target`` grown until it holds source pixels;
-    every pixel of the crop that is not in ``source`` is marked to fill, so nothing outside
-    ``source`` contributes a colour.
-
-    Args:
-        image: ``H x W x 3`` uint8.
-        source: ``H x W`` bool pixels whose colours may be used (non-empty).
-        target: ``H x W`` bool pixels to fill (disjoint from ``source``).
-        radius: Telea neighbourhood radius in pixels.
-
-    Returns:
-        ``(N, 3)`` uint8 colours of the ``N`` target pixels in row-major order
-        (``image[target]`` order).
-    """
-    import cv2
-
-    if not target.any():
-        return np.zeros((0, 3), np.uint8)
-    if not source.any():
-        raise ValueError("inpaint_from: no source pixels")
-    h, w = target.shape
-    # Margin: enough for Telea's neighbourhood; grown until the crop holds source pixels (a
-    # target far from every source pixel is filled by marching in from the nearest ones).
-    margin = 2 * radius + 2
-    while True:
-        x0, y0, x1, y1 = _box(target, margin)
-        if source[y0:y1, x0:x1].any() or (x0, y0, x1, y1) == (0, 0, w, h):
-            break
-        margin *= 2
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-    fill = (~source[y0:y1, x0:x1]).astype(np.uint8)
-    out = cv2.inpaint(crop, fill, float(radius), cv2.INPAINT_TELEA)
-    return out[target[y0:y1, x0:x1]]
 
 
 def erase_and_complete(
