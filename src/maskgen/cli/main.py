@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 from maskgen import __version__
 from maskgen.errors import MaskgenError
@@ -17,8 +18,22 @@ from maskgen.errors import MaskgenError
 GROUPS = ["data", "amodal", "segment", "cluster", "demo"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line ``maskgen: error: ...``, exit 2.
+
+    argparse prints a usage block before its message; a user (and a script reading stderr)
+    gets the one line every other maskgen error has, and ``--help`` for the usage.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        where = self.prog.removeprefix("maskgen").strip()
+        prefix = f"{where}: " if where else ""
+        print(f"maskgen: error: {prefix}{message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="maskgen",
         description="Learn object masks with generative models (Amodal-VAE, independence prior).",
     )
@@ -36,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         # A group named without a command.
         print(
-            f"maskgen {args.group}: a command is required (see 'maskgen {args.group} --help')",
+            f"maskgen: error: {args.group}: a command is required "
+            f"(see 'maskgen {args.group} --help')",
             file=sys.stderr,
         )
         return 2

@@ -56,9 +56,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read JSON, turning a missing file or bad JSON into a one-line :class:`MaskgenError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise MaskgenError(f"{path}: file not found")
+    path = require_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -104,3 +102,51 @@ def refuse_overwrite(path: str | os.PathLike[str], force: bool = False) -> None:
     path = Path(path)
     if path.exists() and not force:
         raise MaskgenError(f"{path}: already exists; pass --force to overwrite it")
+
+
+def prepare_out_dir(
+    out: str | os.PathLike[str], force: bool = False, marker: str | None = None
+) -> Path:
+    """Check that ``out`` may receive a command's results; the one check every writer uses.
+
+    ``out`` may be missing or an empty folder. A non-empty folder needs ``force``, and with
+    ``marker`` (a file name such as ``summary.json``) it is only replaced when it holds that
+    marker, i.e. when it is an earlier result of the same command -- never someone's other
+    folder. Nothing is created or deleted here, so a refused call leaves no trace.
+
+    Raises:
+        MaskgenError: ``out`` is a file, or a non-empty folder without ``force`` (or without
+            ``marker``).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MaskgenError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise MaskgenError(f"{out}: folder is not empty; pass --force to overwrite it")
+        if marker is not None and not (out / marker).exists():
+            raise MaskgenError(
+                f"{out}: not an earlier result of this command (no {marker}); "
+                "refusing to replace it even with --force"
+            )
+    return out
+
+
+def require_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` as a Path when it is an existing file; a one-line error naming it otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise MaskgenError(f"{path}: is a folder, expected a {what}")
+    if not path.is_file():
+        raise MaskgenError(f"{path}: {what} not found")
+    return path
+
+
+def require_dir(path: str | os.PathLike[str], what: str = "folder") -> Path:
+    """``path`` as a Path when it is an existing folder; a one-line error naming it otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MaskgenError(f"{path}: is a file, expected a {what}")
+    if not path.is_dir():
+        raise MaskgenError(f"{path}: {what} not found")
+    return path

@@ -1,8 +1,19 @@
-"""The shared training engine (docs/engine.md): distributed setup, run folders with
-rotating atomic checkpoints and automatic resume, strict model folders, seeding, progress,
-mixed precision and image grids. Used by Amodal-VAE and the independence-prior systems.
+"""The shared training engine (docs/design.md): the one training loop, config dataclasses
+with generated CLI flags, run folders with rotating atomic checkpoints and automatic resume,
+strict model folders, distributed setup, seeding, progress, mixed precision and image grids.
+Every trainer of every system runs on it.
 """
 
+from maskgen.engine.config import (
+    add_config_arguments,
+    config_from_args,
+    config_from_dict,
+    config_to_dict,
+    make_config,
+    param,
+    resume_key,
+    validate_config,
+)
 from maskgen.engine.distributed import (
     DistContext,
     all_reduce_mean,
@@ -19,6 +30,7 @@ from maskgen.engine.distributed import (
     wrap_ddp,
 )
 from maskgen.engine.images import make_image_grid, save_image_grid
+from maskgen.engine.loop import CheckpointIO, LoopResult, RunOptions, Trainer, training_loop
 from maskgen.engine.model_io import (
     load_model_folder,
     load_state_dict_strict,
@@ -30,7 +42,20 @@ from maskgen.engine.rng import capture_rng_state, rank_seed, restore_rng_state, 
 from maskgen.engine.run import RunFolder, check_finite, check_weights_only_safe, warn
 
 __all__ = [
+    "CheckpointIO",
     "DistContext",
+    "LoopResult",
+    "RunOptions",
+    "Trainer",
+    "add_config_arguments",
+    "config_from_args",
+    "config_from_dict",
+    "config_to_dict",
+    "make_config",
+    "param",
+    "resume_key",
+    "training_loop",
+    "validate_config",
     "RunFolder",
     "all_reduce_mean",
     "autocast_context",
