@@ -302,11 +302,18 @@ class AmodalPredictor:
         Raises:
             MaskgenError: the folder is missing, incomplete or does not match its config.
         """
-        from maskgen.amodal.io import load_amodal_model
+        from maskgen.amodal.model import AmodalVAE
 
-        model, config, threshold = load_amodal_model(path, device=device)
+        if int(batch_size) < 1:
+            raise MaskgenError(f"--batch-size {batch_size}: must be at least 1")
+        model = AmodalVAE.from_folder(path, device=device)
         return cls(
-            model, threshold, device=device, config=config, batch_size=batch_size, source=str(path)
+            model,
+            model.threshold,
+            device=device,
+            config=model.folder_config,
+            batch_size=batch_size,
+            source=str(path),
         )
 
     @property
