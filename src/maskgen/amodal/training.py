@@ -704,10 +704,6 @@ def _training_pools(
     pools = extract_instances(
         dataset, train_idx, mc.crop_size, mc.box_context_scale, mc.box_context_size
     )
-    say(
-        f"data: {len(pools.real)} instances from {len(train_idx)} images, "
-        f"{len(pools.complete_shapes)} complete ({time.monotonic() - t0:.1f}s)"
-    )
     if len(pools.real) == 0:
         raise MaskgenError(f"{cfg.data}: no instances with a visible mask")
     if not pools.complete_shapes:
@@ -715,6 +711,10 @@ def _training_pools(
             f"{cfg.data}: no complete instances (visible masks that touch no other instance and "
             "not the image border); stage 1 needs some"
         )
+    say(
+        f"data: {len(pools.real)} instances from {len(train_idx)} images, "
+        f"{len(pools.complete_shapes)} complete ({time.monotonic() - t0:.1f}s)"
+    )
     # Each rank takes its share of the images for the real-instance pools (stage 3) but every
     # rank sees every complete shape (stage 1/2 pools are drawn with per-rank seeds).
     if ctx.world_size > 1:

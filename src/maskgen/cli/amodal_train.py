@@ -89,7 +89,8 @@ def run_train(args: argparse.Namespace) -> int:
             torch.set_num_threads(opts.threads)
         elif ctx.device.type == "cpu" and ctx.world_size > 1:
             torch.set_num_threads(max(1, torch.get_num_threads() // ctx.world_size))
-        summary = train(dataset, args.out, cfg, ctx, val_dataset=val, log=_log, opts=opts)
+        log = (lambda _m: None) if opts.quiet else _log
+        summary = train(dataset, args.out, cfg, ctx, val_dataset=val, log=log, opts=opts)
     finally:
         shutdown_distributed()
     if ctx.is_main and summary.get("paused"):
