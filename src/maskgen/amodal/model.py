@@ -331,7 +331,7 @@ _CHANNELS_LAST = True
 
 
 def _fmt(x: Tensor) -> Tensor:
-    """channels_last on CPU for batches (1.4-1.7x faster small convs, DESIGN §6)."""
+    """channels_last on CPU for batches (faster small convs; measured in benchmarks/RESULTS.md, "amodal-speed-model")."""
     x = x.float()
     if _CHANNELS_LAST and x.device.type == "cpu" and x.shape[0] > 1:
         return x.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ numpy arrays in image coordinates::
     completions = predictor.complete_image(visible_masks)          # K x H x W bool
     completions[0].amodal_mask                                     # H x W bool
 
-Pipeline per instance (DESIGN §2, supplementary §3.2):
+Pipeline per instance (supplementary §3.2; ``docs/design.md``, "Amodal-VAE"):
 
 1. **Crop.** The visible mask is cropped tightly to its *visible* box (the tight half-open box of
    its pixels, :func:`maskgen.core.boxes.mask_to_box`) and resized to 28x28 exactly as
@@ -25,7 +25,7 @@ Pipeline per instance (DESIGN §2, supplementary §3.2):
    probabilities on the 28x28 amodal-box frame, pasted into the image with
    :func:`maskgen.core.masks.paste_mask` and thresholded at the model's saved threshold ``t``
    (a pixel is in the mask when ``p >= t``; the paper's ``t = 0.1``, supplementary §3.1).
-5. **Post-process** (DESIGN §8, "filling only where something can hide the object"). With
+5. **Post-process** (``docs/design.md``, "Conventions": "filling only where something can hide the object"). With
    ``restrict_to_occluders=True`` (the default) a predicted pixel *outside* the instance's
    visible mask is kept only where another instance's visible mask lies (only something in front
    can hide an object). In every mode the visible mask is OR-ed in. Pixels beyond the image

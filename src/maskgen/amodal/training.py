@@ -380,10 +380,10 @@ def box_extension_loss(pred: Tensor, target: Tensor, quantile: float = 0.5) -> T
     ``quantile`` τ the head learns the τ-quantile of the extension given its context; τ = 0.5 is
     the L1 loss (the median), scaled so that both give the same loss. Why τ < 0.5 by default:
     most synthetic occlusions leave the box as it is, real scenes are denser in neighbours than
-    the synthetic samples, and an L1-trained head over-extended on the built-in test scenes (box
-    IoU 0.75 against 0.93 for the visible box itself; test full IoU 71 %). τ = 0.15 extends only
-    where ~85 % of similar synthetic contexts extend; of τ = 0.5 / 0.3 / 0.2 / 0.15 it gave the
-    best test IoUs (the shipped model's README lists them).
+    the synthetic samples, and an L1-trained head over-extended on the built-in test scenes (its
+    boxes scored below the visible box itself). τ = 0.15 extends only where ~85 % of similar
+    synthetic contexts extend; of τ = 0.5 / 0.3 / 0.2 / 0.15 it gave the best test IoUs (the
+    shipped model's README lists them; benchmarks/RESULTS.md, "amodal-quality").
     """
     d = target - pred  # > 0: the prediction is short of the true box
     return (2.0 * torch.maximum(quantile * d, (quantile - 1.0) * d)).sum(1).mean()
