@@ -226,28 +226,14 @@ def analyze(
     # 1. prior samples (Fig. 3)
     write_prior_grid(prior_samples(predictor, prior_count, seed), out / "prior_samples.png")
     # 2-4, GT half: one pass over the GT visible masks with K samples
-    masks = _GtMasks()
-    gp = _GtPass(masks)
-    _, st_gt = complete_dataset(
-        predictor,
-        gt,
-        samples=samples,
-        restrict=restrict,
-        seed=seed,
-        skip_empty=True,
-        on_image=gp.on_image,
-        make_annotations=False,
-        progress=progress,
-    )
+    gp, st_gt = _gt_pass(predictor, gt, samples, restrict, seed, progress)
     fig4 = _fig4(gp.sig_rows, seed)
     _plot_fig4(fig4, out / "posterior_sigma.png", plt)
     fig1 = _fig1(gp, samples)
     if fig1["bins"]:
         _plot_fig1(fig1, samples, out / "miou_vs_visible.png", plt)
     # 4. Table 1, corrupted half
-    table1 = _table1(
-        predictor, gt, gp, masks, restrict, seed, corruption, corruption_seed, progress
-    )
+    table1 = _table1(predictor, gt, gp, restrict, seed, corruption, corruption_seed, progress)
     _table1_plot(table1, out / "gt_vs_corrupted.png", plt)
     result = {
         "protocol": _protocol(predictor, gt, restrict, samples, seed),
@@ -345,6 +331,30 @@ class _GtPass:
             self.best_iou.append(float(ious[best]))
             self.best_inv.append(sc[best].invisible_iou if cm.occluded else np.nan)
             self.pick_iou.append(float(ious[int(np.argmax(c.sample_consistency))]))
+
+
+def _gt_pass(
+    predictor: AmodalPredictor,
+    gt: Dataset,
+    samples: int,
+    restrict: bool,
+    seed: int,
+    progress: bool,
+) -> tuple[_GtPass, dict[str, Any]]:
+    """Complete the GT visible masks with ``samples`` samples; ``(collected, stats)``."""
+    gp = _GtPass(_GtMasks())
+    _, stats = complete_dataset(
+        predictor,
+        gt,
+        samples=samples,
+        restrict=restrict,
+        seed=seed,
+        skip_empty=True,
+        on_image=gp.on_image,
+        make_annotations=False,
+        progress=progress,
+    )
+    return gp, stats
 
 
 def _fig4(sig_rows: list[tuple[str, np.ndarray]], seed: int) -> dict[str, Any]:
@@ -490,7 +500,6 @@ def _table1(
     predictor: AmodalPredictor,
     gt: Dataset,
     gp: _GtPass,
-    masks: _GtMasks,
     restrict: bool,
     seed: int,
     corruption: CorruptionConfig,
@@ -498,6 +507,7 @@ def _table1(
     progress: bool,
 ) -> dict[str, Any]:
     """Table 1: completion from GT vs corrupted visible masks (the corrupted pass runs here)."""
+    masks = gp.masks
     acc_cor = AmodalAccumulator(keep_instances=False)
     acc_raw_cor = AmodalAccumulator(keep_instances=False)
     offsets: dict[int, int] = {}
