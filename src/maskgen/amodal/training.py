@@ -125,7 +125,7 @@ class TrainConfig:
 
     preset: str = param("cpu", "preset name", flag=False)
     seed: int = param(0, "seed of weights, data pools and batches", low=0)
-    batch_size: int = param(128, "crops per step", low=1, high=1_000_000)
+    batch_size: int = param(128, "crops per step", low=1, high=65536)
     stage1_steps: int = param(2500, "stage 1 (shape prior) steps", low=1)
     stage2_steps: int = param(2500, "stage 2 (partial encoder + box head) steps", low=1)
     stage3_steps: int = param(1000, "stage 3 (real occlusion) steps", low=1)
@@ -153,8 +153,10 @@ class TrainConfig:
         high=1,
         high_open=True,
     )
-    stage1_pool: int = param(40000, "augmented stage-1 crops", low=1, high=10_000_000)
-    stage2_pool: int = param(30000, "synthetic stage-2 samples", low=1, high=10_000_000)
+    # Upper bounds keep the pools in memory: a stage-1 crop is 3 kB, a stage-2 sample 15 kB, a
+    # validation sample (with its region frames) 88 kB.
+    stage1_pool: int = param(40000, "augmented stage-1 crops", low=1, high=2_000_000)
+    stage2_pool: int = param(30000, "synthetic stage-2 samples", low=1, high=1_000_000)
     unoccluded_fraction: float = param(
         0.15, "share of stage-2 samples left unoccluded", low=0, high=1
     )
@@ -164,7 +166,7 @@ class TrainConfig:
     val_fraction: float = param(
         0.1, "held-out share of --data images when no --val is given", low=0, high=1, high_open=True
     )
-    val_samples: int = param(2000, "threshold-tuning samples", low=1, high=1_000_000)
+    val_samples: int = param(2000, "threshold-tuning samples", low=1, high=50_000)
     model: dict[str, Any] = param(
         AmodalVAEConfig().to_dict(), "architecture (AmodalVAEConfig)", flag=False
     )
@@ -181,12 +183,11 @@ class TrainConfig:
             mc = AmodalVAEConfig.from_dict(dict(self.model))
         except (TypeError, ValueError) as e:
             raise MaskgenError(f"model config: {e}") from None
-        if len(mc.widths) != 2 or min(mc.widths) < 1:
-            raise MaskgenError(
-                f"--widths {','.join(map(str, mc.widths))}: expected two positive integers"
-            )
-        if mc.fc_dim < 1 or mc.fc_dim > 65536:
-            raise MaskgenError(f"--fc-dim {mc.fc_dim}: must be in [1, 65536]")
+        if len(mc.widths) != 2 or not all(1 <= w <= 1024 for w in mc.widths):
+            widths = ",".join(map(str, mc.widths))
+            raise MaskgenError(f"--widths {widths}: expected two integers in [1, 1024]")
+        if not 1 <= mc.fc_dim <= 16384:
+            raise MaskgenError(f"--fc-dim {mc.fc_dim}: must be in [1, 16384]")
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
