@@ -593,3 +593,22 @@ def test_generated_flags_cover_every_setting() -> None:
             if f.metadata.get("flag", True) and f.name != "preset":
                 assert f.name in dests, f.name
     assert {"preset", "widths", "fc_dim", "out"} <= dests
+
+
+def test_resume_compares_resolved_paths_and_ignores_run_options(tmp_path, monkeypatch) -> None:
+    """The resume check holds model and path fields only, paths resolved: a relative --data
+    and its absolute spelling are the same run, and threads/intervals may change."""
+    from maskgen.cli.main import main
+
+    torch.set_num_threads(1)
+    write_coco(make_dataset(8, seed=7), tmp_path / "train.json")
+    monkeypatch.chdir(tmp_path)
+    flags = [*TINY_FLAGS, "--quiet", "--out", "run"]
+    assert main(["amodal", "train", "--data", "train.json", *flags, "--stop-after", "3"]) == 0
+    flags[flags.index("--log-every") + 1] = "7"
+    absolute = str(tmp_path / "train.json")
+    assert main(["amodal", "train", "--data", absolute, *flags, "--threads", "1"]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    header = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert header["config"]["data"] == absolute
+    assert "log_every" not in header["config"] and "threads" not in header["config"]
