@@ -243,6 +243,9 @@ def test_thin_aliases_and_device_check(tmp_path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(MaskgenError, match="CUDA is not available"):
             AmodalVAE.from_folder(tmp_path / "m", device="cuda")
+    from maskgen.amodal.predictor import AmodalPredictor
+
+    assert AmodalPredictor.from_folder(tmp_path / "m", device=" CPU").device.type == "cpu"
     with pytest.raises(ValueError):
         m.save_folder(tmp_path / "bad", threshold=1.5)
     assert not (tmp_path / "bad").exists()

@@ -108,6 +108,7 @@ TRAIN_CASES = [
     ("device-cuda", [*T, "--out", "@root/t", "--device", "cuda"], "--device cuda"),
     ("device-cuda1", [*T, "--out", "@root/t", "--device", "cuda:1"], "--device cuda:1"),
     ("device-tpu", [*T, "--out", "@root/t", "--device", "tpu"], "--device tpu"),
+    ("device-cuda-text", [*T, "--out", "@root/t", "--device", "cuda:x"], "--device cuda:x"),
     ("seed-negative", [*T, "--out", "@root/t", "--seed", "-1"], "--seed"),
     ("seed-text", [*T, "--out", "@root/t", "--seed", "abc"], "--seed"),
     ("batch-zero", [*T, "--out", "@root/t", "--batch-size", "0"], "--batch-size"),
@@ -164,6 +165,7 @@ C = ["amodal", "complete", *M, "--masks", "@vis", "--images", "@images"]
 COMPLETE_CASES = [
     ("device-cuda", [*C, "--out", "@root/c.json", "--device", "cuda"], "--device cuda"),
     ("device-tpu", [*C, "--out", "@root/c.json", "--device", "tpu"], "--device tpu"),
+    ("device-cuda-text", [*C, "--out", "@root/c.json", "--device", "cuda:x"], "--device cuda:x"),
     ("seed-negative", [*C, "--out", "@root/c.json", "--seed", "-1"], "--seed"),
     ("samples-negative", [*C, "--out", "@root/c.json", "--samples", "-1"], "--samples"),
     ("samples-huge", [*C, "--out", "@root/c.json", "--samples", "1000000000"], "--samples"),

@@ -302,15 +302,17 @@ class AmodalPredictor:
         Raises:
             MaskgenError: the folder is missing, incomplete or does not match its config.
         """
+        from maskgen.amodal.io import check_device
         from maskgen.amodal.model import AmodalVAE
 
         if int(batch_size) < 1:
             raise MaskgenError(f"--batch-size {batch_size}: must be at least 1")
-        model = AmodalVAE.from_folder(path, device=device)
+        dev = check_device(device)
+        model = AmodalVAE.from_folder(path, device=dev)
         return cls(
             model,
             model.threshold,
-            device=device,
+            device=str(dev),
             config=model.folder_config,
             batch_size=batch_size,
             source=str(path),

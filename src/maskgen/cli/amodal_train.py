@@ -61,6 +61,7 @@ def _model_config(args: argparse.Namespace) -> dict:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
+    from maskgen.amodal.io import check_device
     from maskgen.amodal.training import TrainConfig, check_out_folder, train
     from maskgen.core.io import require_file
     from maskgen.data.loader import load_dataset
@@ -76,6 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
         TrainConfig, args, model=_model_config(args), data=str(args.data), val=args.val or ""
     )
     opts = config_from_args(RunOptions, args)
+    check_device(opts.device)  # one line for every unusable --device, before any work
     require_file(cfg.data, "annotations file")
     if cfg.val:
         require_file(cfg.val, "annotations file")
