@@ -155,6 +155,7 @@ TRAIN_CASES = [
     ("val-folder", [*T, "--val", "@folder", "--out", "@root/t"], "some_folder"),
     ("out-file", [*T, "--out", "@file"], "plain.txt"),
     ("out-foreign-folder", [*T, "--out", "@folder"], "some_folder"),
+    ("out-model-folder", [*T, "--out", "@model"], "not a run"),
     ("no-complete", ["amodal", "train", "--data", "@empty", "--out", "@root/t", *TRAIN_TINY], ""),
     ("resume-other-config", [*T, "--out", "@run", "--seed", "3"], "different config"),
     ("no-data-flag", ["amodal", "train", "--out", "@root/t"], "--data"),
