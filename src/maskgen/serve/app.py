@@ -467,6 +467,9 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
     async def index(request: Request) -> Response:
         return static_file("index.html")
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC_FILES or name == "index.html":
@@ -613,6 +616,7 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", favicon),
         Route("/static/{name}", static),
         Route("/api/scenes", open_scene, methods=["POST"]),
         Route("/api/scenes/example", open_example, methods=["POST"]),
