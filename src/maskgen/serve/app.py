@@ -392,6 +392,8 @@ def read_upload_masks(
 
 def read_polygons(text: str, height: int, width: int) -> tuple[np.ndarray, list[int], list[int]]:
     """Visible masks from user-drawn polygons; a later polygon is drawn on top of earlier ones."""
+    from maskgen.core.rle import decode_segmentation
+
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -409,10 +411,8 @@ def read_polygons(text: str, height: int, width: int) -> tuple[np.ndarray, list[
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pts)
         ):
             raise MaskgenError(f"polygons[{n}]: expected \"points\": [x, y, ...] with 3+ points")
-        arr = np.round(np.array(pts, np.float64).reshape(-1, 2)).astype(np.int32)
-        m = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(m, [arr], 1)
-        masks.append(m.astype(bool))
+        # A COCO polygon (pixel-corner coordinates), rasterised as every reader does.
+        masks.append(decode_segmentation([[float(v) for v in pts]], height, width).astype(bool))
         lab = p.get("label", 1)
         labels.append(int(lab) if isinstance(lab, int) and not isinstance(lab, bool) else 1)
     covered = np.zeros((height, width), bool)
