@@ -14,10 +14,9 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests._serve import BASE, client
 
-from maskgen.core.rle import decode_segmentation  # noqa: I001
+from maskgen.core.rle import decode_segmentation
 from maskgen.serve.example import EXAMPLE_IMAGE, EXAMPLE_MASKS
 
 DOG, ELEPHANT, SHEEP = 213, 212, 211

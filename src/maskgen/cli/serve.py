@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="another Host name to accept (repeatable; e.g. the machine's LAN name)",
     )
     p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest upload (default 16)")
-    p.add_argument("--max-side", type=int, default=1024, help="largest image side, px (default 1024)")
+    p.add_argument(
+        "--max-side", type=int, default=1024, help="largest image side, px (default 1024)"
+    )
     p.add_argument("--max-scenes", type=int, default=8, help="scenes kept in memory (default 8)")
     p.add_argument(
         "--samples", type=int, default=6, help="posterior samples per instance (default 6)"
@@ -62,9 +64,7 @@ def load_inpainter(spec: str):
         return inp.TeleaInpainter()
     loader = getattr(inp, "load_inpainter", None)
     if loader is None:
-        raise MaskgenError(
-            f"--inpainter {spec}: only 'telea' is available in this installation"
-        )
+        raise MaskgenError(f"--inpainter {spec}: only 'telea' is available in this installation")
     return loader(spec)
 
 

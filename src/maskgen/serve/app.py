@@ -169,8 +169,10 @@ def state_json(s: Session) -> dict[str, Any]:
                 "uncertainty": round(layer.uncertainty, 4),
                 "box_source": layer.box_source,
                 "amodal_box": [
-                    round(bx0 + layer.dx, 1), round(by0 + layer.dy, 1),
-                    round(bx1 + layer.dx, 1), round(by1 + layer.dy, 1),
+                    round(bx0 + layer.dx, 1),
+                    round(by0 + layer.dy, 1),
+                    round(bx1 + layer.dx, 1),
+                    round(by1 + layer.dy, 1),
                 ],  # fmt: skip
             }
         )
@@ -203,7 +205,8 @@ def instance_json(s: Session, iid: int) -> dict[str, Any]:
         "uncertainty": round(layer.uncertainty, 4),
         "candidates": cands,
         "visible_input": [
-            [v + (x0 if i % 2 == 0 else y0) for i, v in enumerate(p)] for p in polygons(layer.visible)
+            [v + (x0 if i % 2 == 0 else y0) for i, v in enumerate(p)]
+            for p in polygons(layer.visible)
         ],
         "box_source": layer.box_source,
     }
@@ -386,7 +389,11 @@ def read_upload_masks(
         labels.append(int(inst.category_id))
         depth.append(inst.depth)
     return (
-        np.array(masks, bool).reshape(-1, height, width), ids, labels, depth, list(ds.categories)
+        np.array(masks, bool).reshape(-1, height, width),
+        ids,
+        labels,
+        depth,
+        list(ds.categories),
     )
 
 
@@ -399,7 +406,7 @@ def read_polygons(text: str, height: int, width: int) -> tuple[np.ndarray, list[
     except json.JSONDecodeError as e:
         raise MaskgenError(f"polygons: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(obj, list) or not obj:
-        raise MaskgenError("polygons: expected a non-empty list of {\"points\": [x, y, ...]}")
+        raise MaskgenError('polygons: expected a non-empty list of {"points": [x, y, ...]}')
     masks = []
     labels = []
     for n, p in enumerate(obj):
@@ -410,7 +417,7 @@ def read_polygons(text: str, height: int, width: int) -> tuple[np.ndarray, list[
             or len(pts) % 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pts)
         ):
-            raise MaskgenError(f"polygons[{n}]: expected \"points\": [x, y, ...] with 3+ points")
+            raise MaskgenError(f'polygons[{n}]: expected "points": [x, y, ...] with 3+ points')
         # A COCO polygon (pixel-corner coordinates), rasterised as every reader does.
         masks.append(decode_segmentation([[float(v) for v in pts]], height, width).astype(bool))
         lab = p.get("label", 1)

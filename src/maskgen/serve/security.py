@@ -114,10 +114,14 @@ class Guard:
         if origin is not None:
             allowed = {f"http://{h}" for h in (self.hosts or {host})}
             if origin.lower().rstrip("/") not in allowed:
-                await send_json(send, 403, f"Origin {origin!r}: requests from another site are refused")
+                await send_json(
+                    send, 403, f"Origin {origin!r}: requests from another site are refused"
+                )
                 return
         if headers.get("sec-fetch-site") == "cross-site":
-            await send_json(send, 403, "Sec-Fetch-Site cross-site: requests from another site are refused")
+            await send_json(
+                send, 403, "Sec-Fetch-Site cross-site: requests from another site are refused"
+            )
             return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, _with_headers(send))
@@ -157,8 +161,8 @@ class Guard:
 
     def _too_large(self, size: int | None) -> str:
         mb = self.max_body / 2**20
-        got = f" ({size / 2**20:.1f} MB)" if size is not None else ""
-        return f"upload{got}: larger than the {mb:g} MB limit (--max-upload-mb)"
+        got = f" ({size / 2**20:.3g} MB)" if size is not None else ""
+        return f"upload{got}: larger than the {mb:.3g} MB limit (--max-upload-mb)"
 
 
 def _with_headers(send: Send) -> Send:
