@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests._serve import make_app
 
 REPO = Path(__file__).resolve().parent.parent
