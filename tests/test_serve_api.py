@@ -14,8 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from tests._serve import BASE, client
 
+from _serve import BASE, client
 from maskgen.core.rle import decode_segmentation
 from maskgen.serve.example import EXAMPLE_IMAGE, EXAMPLE_MASKS
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests._serve import make_app
+
+from _serve import make_app
 
 REPO = Path(__file__).resolve().parent.parent
 DOG, ELEPHANT, SHEEP = 213, 212, 211

@@ -9,9 +9,9 @@ import json
 
 import pytest
 from PIL import Image
-from tests._cli import check_bad_input
-from tests._serve import BASE, client, make_app
 
+from _cli import check_bad_input
+from _serve import BASE, client, make_app
 from maskgen.serve.example import EXAMPLE_IMAGE, EXAMPLE_MASKS
 from maskgen.serve.security import allowed_host_values
 
