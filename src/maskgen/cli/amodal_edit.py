@@ -1,7 +1,7 @@
 """``maskgen amodal edit``: erase instances from an image, complete what they hid and inpaint.
 
 The scene-editing application of Amodal-VAE (supplementary Fig. 6); the work is done by
-:func:`maskgen.amodal.editing.erase_and_complete`. Writes into ``--out``:
+:func:`maskgen.editing.erase.erase_and_complete`. Writes into ``--out``:
 
 - ``edited.png``: the edited image;
 - ``before_after.png``: the input with the erased instance(s) outlined beside the edited image
@@ -134,7 +134,7 @@ def before_after(
 
 def run_edit(args: argparse.Namespace) -> int:
     from maskgen.amodal.completion import check_images, decode_visible, protocol_info
-    from maskgen.amodal.editing import erase_and_complete
+    from maskgen.editing.erase import erase_and_complete
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.core.io import read_image, write_image
     from maskgen.core.rle import encode_rle
