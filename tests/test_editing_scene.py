@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from maskgen.amodal.predictor import Completion
-from maskgen.data.types import ImageRecord, Instance
 from maskgen.core.rle import encode_rle
+from maskgen.data.types import ImageRecord, Instance
 from maskgen.editing.order import occlusion_order, rank_from_pairs
 from maskgen.editing.scene import Scene
 from maskgen.errors import MaskgenError
