@@ -10,8 +10,11 @@ written after construction), so an edit returns a new state that *shares* every 
 with the old one: the editor's undo history costs one small object per step, not a copy of the
 scene.
 
-This is the serve package's own layer model; :mod:`maskgen.editing` (scene editing for the
-library and the CLI) is a separate package. Conventions: masks are bool in image pixel
+This is the serve package's immutable counterpart of :class:`maskgen.editing.scene.Scene` (a
+mutable scene for the library and the CLI): the same decomposition -- completion, the occlusion
+order of :mod:`maskgen.editing.order`, order-consistent masks, layer colours and plate from an
+:class:`~maskgen.inpainting.Inpainter` -- but kept as states an editor can step back through,
+with each completion's samples, consistency scores and uncertainty at hand for the page. Conventions: masks are bool in image pixel
 coordinates (row ``y``, column ``x``); boxes ``(x0, y0, x1, y1)`` half-open; a layer's arrays
 cover its ``region`` of the *original* image and are drawn shifted by ``(dx, dy)``.
 """
@@ -28,7 +31,7 @@ import numpy as np
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
 from maskgen.errors import MaskgenError
 
-__all__ = ["Layer", "SceneState", "Rendered", "complete_layers", "decompose", "render"]
+__all__ = ["Layer", "Rendered", "SceneState", "complete", "complete_layers", "decompose", "render"]
 
 DEFAULT_SAMPLES = 6
 
@@ -177,16 +180,24 @@ def _make_layer(
     instance_id: int,
     label: int,
     inpainter: Any,
+    allowed: np.ndarray | None = None,
 ) -> Layer:
-    """A layer from one completion: alpha candidates, colours inpainted from its own pixels."""
+    """A layer from one completion: alpha candidates, colours inpainted from its own pixels.
+
+    ``allowed`` (``H x W`` bool): the only pixels outside the visible mask a candidate may keep
+    (the visible masks of the instances in front), so that compositing the layers in their
+    order reproduces the input image exactly.
+    """
     region = tuple(int(v) for v in comp.region)
     x0, y0, x1, y1 = region
-    mode = _crop(comp.amodal_mask, region)
-    samples = [np.ascontiguousarray(s[y0:y1, x0:x1]) for s in comp.samples]
     vis = _crop(visible, region)
-    union = mode.copy()
-    for s in samples:
-        union |= s
+    keep = None if allowed is None else vis | _crop(allowed, region)
+    cands = [_crop(comp.amodal_mask, region)] + [
+        np.ascontiguousarray(s[y0:y1, x0:x1]) for s in comp.samples
+    ]
+    if keep is not None:
+        cands = [c & keep for c in cands]
+    union = np.logical_or.reduce(cands)
     hole_crop = union & ~vis
     rgb = _crop(image, region)
     if hole_crop.any():
@@ -201,13 +212,32 @@ def _make_layer(
         region=region,  # type: ignore[arg-type]
         rgb=rgb,
         visible=vis,
-        masks=(mode, *samples),
+        masks=tuple(cands),
         scores=(float(comp.consistency), *(float(c) for c in comp.sample_consistency)),
         choice=0,
         uncertainty=float(comp.uncertainty),
         probability=None if prob is None else _crop(prob, region),
         amodal_box=tuple(float(v) for v in comp.amodal_box),  # type: ignore[arg-type]
         box_source=str(comp.box_source),
+    )
+
+
+def complete(
+    visible_masks: np.ndarray,
+    which: Sequence[int],
+    predictor: AmodalPredictor,
+    *,
+    amodal_boxes: np.ndarray | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+) -> list[Completion]:
+    """Completions of instances ``which`` (indices); every instance counts as a possible
+    occluder."""
+    sel = np.zeros(len(visible_masks), bool)
+    sel[list(which)] = True
+    item = ImageInput(visible_masks, amodal_boxes=amodal_boxes, complete=sel)
+    return next(
+        iter(predictor.complete_images([item], samples=samples, seed=seed, return_probability=True))
     )
 
 
@@ -220,44 +250,31 @@ def complete_layers(
     predictor: AmodalPredictor,
     inpainter: Any,
     *,
+    behind: Sequence[Sequence[int]] | None = None,
     amodal_boxes: np.ndarray | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
 ) -> list[Layer]:
     """Complete instances ``which`` (indices into ``visible_masks``) and make their layers.
 
-    All masks are passed to the predictor, so every instance counts as a possible occluder.
+    ``behind[n]``: the instances drawn behind ``which[n]``; its candidates may not claim their
+    visible pixels (None: no restriction beyond the predictor's).
     """
-    sel = np.zeros(len(visible_masks), bool)
-    sel[list(which)] = True
-    item = ImageInput(visible_masks, amodal_boxes=amodal_boxes, complete=sel)
-    comps = next(
-        iter(predictor.complete_images([item], samples=samples, seed=seed, return_probability=True))
+    comps = complete(
+        visible_masks, which, predictor, amodal_boxes=amodal_boxes, samples=samples, seed=seed
     )
-    return [
-        _make_layer(image, visible_masks[i], c, ids[i], labels[i], inpainter)
-        for i, c in zip(np.flatnonzero(sel), comps, strict=True)
-    ]
-
-
-def depth_order(visible_masks: np.ndarray, amodal: Sequence[np.ndarray]) -> list[int]:
-    """Back-to-front order of the instances from their completions.
-
-    ``i`` is behind ``j`` when ``i``'s completed mask claims more of ``j``'s visible pixels than
-    ``j``'s claims of ``i``'s (only something in front can hide an object). Instances are sorted
-    by how many others are in front of them (most first); ties keep the input order.
-    """
-    k = len(visible_masks)
-    in_front = np.zeros(k, int)
-    for i in range(k):
-        for j in range(i + 1, k):
-            a = int((amodal[i] & visible_masks[j]).sum())
-            b = int((amodal[j] & visible_masks[i]).sum())
-            if a > b:
-                in_front[i] += 1
-            elif b > a:
-                in_front[j] += 1
-    return sorted(range(k), key=lambda i: (-in_front[i], i))
+    layers = []
+    for n, (i, c) in enumerate(zip(which, comps, strict=True)):
+        allowed = None
+        if behind is not None:
+            others = np.ones(len(visible_masks), bool)
+            others[i] = False
+            others[list(behind[n])] = False
+            allowed = visible_masks[others].any(axis=0)
+        layers.append(
+            _make_layer(image, visible_masks[i], c, ids[i], labels[i], inpainter, allowed)
+        )
+    return layers
 
 
 def decompose(
@@ -273,6 +290,11 @@ def decompose(
 ) -> SceneState:
     """Decompose an image into layers (completion, order, background plate).
 
+    The order is the annotations' depth when every instance has one (KINS, COCOA), else
+    :func:`maskgen.editing.order.occlusion_order` of the completions. Each layer's candidates
+    keep only the completed pixels under instances in front of it, so the layers composited
+    in order reproduce the input.
+
     Args:
         image: ``H x W x 3`` uint8.
         visible_masks: ``K x H x W`` bool, pairwise disjoint, each non-empty.
@@ -280,9 +302,11 @@ def decompose(
         predictor: the Amodal-VAE predictor.
         inpainter: an :class:`~maskgen.inpainting.Inpainter`.
         depth: known depth per instance (larger is nearer, as in
-            :class:`~maskgen.data.types.Instance`); used as the order when every entry is known.
+            :class:`~maskgen.data.types.Instance`).
         samples: posterior samples per instance (the candidates the editor cycles through).
     """
+    from maskgen.editing.order import occlusion_order
+
     img = np.asarray(image)
     vm = np.asarray(visible_masks, dtype=bool)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -291,20 +315,20 @@ def decompose(
         raise MaskgenError(
             f"masks: expected K x {img.shape[0]} x {img.shape[1]}, got {tuple(vm.shape)}"
         )
-    layers = complete_layers(
-        img, vm, range(len(vm)), ids, labels, predictor, inpainter, samples=samples
-    )
-    if depth is not None and len(vm) and all(d is not None for d in depth):
-        order = sorted(range(len(vm)), key=lambda i: (depth[i], i))  # type: ignore[arg-type]
+    k = len(vm)
+    comps = complete(vm, range(k), predictor, samples=samples)
+    if depth is not None and k and all(d is not None for d in depth):
+        back_to_front = sorted(range(k), key=lambda i: (depth[i], i))  # type: ignore[arg-type]
+    elif k > 1:
+        back_to_front = occlusion_order(vm, comps).ranking[::-1]
     else:
-        full = []
-        for layer in layers:
-            m = np.zeros(img.shape[:2], bool)
-            x0, y0, x1, y1 = layer.region
-            m[y0:y1, x0:x1] = layer.alpha
-            full.append(m)
-        order = depth_order(vm, full)
-    hole = vm.any(axis=0) if len(vm) else np.zeros(img.shape[:2], bool)
+        back_to_front = list(range(k))
+    rank = {i: r for r, i in enumerate(back_to_front)}
+    layers = {}
+    for i, c in enumerate(comps):
+        allowed = vm[[j for j in range(k) if rank[j] > rank[i]]].any(axis=0)
+        layers[i] = _make_layer(img, vm[i], c, ids[i], labels[i], inpainter, allowed)
+    hole = vm.any(axis=0) if k else np.zeros(img.shape[:2], bool)
     plate = inpainter.inpaint_background(img, hole, ~hole) if hole.any() else img.copy()
     plate.setflags(write=False)
-    return SceneState(plate, tuple(layers[i] for i in order))
+    return SceneState(plate, tuple(layers[i] for i in back_to_front))

@@ -220,9 +220,11 @@ class Session:
         boxes = np.full((len(self.ids), 4), np.nan)
         k = self.ids.index(iid)
         boxes[k] = (x0 - old.dx, y0 - old.dy, x1 - old.dx, y1 - old.dy)
+        # Instances drawn behind it now: its completion may not claim their visible pixels.
+        behind = [self.ids.index(layer.id) for layer in st.layers[:i]]
         (new,) = complete_layers(
-            self.image, self.visible_masks, [k], self.ids, self.labels,
-            self.predictor, self.inpainter, amodal_boxes=boxes, samples=self.samples,
+            self.image, self.visible_masks, [k], self.ids, self.labels, self.predictor,
+            self.inpainter, behind=[behind], amodal_boxes=boxes, samples=self.samples,
         )  # fmt: skip
         layers = list(st.layers)
         layers[i] = new.replace(dx=old.dx, dy=old.dy)
