@@ -215,3 +215,79 @@ def test_edit_in_browser(server, browser, tmp_path):
     assert anns[SHEEP]["area"] > anns[SHEEP]["visible_area"] * 0.9
     assert ex_json["info"]["edits"] == 1  # the erase; the move was undone
     assert not errors, errors
+
+
+def test_candidates_box_keys_and_drawing_in_browser(server, browser, tmp_path):
+    import zipfile
+
+    from maskgen.serve.example import EXAMPLE_IMAGE
+
+    out = artifacts_dir()
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/")
+    page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
+
+    # Select the sheep from the layer list, then use its posterior sample 2.
+    page.click(f'#layers li[data-id="{SHEEP}"]')
+    page.wait_for_function(f"() => window.maskgen.detail && window.maskgen.detail.id === {SHEEP}")
+    page.click('#candidates li[data-k="2"]')
+    wait_version(page, 1)
+    state = page.evaluate("window.maskgen.state")
+    assert next(i for i in state["instances"] if i["id"] == SHEEP)["choice"] == 2
+    assert page.locator('#candidates li.selected[data-k="2"]').count() == 1
+
+    # Draw its amodal box.
+    page.click("#box-btn")
+    page.mouse.move(*page_point(page, 140, 125))
+    page.mouse.down()
+    page.mouse.move(*page_point(page, 200, 170))
+    page.mouse.move(*page_point(page, 252, 212))
+    page.mouse.up()
+    wait_version(page, 2)
+    sheep = next(i for i in page.evaluate("window.maskgen.state")["instances"] if i["id"] == SHEEP)
+    assert sheep["box_source"] == "supplied"
+    assert abs(sheep["amodal_box"][0] - 140) <= 1 and abs(sheep["amodal_box"][3] - 212) <= 1
+
+    # The uncertainty overlay, then Delete erases and Ctrl+Z brings it back.
+    page.check("#show-unc")
+    page.wait_for_function("() => window.maskgen.unc !== null")
+    page.screenshot(path=str(out / "5_box_and_uncertainty.png"))
+    page.locator("#canvas").focus()
+    page.keyboard.press("Delete")
+    wait_version(page, 3)
+    assert SHEEP not in [i["id"] for i in page.evaluate("window.maskgen.state")["instances"]]
+    page.keyboard.press("Control+z")
+    wait_version(page, 4)
+    assert SHEEP in [i["id"] for i in page.evaluate("window.maskgen.state")["instances"]]
+
+    # The layers zip through the page's link.
+    with page.expect_download() as dl:
+        page.click("#dl-zip")
+    dl.value.save_as(tmp_path / "layers.zip")
+    names = zipfile.ZipFile(tmp_path / "layers.zip").namelist()
+    assert "background.png" in names and len([n for n in names if n.startswith("layer_")]) == 3
+
+    # An image alone: outline two objects, then edit.
+    old = page.evaluate("window.maskgen.state.scene_id")
+    page.set_input_files("#image-file", str(EXAMPLE_IMAGE))
+    page.click("#draw-btn")
+    page.wait_for_selector("#draw-tools", state="visible")
+    for poly in (
+        [(22, 186), (86, 186), (86, 236), (22, 236)],
+        [(190, 100), (256, 100), (256, 200), (190, 200)],
+    ):
+        for x, y in poly:
+            page.mouse.click(*page_point(page, x, y))
+        page.keyboard.press("Enter")
+    page.screenshot(path=str(out / "6_drawing.png"))
+    page.click("#draw-done-btn")
+    page.wait_for_function(
+        f"() => window.maskgen.state && window.maskgen.state.scene_id !== '{old}'", timeout=30_000
+    )
+    state = page.evaluate("window.maskgen.state")
+    assert sorted(i["id"] for i in state["instances"]) == [1, 2]
+    assert not page.locator("#draw-tools").is_visible()
+    page.screenshot(path=str(out / "7_drawn_scene.png"))
+    assert not errors, errors

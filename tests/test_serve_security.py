@@ -171,3 +171,20 @@ def test_cli_defaults_to_loopback():
 )
 def test_cli_bad_input(capsys, argv, needle):
     check_bad_input(["serve", *argv], capsys, needle)
+
+
+def test_cli_starts_uvicorn_on_the_bound_address(monkeypatch, capsys):
+    import uvicorn
+
+    from maskgen.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    assert main(["serve", "--port", "8123", "--threads", "1"]) == 0
+    app, kw = calls[0]
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 8123
+    assert app.hosts == {"127.0.0.1:8123", "localhost:8123", "[::1]:8123"}
+    assert "http://127.0.0.1:8123/" in capsys.readouterr().err
+    assert main(["serve", "--host", "0.0.0.0", "--allow-host", "box.lan"]) == 0
+    assert calls[1][0].hosts == {"box.lan:8000"}
+    assert "warning: bound to 0.0.0.0" in capsys.readouterr().err

@@ -543,7 +543,8 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
                                    name=image_name)  # fmt: skip
             if poly:
                 masks, ids, labels = read_polygons(poly, h, w)
-                return new_session(image, masks, ids, labels, name=image_name)
+                cats = [{"id": v, "name": f"object {v}"} for v in sorted(set(labels))]
+                return new_session(image, masks, ids, labels, categories=cats, name=image_name)
             raise MaskgenError(
                 "masks: missing (send a COCO/KINS/COCOA 'masks' file or drawn 'polygons')"
             )
