@@ -64,7 +64,8 @@ __all__ = [
 
 # Weights of the direction score (cue differences, "i behind j" positive). Fitted by logistic
 # regression on the built-in scenes' val split with the shipped model (editing_bench.py --fit).
-DEFAULT_WEIGHTS = {"llr": 1.34, "hull": 0.06, "uncertainty": 0.09, "area": -0.98}
+DEFAULT_WEIGHTS = {"llr": 1.502, "hull": 0.028, "uncertainty": 0.701, "area": -1.081}
+# The completion cues alone (an ablation; llr and spread fitted on the val split).
 COMPLETION_ONLY_WEIGHTS = {"llr": 0.91, "hull": 0.0, "uncertainty": 0.32, "area": 0.0}
 DEFAULT_MIN_LLR = 1.0  # nats of claimed visible pixels that make a non-touching pair occluded
 _P_MAX = 1.0 - 1e-4  # probabilities are clipped so that -log(1 - p) stays finite
