@@ -188,3 +188,7 @@ def test_cli_starts_uvicorn_on_the_bound_address(monkeypatch, capsys):
     assert main(["serve", "--host", "0.0.0.0", "--allow-host", "box.lan"]) == 0
     assert calls[1][0].hosts == {"box.lan:8000"}
     assert "warning: bound to 0.0.0.0" in capsys.readouterr().err
+
+
+def test_cli_unknown_inpainter(capsys):
+    check_bad_input(["serve", "--inpainter", "/nonexistent/inpainter"], capsys, "nonexistent")

@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--inpainter",
         default="telea",
-        help="inpainter: 'telea' (OpenCV, default) or what maskgen.inpainting.load_inpainter "
-        "accepts (a learned inpainter's folder) when it is installed",
+        help="inpainter: 'telea' (OpenCV, default; fast enough for interactive use on a CPU), "
+        "or, where maskgen.inpainting.load_inpainter exists, 'builtin' or a learned "
+        "inpainter's folder",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -56,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_serve)
 
 
-def load_inpainter(spec: str):
-    """The inpainter named by ``--inpainter``."""
+def load_inpainter(spec: str, device: str = "cpu"):
+    """The inpainter named by ``--inpainter`` (the learned one only where it is installed)."""
     import maskgen.inpainting as inp
 
     if spec == "telea":
@@ -65,7 +66,7 @@ def load_inpainter(spec: str):
     loader = getattr(inp, "load_inpainter", None)
     if loader is None:
         raise MaskgenError(f"--inpainter {spec}: only 'telea' is available in this installation")
-    return loader(spec)
+    return loader(spec, device=device)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -101,7 +102,7 @@ def build_app(args: argparse.Namespace):
     # One-line error for a missing CUDA / an unknown device.
     device = str(init_distributed(args.device).device)
     predictor = AmodalPredictor.from_folder(args.model, device=device)
-    inpainter = load_inpainter(args.inpainter)
+    inpainter = load_inpainter(args.inpainter, device)
     cfg = ServeConfig(
         host=args.host, port=args.port, allow_hosts=list(args.allow_host),
         max_upload_mb=args.max_upload_mb, max_side=args.max_side,
