@@ -159,6 +159,13 @@ function draw() {
   if (sel) {
     const d = ui.drag && ui.drag.id === sel.id ? ui.drag : { dx: 0, dy: 0 };
     if (ui.unc && !ui.drag) ctx.drawImage(ui.unc, 0, 0);
+    if (ui.drag && ui.drag.id === sel.id && (d.dx || d.dy)) {
+      // Preview: the object's visible pixels follow the pointer until the server answers.
+      ctx.save();
+      ctx.clip(pathOf(sel.visible, d.dx, d.dy));
+      ctx.drawImage(ui.image, d.dx, d.dy);
+      ctx.restore();
+    }
     ctx.fillStyle = "rgba(0,200,255,0.30)";
     ctx.fill(pathOf(sel.visible, d.dx, d.dy));
     ctx.setLineDash([4 / s, 3 / s]);
