@@ -4,7 +4,7 @@ A plain ``python -m maskgen ...`` (no ``WORLD_SIZE`` in the environment) runs at
 and never creates a process group. Under ``torchrun`` the environment variables ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``) select the process; the
 backend is gloo on CPU (so two processes on one machine exercise the real distributed path)
-and nccl on CUDA (DESIGN §6).
+and nccl on CUDA (docs/design.md, "The engine contract").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Layout of a run folder::
     RUN/model/               the model folder (see :mod:`maskgen.engine.model_io`)
     RUN/DONE, RUN/stage1.done, ...     markers of finished work
 
-Only rank 0 writes; every rank validates and reads (DESIGN §6; edm2's run-folder resume).
+Only rank 0 writes; every rank validates and reads (docs/design.md, "The engine contract"; edm2's run-folder resume).
 """
 
 from __future__ import annotations
