@@ -30,7 +30,7 @@ from maskgen.independence.providers import (
     ForegroundUNetProvider,
 )
 
-TINY_TRAIN = ["--preset", "tiny", "--log-every", "2", "--ckpt-every", "2", "--threads", "1"]
+TINY_TRAIN = ["--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +287,7 @@ def test_evaluate_perfect_and_inverted(tmp_path, capsys):
                 str(tmp_path / "gt"),
                 "--json",
                 str(js),
+                "--force",  # an earlier --json is only replaced when asked to
             ]
         )
         == 0
@@ -487,7 +488,7 @@ def test_resume_after_kill(tiny_set, tmp_path):
         "tiny",
         "--log-every",
         "2",
-        "--ckpt-every",
+        "--checkpoint-every",
         "2",
         "--threads",
         "1",
@@ -611,8 +612,11 @@ def test_distill_to_a_larger_student(trained, tiny_set, tmp_path):
     )
     unet = json.loads((student / "model" / "config.json").read_text())["config"]["unet"]
     assert unet["size"] == 64 and len(unet["widths"]) == len(UNET_PRESETS["tiny"].widths) + 1
-    from maskgen.independence.predict import load_segmenter, predict_soft_masks
+    from maskgen.independence.predict import SegmentPredictor
 
-    model, _ = load_segmenter(student)
-    soft = predict_soft_masks(model, np.zeros((1, 32, 32, 3), np.uint8))
-    assert soft.shape == (1, 32, 32)  # back at the image's own size
+    predictor = SegmentPredictor.from_folder(student)
+    soft = predictor.predict(np.zeros((1, 32, 32, 3), np.uint8))
+    assert soft.shape == (1, 32, 32) and soft.dtype == np.float32  # at the image's own size
+    binary = predictor.predict_binary(np.zeros((2, 40, 40, 3), np.uint8))
+    assert binary.shape == (2, 40, 40) and binary.dtype == bool
+    assert predictor.threshold == 0.5
