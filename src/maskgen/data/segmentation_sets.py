@@ -65,7 +65,7 @@ def list_images(folder: str | os.PathLike[str], what: str = "image folder") -> l
     if not folder.exists():
         raise MaskgenError(f"{folder}: {what} not found")
     if not folder.is_dir():
-        raise MaskgenError(f"{folder}: {what} is not a folder")
+        raise MaskgenError(f"{folder}: is a file, not a folder ({what} expected)")
     files = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
@@ -213,7 +213,7 @@ def crop_boxes_from_coco(
     ``category_id``) are needed; masks are not. Each box is grown by ``margin`` of its size on
     each side (clipped to the image), cropped and resized to ``size x size``.
     """
-    boxes_json = Path(boxes_json)
+    boxes_json = require_file(boxes_json, "COCO JSON file")
     obj = read_json(boxes_json)
     if (
         not isinstance(obj, dict)

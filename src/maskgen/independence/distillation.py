@@ -257,6 +257,9 @@ def distill(cfg: DistillConfig, out: str | Path, opts: RunOptions | None = None)
     if s_cfg.size != load_size:
         imgs = np.stack([resize_rgb(im, s_cfg.size) for im in imgs])
     bgs = load_backgrounds(cfg.backgrounds, crop)
+    # Built before the run folder is created or opened: a failed start leaves nothing behind.
+    trainer = DistillTrainer(cfg, teacher, s_cfg, imgs, crop, bgs, ctx, Path(out) / "grids")
+    del teacher
     run = RunFolder(out, kind=RUN_KIND, config=resume_key(cfg), ctx=ctx)
     say = _sayer(opts, ctx)
     for n in notes:
@@ -264,8 +267,6 @@ def distill(cfg: DistillConfig, out: str | Path, opts: RunOptions | None = None)
     if run.is_finished():
         say(f"{run.path}: distillation already finished (model in {run.model_dir()})")
         return run.path
-    trainer = DistillTrainer(cfg, teacher, s_cfg, imgs, crop, bgs, ctx, run.path / "grids")
-    del teacher
     res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="segment distill")
     if res.finished:
         from maskgen.engine import unwrap

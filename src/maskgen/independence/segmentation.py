@@ -145,7 +145,8 @@ class SegmentConfig:
             raise MaskgenError("--backgrounds: required (a folder of background images)")
         check_unet_size(self.size, self.unet_widths)
         if len(self.betas) != 2:
-            raise MaskgenError(f"--betas {self.betas}: expected two values, e.g. 0.5,0.999")
+            shown = ",".join(f"{b:g}" for b in self.betas)
+            raise MaskgenError(f"--betas {shown}: expected two values, e.g. 0.5,0.999")
         check_batch(self.batch_size, self.size)
 
     def unet(self) -> UNetConfig:
@@ -389,6 +390,9 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
         torch.set_num_threads(opts.threads)
     imgs, crop, notes = load_training_images(cfg.images, cfg.size, cfg.boxes, cfg.box_margin)
     bgs = load_backgrounds(cfg.backgrounds, crop)
+    # Everything that can fail is built before the run folder is created or opened, so a
+    # failed start leaves nothing that blocks the corrected command.
+    trainer = SegmentTrainer(cfg, imgs, crop, bgs, ctx, Path(out) / "grids", opts.quiet)
     run = RunFolder(out, kind=RUN_KIND, config=resume_key(cfg), ctx=ctx)
     say = _sayer(opts, ctx)
     for n in notes:
@@ -396,7 +400,6 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
     if run.is_finished():
         say(f"{run.path}: training already finished (model in {run.model_dir()})")
         return run.path
-    trainer = SegmentTrainer(cfg, imgs, crop, bgs, ctx, run.path / "grids", opts.quiet)
     res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="segment train")
     if res.finished:
         trainer.final_model().save_folder(
