@@ -200,6 +200,34 @@ def load_mask_folder(
     return {n: _as_mask(p, strict) for n, p in files.items()}
 
 
+def _coco_index(
+    obj: Any, boxes_json: Path, category: str | int | None
+) -> tuple[dict[Any, str], Any]:
+    """``{image id: file name}`` of a COCO JSON and the id of ``category`` (None = all)."""
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("images"), list)
+        or not isinstance(obj.get("annotations"), list)
+    ):
+        raise MaskgenError(
+            f"{boxes_json}: not a COCO JSON (needs 'images' and 'annotations' lists)"
+        )
+    files: dict[Any, str] = {}
+    for k, im in enumerate(obj["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise MaskgenError(f"{boxes_json}: images[{k}] needs 'id' and 'file_name'")
+        files[im["id"]] = im["file_name"]
+    if category is None:
+        return files, None
+    cats = {c.get("name"): c.get("id") for c in obj.get("categories", []) if isinstance(c, dict)}
+    if isinstance(category, str) and category in cats:
+        return files, cats[category]
+    try:
+        return files, int(category)
+    except ValueError:
+        raise MaskgenError(f"{boxes_json}: no category named {category!r}") from None
+
+
 def crop_boxes_from_coco(
     images_dir: str | os.PathLike[str],
     boxes_json: str | os.PathLike[str],
@@ -215,31 +243,7 @@ def crop_boxes_from_coco(
     """
     boxes_json = require_file(boxes_json, "COCO JSON file")
     obj = read_json(boxes_json)
-    if (
-        not isinstance(obj, dict)
-        or not isinstance(obj.get("images"), list)
-        or not isinstance(obj.get("annotations"), list)
-    ):
-        raise MaskgenError(
-            f"{boxes_json}: not a COCO JSON (needs 'images' and 'annotations' lists)"
-        )
-    files: dict[Any, str] = {}
-    for k, im in enumerate(obj["images"]):
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            raise MaskgenError(f"{boxes_json}: images[{k}] needs 'id' and 'file_name'")
-        files[im["id"]] = im["file_name"]
-    cat_id = None
-    if category is not None:
-        cats = {
-            c.get("name"): c.get("id") for c in obj.get("categories", []) if isinstance(c, dict)
-        }
-        if isinstance(category, str) and category in cats:
-            cat_id = cats[category]
-        else:
-            try:
-                cat_id = int(category)
-            except ValueError:
-                raise MaskgenError(f"{boxes_json}: no category named {category!r}") from None
+    files, cat_id = _coco_index(obj, boxes_json, category)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise MaskgenError(f"{images_dir}: image folder not found")
