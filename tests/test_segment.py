@@ -706,3 +706,23 @@ def test_data_command_force_and_crash_leave_no_blocking_output(tmp_path, monkeyp
     assert main([*args, "--seed", "3", "--force"]) == 0  # an earlier set is replaced
     assert json.loads((out / "info.json").read_text())["seed"] == 3 != json.loads(first)["seed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_force_replaces_earlier_results(trained, tiny_set, tmp_path, capsys):
+    """--force on predict, evaluate --json and --save-masks replaces earlier results cleanly."""
+    pred = tmp_path / "pred"
+    args = ["segment", "predict", "--model", str(trained), "--images"]
+    args += [str(tiny_set / "test/images"), "--out", str(pred)]
+    assert main(args) == 0
+    (pred / "soft" / "stale.png").write_bytes(b"old")
+    assert main([*args, "--force", "--threshold", "0.9"]) == 0
+    assert not (pred / "soft" / "stale.png").exists()  # the folder was replaced, not merged
+    assert json.loads((pred / "predict.json").read_text())["threshold"] == 0.9
+    js, masks = tmp_path / "e.json", tmp_path / "gc"
+    ev = ["segment", "evaluate", "--method", "grabcut", "--images", str(tiny_set / "test/images")]
+    ev += ["--gt", str(tiny_set / "test/masks"), "--json", str(js), "--save-masks", str(masks)]
+    assert main(ev) == 0
+    assert main([*ev, "--force"]) == 0
+    assert len(list(masks.glob("*.png"))) == 4 and json.loads(js.read_text())["n_images"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "gc", "pred"]
+    capsys.readouterr()

@@ -34,22 +34,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device(device: str) -> str:
-    """``device`` when this torch build has it; a one-line error otherwise."""
-    from maskgen.engine.distributed import _parse_device
-
-    _parse_device(device)
-    return device
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from maskgen.independence.predict import predict_folder
+    from maskgen.independence.predict import check_device, predict_folder
 
     s = predict_folder(
         args.model,
         args.images,
         args.out,
-        device=_device(args.device),
+        device=str(check_device(args.device)),
         threshold=args.threshold,
         force=args.force,
     )

@@ -47,6 +47,21 @@ def check_threshold(value: float, what: str = "--threshold") -> float:
     return v
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device when this torch build has it (``cpu``, ``cuda``,
+    ``cuda:N``); a one-line error naming ``--device`` otherwise."""
+    from maskgen.engine.distributed import _parse_device
+
+    kind = _parse_device(device)
+    dev = torch.device(str(device).strip().lower())
+    if kind == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MaskgenError(
+            f"--device {device}: CUDA device {dev.index} requested but only "
+            f"{torch.cuda.device_count()} visible"
+        )
+    return dev
+
+
 class Segmenter(ForegroundUNetProvider):
     """A foreground segmenter: the UNet provider plus its binarisation threshold.
 
@@ -80,6 +95,7 @@ class Segmenter(ForegroundUNetProvider):
         """
         from maskgen.engine import load_model_folder, load_state_dict_strict
 
+        device = check_device(device)
         header, state = load_model_folder(path, MODEL_KIND, device="cpu")
         try:
             cfg = UNetConfig.from_dict(header["config"]["unet"])
@@ -296,6 +312,7 @@ __all__ = [
     "MODEL_KIND",
     "SegmentPredictor",
     "Segmenter",
+    "check_device",
     "check_threshold",
     "evaluate_masks",
     "grabcut_folder",

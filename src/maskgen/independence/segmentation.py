@@ -119,7 +119,7 @@ class SegmentConfig:
     area_warmup: int = param(300, "steps of linear warm-up of lambda (paper: 0)", low=0)
     instance_noise: float = param(0.0, "std of noise on D's inputs at step 0 (paper: 0)", low=0)
     noise_steps: int | None = param(
-        None, "steps over which the instance noise anneals to 0 (default: half of --steps)", low=1
+        None, "steps over which the instance noise anneals to 0 (None: half of --steps)", low=1
     )
     ema_decay: float = param(
         0.99,
