@@ -35,7 +35,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from maskgen.independence.predict import check_device, predict_folder
+    from maskgen.engine.distributed import check_device
+    from maskgen.independence.predict import predict_folder
 
     s = predict_folder(
         args.model,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskgen.engine.distributed import check_device
 from maskgen.errors import MaskgenError
 from maskgen.independence.providers import ForegroundUNetProvider, UNetConfig
 
@@ -45,21 +46,6 @@ def check_threshold(value: float, what: str = "--threshold") -> float:
     if not math.isfinite(v) or not 0.0 <= v <= 1.0:
         raise MaskgenError(f"{what} {value}: must be a finite number in [0, 1]")
     return v
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device when this torch build has it (``cpu``, ``cuda``,
-    ``cuda:N``); a one-line error naming ``--device`` otherwise."""
-    from maskgen.engine.distributed import _parse_device
-
-    kind = _parse_device(device)
-    dev = torch.device(str(device).strip().lower())
-    if kind == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise MaskgenError(
-            f"--device {device}: CUDA device {dev.index} requested but only "
-            f"{torch.cuda.device_count()} visible"
-        )
-    return dev
 
 
 class Segmenter(ForegroundUNetProvider):
@@ -312,7 +298,6 @@ __all__ = [
     "MODEL_KIND",
     "SegmentPredictor",
     "Segmenter",
-    "check_device",
     "check_threshold",
     "evaluate_masks",
     "grabcut_folder",
