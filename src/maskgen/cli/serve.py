@@ -95,12 +95,11 @@ def build_app(args: argparse.Namespace):
         ) from None
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.cli.amodal_complete import check_model_arg
-    from maskgen.engine import init_distributed
+    from maskgen.engine import check_device
     from maskgen.serve.app import ServeConfig, create_app
 
     check_model_arg(args.model)
-    # One-line error for a missing CUDA / an unknown device.
-    device = str(init_distributed(args.device).device)
+    device = str(check_device(args.device))  # one line for a missing CUDA / an unknown device
     predictor = AmodalPredictor.from_folder(args.model, device=device)
     inpainter = load_inpainter(args.inpainter, device)
     cfg = ServeConfig(
