@@ -301,6 +301,8 @@ def test_concurrent_ops_on_one_scene_are_serialised(c, scene):
         ({"op": "amodal_box", "instance": DOG}, 400, "box: expected"),
         ({"op": "amodal_box", "instance": DOG, "box": [10, 10, 5, 5]}, 400, "empty"),
         ({"op": "amodal_box", "instance": DOG, "box": [0, 0, "x", 5]}, 400, "box: expected"),
+        ({"op": "amodal_box", "instance": DOG, "box": [300, 10, 400, 50]}, 400, "outside"),
+        ({"op": "amodal_box", "instance": DOG, "box": [0, 0, 1e300, 50]}, 400, "4 times"),
         ({"op": "reshape", "instance": DOG}, 400, "not available"),
         ({"op": "undo"}, 400, "nothing to undo"),
         ({"op": "redo"}, 400, "nothing to redo"),

@@ -213,6 +213,10 @@ class Session:
         x0, y0, x1, y1 = (float(v) for v in box)
         if x1 - x0 < 2 or y1 - y0 < 2:
             raise MaskgenError(f"box: {box} is empty or smaller than 2 px (need x0 < x1, y0 < y1)")
+        if x1 <= 0 or y1 <= 0 or x0 >= self.width or y0 >= self.height:
+            raise MaskgenError(f"box: {box} lies outside the {self.width}x{self.height} image")
+        if x1 - x0 > 4 * self.width or y1 - y0 > 4 * self.height:
+            raise MaskgenError(f"box: {box} is more than 4 times the image's size")
         st = self.state
         i = st.index(iid)
         old = st.layers[i]
