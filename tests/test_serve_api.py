@@ -85,6 +85,7 @@ def test_page_and_static_assets(c):
         r = c.get(f"/static/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"]
     assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert c.get("/favicon.ico").status_code == 204
     assert r.headers["x-frame-options"] == "DENY"
 
 
