@@ -228,9 +228,9 @@ def test_layers_zip(c, scene):
     ok(op(c, sid, op="erase", instance=ELEPHANT))
     z = zipfile.ZipFile(io.BytesIO(c.get(f"/api/scenes/{sid}/layers.zip").content))
     names = set(z.namelist())
-    assert {"edited.png", "background.png", "masks.json"} <= names
+    assert {"edited.png", "background.png", "masks.json", "manifest.json"} <= names
     layers = sorted(n for n in names if n.startswith("layer_"))
-    assert layers == [f"layer_00_id{SHEEP}.png", f"layer_01_id{DOG}.png"]
+    assert layers == [f"layer_{SHEEP}.png", f"layer_{DOG}.png"]
     rgba = np.asarray(Image.open(z.open(layers[0])))
     assert rgba.shape == (256, 256, 4) and rgba[..., 3].any()
     assert json.loads(z.read("masks.json"))["annotations"]

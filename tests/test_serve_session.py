@@ -1,5 +1,5 @@
-"""``maskgen.serve`` sessions and layers without HTTP: history, sharing, order consistency, and the
-masks readers (COCO, KINS, COCOA) behind the upload."""
+"""``maskgen.serve`` sessions without HTTP: the scene re-composites its input, undo/redo snapshots
+share the layers' arrays, the masks readers (COCO, KINS, COCOA) behind the upload."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from maskgen.errors import MaskgenError
 from maskgen.inpainting import TeleaInpainter
 from maskgen.serve import session as session_mod
 from maskgen.serve.example import EXAMPLE_IMAGE, EXAMPLE_MASKS
-from maskgen.serve.layers import render
 from maskgen.serve.session import Session, SessionStore
 
 DOG, ELEPHANT, SHEEP = 213, 212, 211
@@ -36,32 +35,62 @@ def new_session(inputs, sid="0" * 16):
     return Session(sid, image, masks, ids, labels, predictor(), TeleaInpainter(), categories=cats)
 
 
-def test_layers_recomposite_the_input(inputs):
+def test_scene_recomposites_the_input(inputs):
     s = new_session(inputs)
-    r = render(s.state)
+    r = s.rendered()
     # Order-consistent layers: composited in order they give back the input, visible masks too.
     assert (r.image == inputs[0]).all()
     for k, iid in enumerate(inputs[2]):
         assert (r.visible[iid] == inputs[1][k]).all()
+    # The candidates' scores are those of the completion the scene's layers came from.
+    i = s.index(SHEEP)
+    kind, score, mode = s.candidates(i)[0]
+    assert kind == "mode" and (mode == s.scene.layers[i].alpha).all()
+    assert len(s.candidates(i)) == 1 + s.samples
 
 
-def test_history_is_bounded_and_shares_layers(inputs, monkeypatch):
+def test_history_is_bounded_and_shares_arrays(inputs, monkeypatch):
     monkeypatch.setattr(session_mod, "MAX_HISTORY", 5)
     s = new_session(inputs)
     for _ in range(12):
         s.apply({"op": "move", "instance": ELEPHANT, "dx": 1, "dy": 0})
     assert len(s.history) == 5 and s.cursor == 4
     a, b = s.history[-2], s.history[-1]
-    # Only the moved layer is a new object; its arrays are shared, not copied.
-    same = [x is y for x, y in zip(a.layers, b.layers, strict=True)]
-    assert same.count(False) == 1
-    moved = a.layers[same.index(False)]
-    assert b.layers[same.index(False)].rgb is moved.rgb and a.plate is b.plate
+    for x, y in zip(a.layers, b.layers, strict=True):  # copies of layers, arrays shared
+        assert x is not y and x.alpha is y.alpha and x.colour is y.colour
+    i = s.index(ELEPHANT)
+    assert (a.layers[i].offset, b.layers[i].offset) == ((11, 0), (12, 0))
     for _ in range(4):
         s.apply({"op": "undo"})
     with pytest.raises(MaskgenError, match="nothing to undo"):
         s.apply({"op": "undo"})
-    assert s.state.layer(ELEPHANT).dx == 8
+    assert s.scene.layers[i].offset == (8, 0)
+    # An edit after an undo does not reach into the snapshots.
+    s.apply({"op": "erase", "instance": ELEPHANT})
+    assert not any(ly.erased for snap in s.history[:-1] for ly in snap.layers)
+
+
+def test_sample_and_back_to_mode(inputs):
+    s = new_session(inputs)
+    i = s.index(SHEEP)
+    mode = s.scene.layers[i].alpha
+    s.apply({"op": "sample", "instance": SHEEP, "k": 2})
+    assert s.extras[i].choice == 2 and s.scene.layers[i].alpha is not mode
+    s.apply({"op": "sample", "instance": SHEEP, "k": 0})
+    assert s.scene.layers[i].alpha is mode
+    s.apply({"op": "undo"})
+    assert s.extras[i].choice == 2
+
+
+def test_failed_op_leaves_the_scene_unchanged(inputs):
+    s = new_session(inputs)
+    before = [(ly.offset, ly.erased) for ly in s.scene.layers]
+    with pytest.raises(MaskgenError):
+        s.apply({"op": "sample", "instance": SHEEP, "k": 99})
+    with pytest.raises(MaskgenError):
+        s.apply({"op": "move", "instance": SHEEP, "dx": 1})
+    assert [(ly.offset, ly.erased) for ly in s.scene.layers] == before
+    assert s.version == 0 and len(s.history) == 1
 
 
 def test_new_op_drops_redo(inputs):
@@ -71,7 +100,7 @@ def test_new_op_drops_redo(inputs):
     s.apply({"op": "front", "instance": SHEEP})
     with pytest.raises(MaskgenError, match="nothing to redo"):
         s.apply({"op": "redo"})
-    assert DOG in [layer.id for layer in s.state.layers]
+    assert DOG in [s.ids[i] for i in s.ranking()]
 
 
 def test_store_evicts_least_recently_used(inputs):

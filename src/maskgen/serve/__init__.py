@@ -1,9 +1,8 @@
 """``maskgen serve``: a browser editor for scenes (issue 15).
 
-- :mod:`maskgen.serve.layers` -- an image as instance layers over a background plate
-  (immutable states: edits share unchanged layers);
-- :mod:`maskgen.serve.session` -- one scene with its undo/redo history and lock; the store of
-  sessions (least recently used evicted);
+- :mod:`maskgen.serve.session` -- one :class:`maskgen.editing.scene.Scene` with undo/redo
+  snapshots, the completions the page shows, re-completion with a drawn amodal box, a lock; the
+  store of sessions (least recently used evicted);
 - :mod:`maskgen.serve.security` -- Host/Origin checks, body-size limit, security headers;
 - :mod:`maskgen.serve.app` -- the Starlette app: the page, its static files and the JSON API;
 - :mod:`maskgen.serve.example` -- the shipped example scene.

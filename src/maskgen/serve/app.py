@@ -16,8 +16,8 @@ API (every error is JSON ``{"error": "<one line>"}`` with a 4xx status, never a 
                                              consistency scores and outlines, uncertainty
     GET  /api/scenes/{id}/instances/{iid}/uncertainty.png   RGBA map of 4 p (1 - p)
     GET  /api/scenes/{id}/export[?format=coco|kins2020]     amodal + visible masks and order
-    GET  /api/scenes/{id}/layers.zip         background, one RGBA PNG per layer, edited image,
-                                             masks.json
+    GET  /api/scenes/{id}/layers.zip         edited.png, masks.json and the scene's layer files
+                                             (background.png, layer_<id>.png, manifest.json)
 
 The state: ``{"scene_id", "width", "height", "version", "can_undo", "can_redo",
 "instances": [...]}`` with instances nearest the camera first, each ``{"id", "label",
@@ -141,39 +141,42 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _placed_box(s: Session, i: int) -> list[float]:
+    """The amodal box of instance ``i``'s completion, where the layer is drawn now."""
+    bx0, by0, bx1, by1 = (float(v) for v in s.extras[i].completion.amodal_box)
+    dx, dy = s.scene.layers[i].offset
+    return [round(bx0 + dx, 1), round(by0 + dy, 1), round(bx1 + dx, 1), round(by1 + dy, 1)]
+
+
 def state_json(s: Session) -> dict[str, Any]:
     """The state an operation returns (module docstring)."""
-    st = s.state
     r = s.rendered()
     names = {c["id"]: c.get("name", str(c["id"])) for c in s.categories}
     instances = []
-    for rank, layer in enumerate(reversed(st.layers)):
-        a, v = r.amodal[layer.id], r.visible[layer.id]
-        bx0, by0, bx1, by1 = layer.amodal_box
+    for rank, i in enumerate(s.ranking()):
+        ly, ex = s.scene.layers[i], s.extras[i]
+        a, v = r.amodal[ly.id], r.visible[ly.id]
+        comp = ex.completion
+        scores = [float(comp.consistency), *(float(c) for c in comp.sample_consistency)]
         instances.append(
             {
-                "id": layer.id,
-                "label": layer.label,
-                "category": names.get(layer.label, str(layer.label)),
+                "id": ly.id,
+                "label": ly.label,
+                "category": names.get(ly.label, str(ly.label)),
                 "order": rank,
                 "bbox": _box_xywh(a),
                 "visible_area": int(v.sum()),
                 "amodal_area": int(a.sum()),
                 "visible": polygons(v),
                 "amodal": polygons(a),
-                "dx": layer.dx,
-                "dy": layer.dy,
-                "choice": layer.choice,
-                "candidates": len(layer.masks),
-                "score": round(layer.scores[layer.choice], 4),
-                "uncertainty": round(layer.uncertainty, 4),
-                "box_source": layer.box_source,
-                "amodal_box": [
-                    round(bx0 + layer.dx, 1),
-                    round(by0 + layer.dy, 1),
-                    round(bx1 + layer.dx, 1),
-                    round(by1 + layer.dy, 1),
-                ],  # fmt: skip
+                "dx": int(ly.offset[0]),
+                "dy": int(ly.offset[1]),
+                "choice": ex.choice,
+                "candidates": 1 + len(ly.samples),
+                "score": round(scores[ex.choice], 4) if ex.choice < len(scores) else None,
+                "uncertainty": round(float(comp.uncertainty), 4),
+                "box_source": str(comp.box_source),
+                "amodal_box": _placed_box(s, i),
             }
         )
     return {
@@ -188,47 +191,46 @@ def state_json(s: Session) -> dict[str, Any]:
 
 
 def instance_json(s: Session, iid: int) -> dict[str, Any]:
-    st = s.state
-    try:
-        layer = st.layer(iid)
-    except KeyError:
-        raise NotFound(f"instance {iid}: not in this scene (erased or never there)") from None
-    x0, y0, _, _ = layer.placed_box()
-    cands = []
-    for k, (m, score) in enumerate(zip(layer.masks, layer.scores, strict=True)):
-        polys = [[v + (x0 if i % 2 == 0 else y0) for i, v in enumerate(p)] for p in polygons(m)]
-        cands.append({"k": k, "kind": "mode" if k == 0 else "sample", "score": round(score, 4),
-                      "polygons": polys})  # fmt: skip
+    i = s.index(iid)
+    ex = s.extras[i]
+    cands = [
+        {"k": k, "kind": kind, "score": round(score, 4), "polygons": polygons(s.placed(i, m))}
+        for k, (kind, score, m) in enumerate(s.candidates(i))
+    ]
     return {
-        "id": layer.id,
-        "choice": layer.choice,
-        "uncertainty": round(layer.uncertainty, 4),
+        "id": iid,
+        "choice": ex.choice,
+        "uncertainty": round(float(ex.completion.uncertainty), 4),
         "candidates": cands,
-        "visible_input": [
-            [v + (x0 if i % 2 == 0 else y0) for i, v in enumerate(p)]
-            for p in polygons(layer.visible)
-        ],
-        "box_source": layer.box_source,
+        "visible_input": polygons(s.placed(i, s.scene.layers[i].known)),
+        "box_source": str(ex.completion.box_source),
+        "amodal_box": _placed_box(s, i),
     }
 
 
 def uncertainty_png(s: Session, iid: int) -> bytes:
-    try:
-        layer = s.state.layer(iid)
-    except KeyError:
-        raise NotFound(f"instance {iid}: not in this scene (erased or never there)") from None
+    """RGBA map of ``4 p (1 - p)`` (1 where the decoder is least sure) over the instance."""
+    p = s.probability(s.index(iid))
     out = np.zeros((s.height, s.width, 4), np.uint8)
-    if layer.probability is not None:
-        p = layer.probability
+    if p is not None:
         u = np.clip(4.0 * p * (1.0 - p), 0.0, 1.0)
-        x0, y0, x1, y1 = layer.placed_box()
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, s.width), min(y1, s.height)
-        if cx0 < cx1 and cy0 < cy1:
-            sub = u[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-            out[cy0:cy1, cx0:cx1, 0] = 255
-            out[cy0:cy1, cx0:cx1, 1] = (160 * (1 - sub)).astype(np.uint8)
-            out[cy0:cy1, cx0:cx1, 3] = (200 * sub).astype(np.uint8)
+        on = p > 0
+        out[..., 0] = np.where(on, 255, 0)
+        out[..., 1] = np.where(on, 160 * (1 - u), 0).astype(np.uint8)
+        out[..., 3] = (200 * u).astype(np.uint8)
     return png_bytes(out)
+
+
+def _occluders(s: Session, r: Any) -> dict[int, list[int]]:
+    """Per remaining instance, the ids whose visible pixels cover part of its amodal mask."""
+    out = {}
+    for i in s.ranking():
+        iid = s.ids[i]
+        hidden = r.amodal[iid] & ~r.visible[iid]
+        out[iid] = [
+            s.ids[j] for j in s.ranking() if j != i and (r.visible[s.ids[j]] & hidden).any()
+        ]
+    return out
 
 
 def export_json(s: Session) -> dict[str, Any]:
@@ -237,19 +239,18 @@ def export_json(s: Session) -> dict[str, Any]:
     nearest), ``occluded_by`` (ids whose visible pixels cover some of its amodal mask)."""
     from maskgen.core.rle import encode_rle
 
-    st = s.state
     r = s.rendered()
+    occ = _occluders(s, r)
+    ranking = s.ranking()
     anns = []
-    n = len(st.layers)
-    for depth, layer in enumerate(st.layers):
-        a, v = r.amodal[layer.id], r.visible[layer.id]
-        hidden = a & ~v
-        occluders = [o.id for o in st.layers[depth + 1 :] if (r.visible[o.id] & hidden).any()]
+    for rank, i in enumerate(ranking):
+        iid = s.ids[i]
+        a, v = r.amodal[iid], r.visible[iid]
         anns.append(
             {
-                "id": layer.id,
+                "id": iid,
                 "image_id": 1,
-                "category_id": layer.label,
+                "category_id": s.labels[i],
                 "segmentation": encode_rle(a),
                 "area": int(a.sum()),
                 "bbox": [float(x) for x in _box_xywh(a)],
@@ -257,9 +258,9 @@ def export_json(s: Session) -> dict[str, Any]:
                 "visible_area": int(v.sum()),
                 "visible_bbox": [float(x) for x in _box_xywh(v)],
                 "iscrowd": 0,
-                "depth": depth,
-                "order": n - 1 - depth,
-                "occluded_by": occluders,
+                "depth": len(ranking) - 1 - rank,
+                "order": rank,
+                "occluded_by": occ[iid],
             }
         )
     return {
@@ -276,15 +277,16 @@ def export_kins(s: Session) -> bytes:
     from maskgen.data.kins import write_kins2020
     from maskgen.data.types import Dataset, ImageRecord, Instance
 
-    st = s.state
     r = s.rendered()
     rec = ImageRecord(id=1, file_name=s.file_name, height=s.height, width=s.width)
-    for depth, layer in enumerate(st.layers):
+    ranking = s.ranking()
+    for rank, i in enumerate(ranking):
+        iid = s.ids[i]
         rec.instances.append(
             Instance(
-                id=layer.id, category_id=layer.label,
-                visible_segm=encode_rle(r.visible[layer.id]),
-                amodal_segm=encode_rle(r.amodal[layer.id]), depth=depth,
+                id=iid, category_id=s.labels[i],
+                visible_segm=encode_rle(r.visible[iid]), amodal_segm=encode_rle(r.amodal[iid]),
+                depth=len(ranking) - 1 - rank,
             )
         )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="maskgen-serve-") as tmp:
@@ -294,23 +296,17 @@ def export_kins(s: Session) -> bytes:
 
 
 def layers_zip(s: Session) -> bytes:
-    st = s.state
-    r = s.rendered()
+    """``edited.png``, ``masks.json`` and the scene's own layer files
+    (:meth:`maskgen.editing.scene.Scene.save_layers`: ``background.png``, ``layer_<id>.png``,
+    ``manifest.json``)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("edited.png", png_bytes(r.image))
-        z.writestr("background.png", png_bytes(st.plate))
-        for depth, layer in enumerate(st.layers):
-            rgba = np.zeros((s.height, s.width, 4), np.uint8)
-            a = r.amodal[layer.id]
-            x0, y0, x1, y1 = layer.placed_box()
-            cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, s.width), min(y1, s.height)
-            if cx0 < cx1 and cy0 < cy1:
-                rgba[cy0:cy1, cx0:cx1, :3] = layer.rgb[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-            rgba[..., 3] = a * np.uint8(255)
-            rgba[~a, :3] = 0
-            z.writestr(f"layer_{depth:02d}_id{layer.id}.png", png_bytes(rgba))
-        z.writestr("masks.json", json.dumps(export_json(s)))
+    with tempfile.TemporaryDirectory(prefix="maskgen-serve-") as tmp:
+        folder = s.scene.save_layers(Path(tmp) / "layers")
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("edited.png", png_bytes(s.rendered().image))
+            for f in sorted(folder.iterdir()):
+                z.write(f, f.name)
+            z.writestr("masks.json", json.dumps(export_json(s)))
     return buf.getvalue()
 
 
