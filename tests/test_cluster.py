@@ -282,8 +282,16 @@ def test_label_map_reader_and_foreground(tmp_path):
     Image.fromarray(lab).save(tmp_path / "rgb.png")
     m = read_label_map(tmp_path / "rgb.png")
     assert m.shape == (10, 12) and len(np.unique(m)) == 3 and m[0, 0] == 0
-    Image.fromarray(np.arange(120, dtype=np.uint16).reshape(10, 12)).save(tmp_path / "g16.png")
-    assert read_label_map(tmp_path / "g16.png").max() == 119
+    blocks = np.kron(np.arange(12, dtype=np.uint16).reshape(3, 4) * 10, np.ones((4, 4), np.uint16))
+    Image.fromarray(blocks).save(tmp_path / "g16.png")
+    assert read_label_map(tmp_path / "g16.png").max() == 110
+    # A photo is no label map: its neighbouring pixels rarely share a colour.
+    photo = np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    with pytest.raises(MaskgenError, match="looks like a photo"):
+        read_label_map(tmp_path / "photo.png")
+    with pytest.raises(MaskgenError, match="is a folder"):
+        read_label_map(tmp_path)
     img = np.zeros((10, 10, 3), np.uint8)
     img[:3] = 250
     assert foreground_area(img, "bright") == 30
