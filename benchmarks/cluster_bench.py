@@ -258,7 +258,7 @@ def stage_synthetic(
         f"{cpu / threads / 60:.1f} min | <= 20 min | {yn(cpu / threads <= 1200)} |",
         f"| training wall time (CPU shared with other jobs: inflated) | {wall / 60:.1f} min | "
         f"<= 20 min | {yn(wall <= 1200)} |",
-        f"| seconds per iteration, wall (mean over the run, contended) | "
+        f"| seconds per iteration, wall (last logging tick, contended) | "
         f"{last['sec_per_iter']:.3f} | | |",
     ]
     anneal = cfg.get("prior_anneal", 0)
@@ -477,29 +477,20 @@ def generator_metrics(
     """
     import torch
 
-    from maskgen.engine import save_model_folder
-    from maskgen.independence.cluster import KIND, ClusterConfig, build_networks
-
-    header = json.loads((run / "model" / "config.json").read_text())
-    cfg = ClusterConfig.from_dict(header["config"])
-    if trained:
-        from safetensors.torch import load_file
-
-        state = load_file(str(run / "model" / "model.safetensors"))
-    else:
-        torch.manual_seed(cfg.seed)
-        g, _, _ = build_networks(cfg)
-        state = {f"generator.{k}": v for k, v in g.state_dict().items()}
-    folder = work / "eval-model"
-    shutil.rmtree(folder, ignore_errors=True)
-    extra = {
-        k: v for k, v in header.items() if k not in ("kind", "maskgen_version", "format", "config")
-    }
-    if prior_scale is not None:
-        extra["prior_scale_final"] = float(prior_scale)
-    save_model_folder(folder, KIND, header["config"], state, extra=extra)
+    from maskgen.independence.cluster import ClusterGenerator, build_networks
     from maskgen.independence.cluster_eval import evaluate_cluster
 
+    g = ClusterGenerator.from_folder(run)
+    cfg = g.config
+    if not trained:
+        torch.manual_seed(cfg.seed)
+        g0, _, _ = build_networks(cfg)
+        g0.facts, g0.prior_scale, g = g.facts, g.prior_scale, g0
+    if prior_scale is not None:
+        g.prior_scale = float(prior_scale)
+    folder = work / "eval-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    g.save_folder(folder)
     m = evaluate_cluster(folder, data / "labels.png", data / "image.png", foreground="all")
     m["iou_with_prior_disk"], m["_masks"], m["dark_share"] = iou_with_prior_disk(folder, cfg)
     return m
@@ -515,15 +506,14 @@ def iou_with_prior_disk(model: Path, cfg):
     with background colour around it, instead of cutting it out with alpha."""
     import numpy as np
 
-    from maskgen.independence.cluster import ClusterGenerator, generate_instances, load_generator
+    from maskgen.independence.cluster import ClusterGenerator, ClusterPredictor
     from maskgen.independence.cluster_eval import best_match_iou
 
-    g, _, _ = load_generator(model)
     disk_g = ClusterGenerator(
         cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs, 1.0, cfg.area_target
     )
     disk = (disk_g.logit_bias[0, 3] > 0).numpy()
-    inst = generate_instances(g, 256, seed=0)
+    inst = ClusterPredictor.from_folder(model).instances(256, seed=0)
     masks = (inst[:, 3] > 0.5).numpy()
     lum = np.einsum("nchw,c->nhw", inst[:, :3].numpy(), np.array([0.299, 0.587, 0.114], "f4"))
     dark = float((masks & (lum < DARK_LUMINANCE)).sum() / max(1, masks.sum()))
@@ -532,25 +522,21 @@ def iou_with_prior_disk(model: Path, cfg):
 
 
 def stage_speed(work: Path, presets: list[str]) -> str:
-    """Seconds per training iteration, timed on the training phases themselves.
+    """Seconds per training iteration, timed on the library's own training step.
 
-    One iteration = data + providers/layout/composition + discriminator step + generator step
-    (the loop body of ``train_cluster``). Reports CPU seconds (``time.process_time``, which other
-    jobs on a shared CPU inflate much less than wall time) and wall seconds, one torch thread,
-    plus the FLOPs of one iteration (``torch.utils.flop_counter``).
+    One iteration = :meth:`maskgen.independence.cluster.ClusterTrainer.step` (data +
+    providers/layout/composition + D phase + G phase + EMA when on), exactly what
+    ``maskgen cluster train`` runs. Reports CPU seconds (``time.process_time``, which other jobs
+    on a shared CPU inflate much less than wall time) and wall seconds, plus the FLOPs of one
+    iteration (``torch.utils.flop_counter``).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from maskgen.data.cluster_images import synthetic_cluster
-    from maskgen.independence.cluster import (
-        build_networks,
-        generate_composites,
-        make_config,
-        regularizers,
-    )
-    from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
-    from maskgen.independence.gan import discriminator_step, generator_step
+    from maskgen.engine import DistContext
+    from maskgen.independence.cluster import ClusterTrainer, make_config
+    from maskgen.independence.cluster_patches import PatchSampler
 
     del work
     load0 = os.getloadavg()[0]
@@ -561,38 +547,16 @@ def stage_speed(work: Path, presets: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in presets:
-        cfg = make_config(p)
+        cfg = make_config(p, instance_size=32)
         torch.manual_seed(0)
-        g, d, q = build_networks(cfg)
         s = PatchSampler(c.image, 32, cfg.patch_size, cfg.flips)
-        opt_g = torch.optim.Adam(
-            list(g.parameters()) + list(q.parameters()), cfg.lr_g, betas=cfg.betas
-        )
-        opt_d = torch.optim.Adam(d.parameters(), cfg.lr_d, betas=cfg.betas)
-
-        def it(cfg=cfg, g=g, d=d, q=q, s=s, opt_g=opt_g, opt_d=opt_d) -> None:
-            real = s.sample(cfg.batch_size)
-            bg = make_backgrounds(cfg.background, cfg.batch_size, s)
-            out = generate_composites(g, cfg, cfg.batch_size, bg)
-            discriminator_step(d, opt_d, real, out["composite"], loss=cfg.adv_loss)
-            reg = regularizers(q, out, cfg)
-            generator_step(
-                d,
-                opt_g,
-                out["composite"],
-                out["instances"][:, :, 3:4],
-                area_weight=cfg.area_weight,
-                area_target=cfg.area_target,
-                loss=cfg.adv_loss,
-                extra_loss=reg["extra"],
-            )
-
+        trainer = ClusterTrainer(cfg, s, DistContext())
         with FlopCounterMode(display=False) as fc:
-            it()  # also the warm-up
+            trainer.step(0)  # also the warm-up
         n = 5 if p == "cpu" else 1
         c0, w0 = time.process_time(), time.perf_counter()
-        for _ in range(n):
-            it()
+        for i in range(n):
+            trainer.step(1 + i)
         cpu = (time.process_time() - c0) / n
         wall = (time.perf_counter() - w0) / n
         rows.append(
@@ -600,14 +564,14 @@ def stage_speed(work: Path, presets: list[str]) -> str:
             f"{wall:.3f} | {fc.get_total_flops() / 1e9:.1f} | {n} |"
         )
         print(rows[-1], flush=True)
+    steps = make_config("cpu").steps
     return "\n".join(
         [
-            f"Training cost per iteration (one D step + one G step) with {THREADS} torch thread(s) on "
-            f"the synthetic cluster. The CPU was shared with other work (1-minute load average "
-            f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
-            f"{os.cpu_count()} cores): wall seconds are inflated; "
-            f"CPU seconds much less so. The default preset's {make_config('cpu').steps} steps cost "
-            f"{make_config('cpu').steps} x the CPU s.",
+            f"Training cost per iteration (`ClusterTrainer.step`: one D step + one G step) with "
+            f"{THREADS} torch thread(s) on the synthetic cluster. The CPU was shared with other "
+            f"work (1-minute load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            f"the end, on {os.cpu_count()} cores): wall seconds are inflated; CPU seconds much "
+            f"less so. The default preset's {steps} steps cost {steps} x the CPU s.",
             "",
             *rows,
         ]
