@@ -280,3 +280,28 @@ def test_resume_after_sigkill(data, tmp_path):
     assert resumed_from >= 2 and resumed_from <= max(steps_before)
     steps_after = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps_after) > resumed_from
+
+
+def test_resume_after_a_half_written_checkpoint_equals_a_straight_run(data, tmp_path, capsys):
+    """A checkpoint cut short by a kill is skipped; the run resumes from the previous one and
+    ends with exactly the weights of an uninterrupted run (RNG state is checkpointed too)."""
+    base = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    base += ["--preset", "tiny", "--steps", "8", "--log-every", "2", "--checkpoint-every", "2"]
+    straight = tmp_path / "straight"
+    assert main([*base, "--out", str(straight)]) == 0
+    run = tmp_path / "half"
+    assert main([*base, "--out", str(run), "--stop-after", "6"]) == 0
+    assert not (run / "DONE").exists()
+    newest = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    assert newest.name == "ckpt-00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:200])  # a kill during a non-atomic write
+    capsys.readouterr()
+    assert main([*base, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "unreadable checkpoint" in err and "from step 4" in err
+    assert (run / "DONE").is_file()
+    weights = "model/model.safetensors"
+    assert (run / weights).read_bytes() == (straight / weights).read_bytes()
+    # Operational flags may change on resume; model flags may not.
+    assert main([*base, "--out", str(run), "--threads", "1", "--log-every", "3"]) == 0
+    assert main([*base, "--out", str(run), "--layers", "4"]) == 2

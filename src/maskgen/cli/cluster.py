@@ -24,6 +24,7 @@ from pathlib import Path
 from maskgen.errors import MaskgenError
 
 BUILTIN_PREFIX = "builtin:"
+BUILTIN_KINDS = ("synthetic", "coins", "nuclei")
 #: Most generated instances ``sample``/``evaluate`` accept (metrics compare all pairs of masks
 #: with every instance: memory grows with the count).
 MAX_NUM = 4096
@@ -53,7 +54,14 @@ def _load_image(spec: str):
     if spec.startswith(BUILTIN_PREFIX):
         from maskgen.data.cluster_images import load_builtin
 
-        c = load_builtin(spec[len(BUILTIN_PREFIX) :])
+        kind = spec[len(BUILTIN_PREFIX) :]
+        if kind not in BUILTIN_KINDS:
+            raise MaskgenError(
+                f"--image {spec}: unknown built-in image (choose from "
+                + ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_KINDS)
+                + ")"
+            )
+        c = load_builtin(kind)
         return c.image, c.instance_size, spec
     return load_cluster_image(spec), None, spec
 

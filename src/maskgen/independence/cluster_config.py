@@ -164,13 +164,16 @@ class ClusterConfig:
         if self.pad >= p:
             raise MaskgenError(f"--pad {self.pad}: must be smaller than --patch-size {p}")
         if len(self.g_channels) != 3:
-            raise MaskgenError(f"--g-channels {self.g_channels}: needs exactly three widths")
+            raise MaskgenError(
+                f"--g-channels {','.join(map(str, self.g_channels))}: needs exactly three widths"
+            )
         if not self.q_channels or p // 2 ** len(self.q_channels) < 1:
             raise MaskgenError(
-                f"--q-channels {self.q_channels}: 1 to log2({p}) stride-2 convs fit a {p} px patch"
+                f"--q-channels {','.join(map(str, self.q_channels))}: 1 to log2({p}) stride-2 "
+                f"convs fit a {p} px patch"
             )
         if len(self.betas) != 2:
-            raise MaskgenError(f"--betas {self.betas}: needs two values")
+            raise MaskgenError(f"--betas {','.join(map(str, self.betas))}: needs two values")
         if self.disk_radius is not None and self.disk_radius > p:
             raise MaskgenError(f"--disk-radius {self.disk_radius:g}: larger than the {p} px patch")
         if any(len(r) != 3 or min(r) < 1 for r in self.d_specs):

@@ -77,7 +77,7 @@ def check_not_label_map(path: Path) -> None:
         return  # read_image reports it
     if mode.startswith("I") or mode == "F":
         raise MaskgenError(
-            f"{path}: is a {mode} (16/32-bit) image, i.e. an instance label map, not a photo; "
+            f"{path}: is a 16/32-bit grey image (mode {mode}), i.e. an instance label map, not a photo; "
             "pass the RGB image (e.g. image.png)"
         )
     if grey is not None and grey.size and int(grey.max()) < 64:
@@ -98,7 +98,7 @@ def load_cluster_image(path: str | os.PathLike[str]) -> np.ndarray:
     """
     from maskgen.core.io import read_image, require_file
 
-    path = require_file(path, "image file")
+    path = require_file(path, "PNG or JPEG image")
     check_not_label_map(path)
     return read_image(path, mode="RGB")
 
