@@ -17,8 +17,7 @@ things, each defined here once and named in every report:
    (integer shifts on a ``2P x 2P`` canvas); the mean over generated layers (a layer with an
    empty mask scores 0). The size floor drops the small visible fragments of mostly hidden
    instances: in a dense pile some fragment matches *any* small blob (without the floor a
-   2-px disk scored IoU 1.0 on a dense synthetic cat cluster), and a fragment is no object
-   shape.
+   speck-sized disk can score IoU 1.0), and a fragment is no object shape.
 3. **count**: objects in the image estimated as ``foreground area / mean generated mask area``
    (areas in image pixels: generated areas are scaled by ``(window / P)^2``), vs the number of
    labels. Foreground area **without labels**: Otsu's threshold on the luminance, foreground =
@@ -39,8 +38,9 @@ things, each defined here once and named in every report:
    generator of centred disks of every radius (:func:`disk_family_coverage`): it matches every
    instance's size but none of its shape, so a generator above it (``beats_disk_coverage``)
    matches the instances' shapes better than their sizes alone would. Read it with 1.: varied
-   fragments raise coverage too (a fragmenting seed-cluster run beat the disks at 39 %
-   single-object layers).
+   fragments raise coverage too.
+
+Measured values: ``benchmarks/RESULTS.md``, sections ``cluster-synthetic*``.
 """
 
 from __future__ import annotations
