@@ -107,16 +107,12 @@ def synthetic_cluster(
             axis 0.36-0.46) or a silhouette class from
             :func:`maskgen.data.builtin.silhouette_class_names`.
         scale_range: relative instance size range.
-        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion). The
-            default hides most of the background behind fruit but far less behind the thinner
-            silhouettes (each ``cluster-synthetic*`` section of ``benchmarks/RESULTS.md`` states
-            the visible share of its image).
+        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion; thin
+            silhouettes leave more background visible than fruit at the same spacing).
         seed: random seed (same seed, same image).
-        rim: darkening of each silhouette's outline band (0 = none; silhouettes only, fruit
-            have a shaded rim already): ``colour *= 1 - rim * exp(-d / 1.2)`` at ``d`` px
-            inside the outline, like the shadowed rim of real touching objects. With it every
-            instance's outline shows where it overlaps a neighbour of the same colour (without
-            it many instance-instance boundaries are nearly invisible).
+        rim: darkening of each silhouette's outline band (0 = none; fruit have a shaded rim
+            already): ``colour *= 1 - rim * exp(-d / 1.2)`` at ``d`` px inside the outline, so
+            an outline shows where it overlaps a neighbour of the same colour.
         tint_jitter: std of the per-instance colour jitter (RGB, on a 0-1 scale).
 
     Returns:
@@ -134,28 +130,16 @@ def synthetic_cluster(
     rng = np.random.default_rng(seed)
     centres = _grid_centres(h, w, spacing * instance_size, rng)
     order = rng.permutation(len(centres))
-    sil_masks = None
-    if shape not in ELLIPSE_ASPECT:
-        from maskgen.data.builtin import load_silhouettes
-
-        sil_masks = load_silhouettes([shape])[0]
-    alphas, colors = [], []
-    for k in order:
-        cx, cy = centres[k]
-        scale = rng.uniform(*scale_range)
-        angle = rng.uniform(0, np.pi)
-        tint = np.clip(BASE_HUE + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
-        if sil_masks is None:
-            ra = 0.5 * instance_size * scale
-            rb = ra * rng.uniform(*ELLIPSE_ASPECT[shape])
-            alpha, col = _shaded_ellipse((h, w), (cx, cy), ra, rb, angle, tint)
-        else:
-            side = max(int(round(instance_size * scale)), 4)
-            m = sil_masks[rng.integers(len(sil_masks))]
-            mirror = rng.random() < 0.5
-            alpha, col = _shaded_silhouette((h, w), (cx, cy), m, side, mirror, angle, tint, rim)
-        alphas.append(alpha)
-        colors.append(col.astype(np.float32))
+    alphas, colors = _object_layers(
+        (h, w),
+        [centres[k] for k in order],
+        rng,
+        shape,
+        instance_size,
+        scale_range,
+        tint_jitter,
+        rim,
+    )
     image, labels, kept_full = _render_and_label(np.stack(alphas), np.stack(colors))
     return ClusterImage(
         image=image,
@@ -184,6 +168,33 @@ def synthetic_cluster(
 BASE_HUE = np.array([0.92, 0.45, 0.12], dtype=np.float32)
 #: Colour of the background behind the cluster (dark brown).
 BACKGROUND_RGB = np.array([0.08, 0.05, 0.03], np.float32)
+
+
+def _object_layers(hw, centres, rng, shape, instance_size, scale_range, tint_jitter, rim):
+    """Alpha and colour layers of the objects at ``centres`` (back to front), drawn from
+    ``rng`` in a fixed order per object: scale, angle, tint, then the shape's own draws."""
+    sil_masks = None
+    if shape not in ELLIPSE_ASPECT:
+        from maskgen.data.builtin import load_silhouettes
+
+        sil_masks = load_silhouettes([shape])[0]
+    alphas, colors = [], []
+    for cx, cy in centres:
+        scale = rng.uniform(*scale_range)
+        angle = rng.uniform(0, np.pi)
+        tint = np.clip(BASE_HUE + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
+        if sil_masks is None:
+            ra = 0.5 * instance_size * scale
+            rb = ra * rng.uniform(*ELLIPSE_ASPECT[shape])
+            alpha, col = _shaded_ellipse(hw, (cx, cy), ra, rb, angle, tint)
+        else:
+            side = max(int(round(instance_size * scale)), 4)
+            m = sil_masks[rng.integers(len(sil_masks))]
+            mirror = rng.random() < 0.5
+            alpha, col = _shaded_silhouette(hw, (cx, cy), m, side, mirror, angle, tint, rim)
+        alphas.append(alpha)
+        colors.append(col.astype(np.float32))
+    return alphas, colors
 
 
 def _grid_centres(h: int, w: int, pitch: float, rng: np.random.Generator) -> list:
