@@ -93,11 +93,10 @@ def synthetic_cluster(
 ) -> ClusterImage:
     """A dense structure-free cluster of one object type with exact instance labels.
 
-    Objects are placed on a jittered grid of pitch ``spacing * instance_size`` (so the cluster is
-    dense and the dark background is nearly invisible, as in DSF-HOC images), each at a random
-    scale in ``scale_range`` (times ``instance_size``), random rotation, random colour jitter,
-    and random depth order; the layers are composited back to front with
-    :func:`maskgen.core.compositing.composite`, and the label map is the visible part of each
+    Objects sit on a jittered grid of pitch ``spacing * instance_size`` (dense, as in DSF-HOC
+    images) at random scale in ``scale_range`` (times ``instance_size``), rotation, colour
+    jitter and depth order; the layers are composited back to front
+    (:func:`maskgen.core.compositing.composite`); the label map is the visible part of each
     layer (:func:`maskgen.core.compositing.visible_masks` of the binarised alphas).
 
     Args:
