@@ -33,6 +33,10 @@ _TABLE4_COMMON: dict[str, Any] = dict(
     q_channels=(32, 64, 128, 128),
     batch_size=64,
     steps=20000,
+    # The paper's losses only: none of the cpu preset's additions.
+    binary_weight=0.0,
+    alpha_prior=0.0,
+    prior_anneal=0,
 )
 
 #: Named settings (tables of overrides of the :class:`ClusterConfig` defaults).
@@ -42,7 +46,7 @@ _TABLE4_COMMON: dict[str, Any] = dict(
 #: prior (gone by step 1000 of 1500, so the saved generator has none) and the binarisation term.
 #: ``r1_weight`` is off in every preset. ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(binary_weight=5.0, alpha_prior=4.0, prior_anneal=1000, steps=1500),
+    "cpu": {},  # the class defaults
     "crowd": dict(**_TABLE4_COMMON, layers=8, z_dim=6, area_target=0.1, pad=30, flips=False),
     "fruit": dict(**_TABLE4_COMMON, layers=10, z_dim=5, area_target=0.25, pad=32, flips=True),
     "seed": dict(**_TABLE4_COMMON, layers=12, z_dim=2, area_target=0.25, pad=26, flips=True),
@@ -57,6 +61,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         q_channels=(8, 8),
         batch_size=4,
         steps=6,
+        binary_weight=0.0,
+        alpha_prior=0.0,
+        prior_anneal=0,
     ),
 }
 
@@ -92,13 +99,13 @@ class ClusterConfig:
     )
     info_weight: float = param(50.0, "beta of the InfoGAN-like term (appendix)", low=0)
     binary_weight: float = param(
-        0.0, "not in the paper: weight of mean(alpha*(1-alpha)) (0 = off)", low=0
+        5.0, "not in the paper: weight of mean(alpha*(1-alpha)) (0 = off)", low=0
     )
     alpha_prior: float = param(
-        0.0, "not in the paper: centred-disk logit bias on alpha, disk area a (0 = off)", low=0
+        4.0, "not in the paper: centred-disk logit bias on alpha, disk area a (0 = off)", low=0
     )
     prior_anneal: int = param(
-        0,
+        1000,
         "not in the paper: steps over which the alpha prior decays linearly to 0 "
         "(0 = fixed prior throughout)",
         low=0,
@@ -145,11 +152,11 @@ class ClusterConfig:
     lr_g: float = param(4e-4, "generator (and Q) learning rate", low=0, low_open=True, high=1)
     lr_d: float = param(2e-4, "discriminator learning rate", low=0, low_open=True, high=1)
     betas: tuple[float, float] = param((0.5, 0.999), "Adam betas", low=0, high=1, high_open=True)
-    steps: int = param(2000, "training steps", low=1, high=10**8)
+    steps: int = param(1500, "training steps", low=1, high=10**8)
     seed: int = param(0, "random seed", low=0, high=2**31 - 1)
     grid_every: int | None = param(
         None,
-        "steps between preview grids (default: every logging tick)",
+        "steps between preview grids; unset: one per logging tick",
         low=1,
         role="run",
     )
