@@ -161,8 +161,14 @@ def test_sample_writes_grids_and_rgba(trained, data, tmp_path):
     assert rgba.shape == (16, 16, 4)
     # layers.png: L=3 layer rows + composite + appearance + mask = 6 rows of 16 px + padding.
     assert np.asarray(Image.open(out / "layers.png")).shape[0] == 6 * 18 + 2
-    # No silent overwrite.
+    # No silent overwrite; --force replaces the earlier result (stale instances removed).
     assert main(["cluster", "sample", "--model", str(trained), "--out", str(out)]) == 2
+    argv = ["cluster", "sample", "--model", str(trained), "--out", str(out), "--num", "2"]
+    assert main([*argv, "--force"]) == 0
+    assert sorted(p.name for p in (out / "instances").iterdir()) == [
+        "instance_000.png",
+        "instance_001.png",
+    ]
 
 
 def test_evaluate_writes_metrics(trained, data, tmp_path):
