@@ -311,3 +311,21 @@ def test_resume_after_a_half_written_checkpoint_equals_a_straight_run(data, tmp_
     # Operational flags may change on resume; model flags may not.
     assert main([*base, "--out", str(run), "--threads", "1", "--log-every", "3"]) == 0
     assert main([*base, "--out", str(run), "--layers", "4"]) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(data, tmp_path):
+    """The same command under torchrun (gloo on CPU): one run folder, rank 0 writes."""
+    import shutil
+
+    run = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "maskgen", "cluster", "train"]
+    cmd += ["--image", str(data / "image.png"), "--instance-size", "20", "--out", str(run)]
+    cmd += ["--steps", "4", "--threads", "1", *TRAIN]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "DONE").is_file() and (run / "model" / "model.safetensors").is_file()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4]
