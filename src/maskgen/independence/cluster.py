@@ -70,8 +70,6 @@ from maskgen.independence.layout import pad_and_random_crop
 KIND = "cluster"
 #: Prefix of the generator's weights in a model folder's ``model.safetensors``.
 WEIGHTS_PREFIX = "generator."
-#: Keys of a model folder's ``config.json`` written beside ``config`` (facts of the run).
-MODEL_EXTRA_KEYS = ("instance_size", "window", "patch_size", "prior_scale_final")
 
 
 class ClusterGenerator(nn.Module):
