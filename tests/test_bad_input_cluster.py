@@ -132,6 +132,10 @@ CASES = {
     "train-loss-unknown": (_train("--adv-loss", "wgan"), "--adv-loss"),
     "train-preset-unknown": (_train("--preset", "huge"), "--preset"),
     "train-absurd-batch": (_train("--batch-size", "4096", "--layers", "256"), "memory"),
+    "train-absurd-generator": (
+        _train("--g-channels", "4096,8,8", "--z-dim", "1024", "--patch-size", "256"),
+        "generator weights",
+    ),
     "train-threads-zero": (_train("--threads", "0"), "--threads 0"),
     "train-log-every-zero": (_train("--log-every", "0"), "--log-every 0"),
     "train-checkpoint-every-negative": (_train("--checkpoint-every", "-1"), "--checkpoint-every"),

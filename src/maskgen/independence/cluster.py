@@ -591,10 +591,12 @@ def train_cluster(
     try:
         seed_everything(cfg.seed, ctx.rank)
         facts = run_facts(sampler)
+        # The networks exist before the run folder does: a start that fails leaves nothing.
+        trainer = ClusterTrainer(cfg, sampler, ctx)
         run = RunFolder(out, kind=KIND, config={**resume_key(cfg), **facts}, ctx=ctx)
         if run.is_finished() and (run.model_dir() / "config.json").is_file():
             return run.model_dir()
-        trainer = ClusterTrainer(cfg, sampler, ctx, run)
+        trainer.run = run
         _start_notes(run, sampler, cfg)
         result = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="cluster")
         if not result.finished:

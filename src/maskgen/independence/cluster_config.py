@@ -185,6 +185,14 @@ class ClusterConfig:
             raise MaskgenError(f"--disk-radius {self.disk_radius:g}: larger than the {p} px patch")
         if any(len(r) != 3 or min(r) < 1 for r in self.d_specs):
             raise MaskgenError(f"d_specs {self.d_specs}: rows of three positive integers")
+        c0 = self.g_channels[0]
+        weights = self.z_dim * (p // 8) ** 2 * c0 + 16 * c0 * c0 * self.g_base_convs
+        if weights > MAX_LAYER_ELEMENTS:
+            raise MaskgenError(
+                f"--g-channels {','.join(map(str, self.g_channels))} at --patch-size {p} and "
+                f"--z-dim {self.z_dim}: {weights:.3g} generator weights do not fit in memory "
+                f"(limit {MAX_LAYER_ELEMENTS:.3g})"
+            )
         elements = self.batch_size * self.layers * 4 * p * p
         if elements > MAX_LAYER_ELEMENTS:
             raise MaskgenError(
