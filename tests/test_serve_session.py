@@ -47,6 +47,14 @@ def test_scene_recomposites_the_input(inputs):
     kind, score, mode = s.candidates(i)[0]
     assert kind == "mode" and (mode == s.scene.layers[i].alpha).all()
     assert len(s.candidates(i)) == 1 + s.samples
+    # ... and the scene's samples are that completion's samples (made order-consistent).
+    comp = s.extras[i].completion
+    for n, (_, _, crop) in enumerate(s.candidates(i)[1:]):
+        placed = s.placed(i, crop)
+        assert (placed <= comp.samples[n] | s.visible_masks[i]).all()
+        assert (placed & ~s.visible_masks[i]).sum() > 0.5 * (
+            comp.samples[n] & ~s.visible_masks[i]
+        ).sum()
 
 
 def test_history_is_bounded_and_shares_arrays(inputs, monkeypatch):
