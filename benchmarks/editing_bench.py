@@ -183,6 +183,8 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
     acc = {(m, r): _Acc() for m in ("ours", "telea") for r in ("object", "background", "all")}
     inter = union = 0
     per_case_iou = []
+    parts = dict.fromkeys(("right instance", "wrong instance", "object, truly background",
+                           "background, truly object"), 0)  # fmt: skip
     n = 0
     for case in edit_cases(scenes, "test", max_cases=args.max_cases):
         ids = sorted(case.visible)
@@ -204,12 +206,20 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
         i_c = int((pred_obj & true_obj & (owner == true_owner)).sum())
         u_c = int((pred_obj | true_obj).sum())
         inter, union = inter + i_c, union + u_c
+        both = pred_obj & true_obj
+        parts["right instance"] += i_c
+        parts["wrong instance"] += int(both.sum()) - i_c
+        parts["object, truly background"] += int((pred_obj & ~true_obj).sum())
+        parts["background, truly object"] += int((~pred_obj & true_obj).sum())
         if u_c:
             per_case_iou.append(i_c / u_c)
         if args.figures and case.case_id < FIGURE_CASES:
             _figure(Path(args.figures), case, out, base, owner, ids)
         n += 1
-    return _edit_lines(acc, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN, args)
+    lines = _edit_lines(acc, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN, args)
+    total = max(sum(parts.values()), 1)
+    split = ", ".join(f"{k} {v / total:.3f}" for k, v in parts.items())
+    return [*lines, "", f"Where the union of predicted and true object pixels goes: {split}."]
 
 
 def _figure(folder: Path, case, out, base, owner, ids) -> None:  # noqa: ANN001

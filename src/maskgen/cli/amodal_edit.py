@@ -240,7 +240,7 @@ def _apply(scene: Any, ops: list[tuple[str, list[int]]]) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from maskgen.amodal.completion import check_images, decode_visible, protocol_info
+    from maskgen.amodal.completion import check_images, decode_visible
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.core.io import read_image, write_image
     from maskgen.data.loader import load_dataset
@@ -277,20 +277,7 @@ def run_edit(args: argparse.Namespace) -> int:
     changed = scene.owner() != before_owner  # pixels that show another instance or background
     touched = sorted({v[0] for _, v in ops})
     entries = _entries(rec, scene, before_vis, new_vis)
-    info = protocol_info(
-        predictor, masks_path=str(args.masks), restrict=True, box_mode="predicted",
-        samples=n_samples, seed=0,
-    )  # fmt: skip
-    info["edit"] = {
-        "image_id": int(rec.id),
-        "file_name": rec.file_name,
-        "operations": [[f, *v] for f, v in args.ops],
-        "erased": [ids[v[0]] for n, v in ops if n == "erase"],
-        "revealed_pixels": int(changed.sum()),  # pixels that now show something else
-        "order": "re-composited back to front from layers in the estimated occlusion order",
-        "inpainting": args.inpainter,
-        "segmentation": "amodal mask; visible_segmentation: the new visible mask",
-    }
+    info = _edit_info(args, predictor, rec, ops, ids, n_samples, int(changed.sum()))
     out.mkdir(parents=True, exist_ok=True)
     write_image(out / "edited.png", edited)
     gained = new_vis & ~before_vis
@@ -305,6 +292,30 @@ def run_edit(args: argparse.Namespace) -> int:
         f"or covered, {int(gained.sum())} newly visible object pixels -> {out}"
     )
     return 0
+
+
+def _edit_info(
+    args: argparse.Namespace, predictor: Any, rec: Any, ops: list, ids: list[int], n_samples: int,
+    changed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The ``info`` of ``masks.json``: the completion protocol plus what the edit did."""
+    from maskgen.amodal.completion import protocol_info
+
+    info = protocol_info(
+        predictor, masks_path=str(args.masks), restrict=True, box_mode="predicted",
+        samples=n_samples, seed=0,
+    )  # fmt: skip
+    info["edit"] = {
+        "image_id": int(rec.id),
+        "file_name": rec.file_name,
+        "operations": [[f, *v] for f, v in args.ops],
+        "erased": [ids[v[0]] for n, v in ops if n == "erase"],
+        "revealed_pixels": changed,  # pixels that now show something else
+        "order": "re-composited back to front from layers in the estimated occlusion order",
+        "inpainting": args.inpainter,
+        "segmentation": "amodal mask; visible_segmentation: the new visible mask",
+    }
+    return info
 
 
 def _entries(rec: Any, scene: Any, before_vis: np.ndarray, new_vis: np.ndarray) -> list[dict]:

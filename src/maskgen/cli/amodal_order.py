@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from maskgen.cli.amodal_complete import SHIPPED_MODEL, check_model_arg
 from maskgen.errors import MaskgenError
@@ -75,7 +76,7 @@ def run_order(args: argparse.Namespace) -> int:
         entries.append(order_json(rec, ids, order))
         n_pairs += len(entries[-1]["pairs"])
         if layers is not None:
-            _write_layers(args, rec, predictor, inpainter, layers / str(rec.id))
+            _write_layers(args, rec, order, predictor, inpainter, layers / str(rec.id))
     info = {
         "model": str(args.model),
         "masks": str(args.masks),
@@ -89,7 +90,10 @@ def run_order(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_layers(args, rec, predictor, inpainter, folder: Path) -> None:  # noqa: ANN001
+def _write_layers(
+    args: argparse.Namespace, rec: Any, order: Any, predictor: Any, inpainter: Any, folder: Path
+) -> None:
+    """Decompose one image into layers (:class:`~maskgen.editing.scene.Scene`) in ``folder``."""
     from maskgen.amodal.completion import decode_visible
     from maskgen.core.io import read_image
     from maskgen.editing.scene import Scene
@@ -105,5 +109,6 @@ def _write_layers(args, rec, predictor, inpainter, folder: Path) -> None:  # noq
         inpainter,
         labels=[int(i.category_id) for i in rec.instances],
         ids=[int(i.id) for i in rec.instances],
+        order=order,  # the order written to --out, so that layers and pairs agree
     )
     scene.save_layers(folder)
