@@ -1,4 +1,4 @@
-"""Scene editing with Amodal-VAE: erase an occluder, complete what it hid, inpaint.
+"""One-shot scene editing with Amodal-VAE: erase an occluder, complete what it hid, inpaint.
 
 The application of supplementary Fig. 6 ("we remove a foreground instance, complete the
 previously occluded object, and inpaint the previously invisible part of the object as well as
@@ -53,6 +53,7 @@ __all__ = ["BACKGROUND", "UNCHANGED", "EditResult", "erase_and_complete", "inpai
 
 UNCHANGED = -2  # assignment value of a pixel outside the revealed region
 BACKGROUND = -1  # assignment value of a revealed pixel that shows background
+
 
 @dataclass
 class EditResult:
