@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from maskgen.engine import load_model_folder, load_state_dict_strict, save_model_folder, unwrap
+from maskgen.engine import (
+    check_device,
+    load_model_folder,
+    load_state_dict_strict,
+    save_model_folder,
+    unwrap,
+)
 from maskgen.errors import MaskgenError
 
 if TYPE_CHECKING:
@@ -30,6 +36,17 @@ if TYPE_CHECKING:
 KIND = "amodal-vae"
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "amodal-vae-builtin"
 BUILTIN_MODEL = SHIPPED_MODEL  # older name, still imported by tests of other areas
+__all__ = [
+    "BUILTIN_MODEL",
+    "KIND",
+    "SHIPPED_MODEL",
+    "check_device",  # the engine's, re-exported for the amodal commands
+    "check_model_arg",
+    "load_amodal_model",
+    "load_folder",
+    "save_amodal_model",
+    "save_folder",
+]
 
 
 def check_model_arg(model: str | os.PathLike[str]) -> None:
@@ -39,35 +56,6 @@ def check_model_arg(model: str | os.PathLike[str]) -> None:
             f"{SHIPPED_MODEL}: the shipped model is missing from this installation; "
             "pass --model DIR (a folder written by 'maskgen amodal train')"
         )
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """The torch device for a user's ``--device`` (``cpu``, ``cuda``, ``cuda:N``).
-
-    Raises:
-        MaskgenError: an unknown device, CUDA on a torch build or machine without it, or a CUDA
-            index that is not visible -- before any model file is read.
-    """
-    text = str(device).strip().lower()
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise MaskgenError(
-                f"--device {device}: CUDA is not available on this machine (torch "
-                f"{torch.__version__}); use --device cpu"
-            )
-        index_text = text.partition(":")[2] or "0"
-        if not index_text.isdigit():
-            raise MaskgenError(f"--device {device}: expected cuda:N with a device number N")
-        index = int(index_text)
-        if index >= torch.cuda.device_count():
-            raise MaskgenError(
-                f"--device {device}: CUDA device {index} requested but only "
-                f"{torch.cuda.device_count()} visible"
-            )
-        return torch.device("cuda", index)
-    raise MaskgenError(f"--device {device}: expected cpu, cuda or cuda:N")
 
 
 def save_folder(
