@@ -105,7 +105,7 @@ def test_missing_gt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["amodal", "evaluate", "--gt", str(gt), "--method", "raw", "--out", str(tmp_path / "o")]
     )
     assert rc == 2
-    assert capsys.readouterr().err.strip() == f"maskgen: error: {gt}: file not found"
+    assert capsys.readouterr().err.strip() == f"maskgen: error: {gt}: ground-truth JSON not found"
     assert not (tmp_path / "o").exists()
 
 
