@@ -31,8 +31,9 @@ at least ``min_llr`` nats of the other's visible pixels.
 
 The **ranking** (:func:`rank_from_pairs`) orders all instances so that as few judged pairs as
 possible, weighted by their confidence, point the wrong way: judged pairs may form cycles (they
-are decided independently), so a greedy feedback-arc-set ordering (Eades, Lin & Smyth 1993) is
-used instead of a topological sort; instances in no pair keep their input order. The pairs keep
+are decided independently), so a minimum feedback-arc-set ordering is used instead of a
+topological sort -- exact for the few instances of an image, greedy (Eades, Lin & Smyth 1993)
+beyond. The pairs keep
 their own decisions (reporting them in the ranking's direction instead was tried: +0.006
 direction accuracy on the val split, -0.03 on test).
 
@@ -42,6 +43,7 @@ first axis; ``(front, back)`` tuples; rankings list the nearest instance first.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -177,18 +179,24 @@ def pair_evidence(visible_masks: np.ndarray, completions: Sequence[Completion]) 
     )
 
 
+EXACT_RANKING_MAX = 12  # up to this many instances the ranking is an exact minimum
+
+
 def rank_from_pairs(
     num: int, pairs: Sequence[tuple[int, int]], weights: Sequence[float]
 ) -> list[int]:
-    """Order ``num`` items nearest first so that few weighted ``(front, back)`` pairs are broken.
+    """Order ``num`` items nearest first so that the weight of broken ``(front, back)`` pairs
+    is smallest.
 
-    Greedy feedback-arc-set: repeatedly take, among the items left, the one whose weight of
-    "in front of" pairs minus "behind" pairs (counting only items left) is largest; ties go to
-    the lower index. Exact when the pairs have no cycle.
+    Exact (dynamic programming over subsets) up to :data:`EXACT_RANKING_MAX` items; beyond,
+    the greedy feedback-arc-set heuristic: repeatedly take the item whose weight of "in front
+    of" minus "behind" pairs among the items left is largest. Ties go to the lower index.
     """
     w = np.zeros((num, num))
     for (f, b), c in zip(pairs, weights, strict=True):
         w[f, b] += float(c)
+    if num <= EXACT_RANKING_MAX:
+        return _exact_ranking(w)
     left = list(range(num))
     ranking: list[int] = []
     while left:
@@ -198,6 +206,31 @@ def rank_from_pairs(
         ranking.append(pick)
         left.remove(pick)
     return ranking
+
+
+def _exact_ranking(w: np.ndarray) -> list[int]:
+    """Minimum weighted feedback arc set by DP: ``cost[S]`` = least broken weight when the set
+    ``S`` (a bit mask) takes the front positions; placing ``v`` behind ``S`` breaks
+    ``sum_{u in S} w[v, u]``."""
+    n = len(w)
+    full = 1 << n
+    bits = (np.arange(full)[None, :] >> np.arange(n)[:, None]) & 1  # n x 2^n membership
+    behind = (w @ bits).tolist()  # behind[v][S]; plain lists: faster than numpy at this size
+    cost = [math.inf] * full
+    cost[0] = 0.0
+    last = [0] * full
+    for s in range(full - 1):  # every subset is final before it is extended (t > s)
+        cs = cost[s]
+        for v in range(n):
+            if not s >> v & 1:
+                t, c = s | (1 << v), cs + behind[v][s]
+                if c < cost[t] - 1e-12:
+                    cost[t], last[t] = c, v
+    order, s = [], full - 1
+    while s:
+        order.append(int(last[s]))
+        s &= ~(1 << int(last[s]))
+    return order[::-1]
 
 
 def occlusion_order(
