@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
-from maskgen.editing.erase import BACKGROUND, UNCHANGED, erase_and_complete
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
 from maskgen.core.rle import decode_segmentation
+from maskgen.editing.erase import BACKGROUND, UNCHANGED, erase_and_complete
 from maskgen.errors import MaskgenError
 
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)

@@ -3,6 +3,7 @@ hand-made scenes: exact re-composite, layer files round trip, each edit operatio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,22 @@ def test_move_front_back_and_sample(scene) -> None:  # noqa: ANN001
     assert sc.visible_masks()[0].sum() == a[0].sum() - 20 + int(v[0][27].sum())
     with pytest.raises(MaskgenError, match="sample 5 out of range"):
         sc.use_sample(0, 5)
+
+
+def _broken(order: Sequence[int], pairs: list[tuple[int, int]], weights: list[float]) -> float:
+    pos = {k: i for i, k in enumerate(order)}
+    return sum(w for (f, b), w in zip(pairs, weights, strict=True) if pos[f] > pos[b])
+
+
+def test_exact_ranking_is_a_minimum_feedback_arc_set() -> None:
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 6))
+        pairs = [(int(a), int(b)) for a, b in rng.integers(0, n, (2 * n, 2)) if a != b]
+        weights = rng.uniform(0.1, 1.0, len(pairs)).tolist()
+        best = min(_broken(p, pairs, weights) for p in itertools.permutations(range(n)))
+        r = rank_from_pairs(n, pairs, weights)
+        assert sorted(r) == list(range(n))
+        assert _broken(r, pairs, weights) == pytest.approx(best)

@@ -300,6 +300,8 @@ class Scene:
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("layer_*.png"):  # an earlier scene's layers (callers check --force)
+            stale.unlink()
         write_image(out / "background.png", self.background)
         visible = self.visible_masks()
         entries = []
