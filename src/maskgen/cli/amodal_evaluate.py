@@ -36,7 +36,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Score amodal completions (a results file from 'maskgen amodal complete', or a classical "
             "baseline) against amodal ground truth: full and invisible IoU, dataset-level and "
-            "per-instance mean, overall and by occlusion ratio (0, <=25%%, <=50%%, >50%%)."
+            "per-instance mean, overall and by occlusion ratio (0, (0,25], (25,50], (50,100] %%)."
         ),
     )
     p.add_argument(

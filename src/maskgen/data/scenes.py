@@ -37,7 +37,7 @@ unlabeled objects in real data); ``summary.json`` counts them. ``depth`` (writte
 
 ``summary.json`` reports per split the occlusion histogram (0, <= 25 %, <= 50 %, > 50 %) and the
 number of **complete** instances by the rule Amodal-VAE's stage 1 can apply without amodal labels
-(DESIGN §2): the visible mask touches no other annotated visible mask (8-neighbourhood) and not the
+(docs/design.md, "Amodal-VAE"): the visible mask touches no other annotated visible mask (8-neighbourhood) and not the
 image border -- plus how many of those are truly unoccluded (a hidden, unannotated shape can make
 the rule wrong, as in real data).
 """
@@ -58,12 +58,12 @@ import numpy as np
 
 from maskgen.core.boxes import mask_to_box
 from maskgen.core.compositing import composite, visible_masks
+from maskgen.core.metrics import OCCLUSION_BUCKETS, occlusion_bucket
 from maskgen.core.rle import encode_rle
 from maskgen.data.shapes import SPLITS, ShapeSet, load_shapes, split_shape_pools
 from maskgen.data.types import Dataset, ImageRecord, Instance
 from maskgen.errors import MaskgenError
 
-OCCLUSION_BUCKETS = ("0", "<=25%", "<=50%", ">50%")
 # (name, probability, min shapes, max shapes, probability a shape is placed onto an earlier one)
 DENSITY_MODES = (
     ("sparse", 0.35, 3, 6, 0.0),
@@ -336,19 +336,8 @@ def render_scene(
 # Annotation and statistics
 
 
-def occlusion_bucket(ratio: float) -> str:
-    """``"0"`` (exactly unoccluded), ``"<=25%"``, ``"<=50%"`` or ``">50%"``."""
-    if ratio <= 0.0:
-        return "0"
-    if ratio <= 0.25:
-        return "<=25%"
-    if ratio <= 0.5:
-        return "<=50%"
-    return ">50%"
-
-
 def complete_by_rule(visible: list[np.ndarray]) -> list[bool]:
-    """Which annotated instances count as complete without amodal labels (DESIGN §2, stage 1).
+    """Which annotated instances count as complete without amodal labels (docs/design.md, "Amodal-VAE", stage 1).
 
     Args:
         visible: the annotated instances' ``H x W`` bool visible masks of one image.
@@ -397,7 +386,7 @@ def annotate(
     """
     size = cfg.image_size
     rec = ImageRecord(id=image_id, file_name=file_name, height=size, width=size)
-    kept_vis, ratios, truly_unoccluded, dropped = [], [], [], 0
+    kept_vis, ratios, buckets, truly_unoccluded, dropped = [], [], [], [], 0
     next_id = first_instance_id
     for layer in range(len(scene.amodal)):
         a, v = scene.amodal[layer], scene.visible[layer]
@@ -420,6 +409,7 @@ def annotate(
         next_id += 1
         kept_vis.append(v)
         ratios.append(ratio)
+        buckets.append(occlusion_bucket(a_area - v_area, a_area))
         truly_unoccluded.append(v_area == a_area)
     complete = complete_by_rule(kept_vis)
     stats = {
@@ -427,6 +417,7 @@ def annotate(
         "annotated_instances": len(rec.instances),
         "dropped_small_visible": dropped,
         "ratios": ratios,
+        "buckets": buckets,
         "complete_by_rule": sum(complete),
         "complete_by_rule_truly_unoccluded": sum(
             c and t for c, t in zip(complete, truly_unoccluded, strict=True)
@@ -575,8 +566,8 @@ def generate_scenes(
                 stats.touching_border += st["touching_border"]
                 stats.density_modes[mode] += 1
                 ratios.extend(st["ratios"])
-            for r in ratios:
-                stats.occlusion_histogram[occlusion_bucket(r)] += 1
+                for bucket in st["buckets"]:
+                    stats.occlusion_histogram[bucket] += 1
             stats.mean_occlusion = round(float(np.mean(ratios)), 4) if ratios else 0.0
             dataset = Dataset(
                 images=records, categories=categories, source=str(out), layout="kins-2020"
