@@ -54,6 +54,7 @@ __all__ = ["BACKGROUND", "UNCHANGED", "EditResult", "erase_and_complete", "inpai
 UNCHANGED = -2  # assignment value of a pixel outside the revealed region
 BACKGROUND = -1  # assignment value of a revealed pixel that shows background
 
+
 @dataclass
 class EditResult:
     """The edited scene.

@@ -1,0 +1,193 @@
+"""The learned inpainter (supplementary §3.3) behind the :class:`~maskgen.inpainting.base.Inpainter`
+interface, and :func:`load_inpainter`, the one place that turns ``--inpainter SPEC`` into one.
+
+Model folder (kind ``inpainter``; :func:`maskgen.engine.save_model_folder`): ``config.json``
+holds the :class:`~maskgen.inpainting.model.InpaintNetConfig` under ``"config"`` (and the training
+settings under ``"training"``); ``model.safetensors`` holds both networks (``background.*``,
+``instance.*``) and the label embedding. A training run folder (``maskgen inpaint train --out``)
+may be given instead: its ``model/`` is used.
+
+At test time (§3.3):
+
+- **background**: a square window around the hole (the hole's box grown by half its longer side,
+  at least ``crop_size`` px, shifted into the image) is resized to ``crop_size`` when larger,
+  filled in one forward pass, resized back; only hole pixels are pasted, known pixels stay exact;
+- **instance**: the instance's amodal box is cut out as in training
+  (:func:`~maskgen.inpainting.samplers.instance_window`), resized to ``instance_size``, the hole
+  (the newly visible part) is filled with the class label as input, and the hole pixels are
+  pasted back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from maskgen.engine import (
+    load_model_folder,
+    load_state_dict_strict,
+    resolve_model_folder,
+    save_model_folder,
+)
+from maskgen.errors import MaskgenError
+from maskgen.inpainting.base import Inpainter, TeleaInpainter
+from maskgen.inpainting.model import InpaintModel, InpaintNetConfig
+from maskgen.inpainting.samplers import cut, instance_window, mask_box, square_window
+
+MODEL_KIND = "inpainter"
+BUILTIN_INPAINTER = Path(__file__).resolve().parent.parent / "models" / "inpainter-builtin"
+WINDOW_CONTEXT = 0.5  # background window: the hole's box grown by this share of its longer side
+
+
+def _resize(array: np.ndarray, side: int) -> np.ndarray:
+    """Resize a float32 ``h x w [x c]`` array to ``side x side`` (area when shrinking)."""
+    interp = cv2.INTER_AREA if side < array.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(array), (side, side), interpolation=interp)
+
+
+def _paste(
+    out: np.ndarray, pred: np.ndarray, hole: np.ndarray, window: tuple[int, int, int, int]
+) -> None:
+    """Write ``pred`` (``side x side x 3`` uint8, the window's pixels) into ``out`` where ``hole``
+    (image-sized) is set; the window may leave the image."""
+    x0, y0, x1, y1 = window
+    h, w = hole.shape
+    ya, yb, xa, xb = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+    sub = hole[ya:yb, xa:xb]
+    out[ya:yb, xa:xb][sub] = pred[ya - y0 : yb - y0, xa - x0 : xb - x0][sub]
+
+
+class LearnedInpainter:
+    """:class:`~maskgen.inpainting.base.Inpainter` by the two §3.3 networks.
+
+    Args:
+        model: the trained :class:`InpaintModel` (moved to ``device``, put in eval mode).
+        device: torch device for the forward passes.
+    """
+
+    def __init__(self, model: InpaintModel, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.cfg = model.cfg
+
+    @classmethod
+    def from_folder(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> LearnedInpainter:
+        """Load a model folder (or a finished run folder) of kind ``inpainter``, strictly.
+
+        Raises:
+            MaskgenError: a missing or foreign folder, a kind mismatch or mismatched weights.
+        """
+        header, state = load_model_folder(path, MODEL_KIND, device="cpu")
+        if not isinstance(header["config"], dict):
+            raise MaskgenError(f"{path}: config.json has no inpainter config")
+        model = InpaintModel(InpaintNetConfig.from_dict(header["config"]))
+        load_state_dict_strict(model, state, path)
+        return cls(model, device)
+
+    def save_folder(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model folder (``config.json`` + ``model.safetensors``)."""
+        return save_model_folder(path, MODEL_KIND, self.cfg.to_dict(), self.model.state_dict())
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """``S x S x C`` float32 -> ``1 x C x S x S`` on the device."""
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        return t.permute(2, 0, 1)[None].to(self.device)
+
+    def _inputs(
+        self, image: np.ndarray, masks: list[np.ndarray], win: tuple[int, int, int, int], size: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The window of ``image`` in ``[-1, 1]`` and of each mask, resized to ``size``.
+
+        ``masks[0]`` is ``given`` (kept where fully covered), ``masks[1]`` the hole (set where
+        touched at all), any further mask is thresholded at 0.5.
+        """
+        img = _resize(cut(image, win).astype(np.float32), size) / 127.5 - 1.0
+        out = []
+        for i, m in enumerate(masks):
+            r = _resize(cut(m, win).astype(np.float32), size)
+            out.append(r > 0.999 if i == 0 else r > 0.001 if i == 1 else r >= 0.5)
+        out[0] &= ~out[1]
+        return self._tensor(img), [self._tensor(m[..., None].astype(np.float32)) for m in out]
+
+    def _to_window(self, pred: torch.Tensor, side: int) -> np.ndarray:
+        """``1 x 3 x S x S`` in ``[-1, 1]`` -> ``side x side x 3`` uint8."""
+        arr = ((pred[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).clip(0, 255)
+        return _resize(arr, side).round().astype(np.uint8)
+
+    @torch.no_grad()
+    def inpaint_background(
+        self, image: np.ndarray, hole: np.ndarray, known: np.ndarray
+    ) -> np.ndarray:
+        """See :meth:`Inpainter.inpaint_background` (the module docstring says how)."""
+        out = np.array(image, copy=True)
+        if not hole.any():
+            return out
+        x0, y0, x1, y1 = mask_box(hole)
+        longer = max(x1 - x0, y1 - y0)
+        side = max(int(np.ceil(longer * (1 + 2 * WINDOW_CONTEXT))), self.cfg.crop_size)
+        win = square_window((x0, y0, x1, y1), side, *hole.shape)
+        size = self.cfg.crop_size
+        img, (given, hole_t) = self._inputs(image, [known & ~hole, hole], win, size)
+        pred = self.model.fill_background(img, given, hole_t)
+        _paste(out, self._to_window(pred, side), hole, win)
+        return out
+
+    @torch.no_grad()
+    def inpaint_instance(
+        self,
+        image: np.ndarray,
+        hole: np.ndarray,
+        known: np.ndarray,
+        amodal: np.ndarray,
+        label: int = 0,
+    ) -> np.ndarray:
+        """See :meth:`Inpainter.inpaint_instance` (the module docstring says how)."""
+        out = np.array(image, copy=True)
+        if not hole.any():
+            return out
+        win = instance_window(amodal | hole)
+        side, size = win[2] - win[0], self.cfg.instance_size
+        masks = [known & ~hole, hole, amodal | hole]
+        img, (given, hole_t, amodal_t) = self._inputs(image, masks, win, size)
+        index = torch.tensor([self.model.label_index(label)], device=self.device)
+        pred = self.model.fill_instance(img, given, hole_t, amodal_t, index)
+        _paste(out, self._to_window(pred, side), hole, win)
+        return out
+
+
+_CACHE: dict[tuple[str, str, str], LearnedInpainter] = {}
+
+
+def load_inpainter(spec: str | os.PathLike[str] | None = None, device: str = "cpu") -> Inpainter:
+    """The inpainter named by ``spec`` (the ``--inpainter`` value of the commands).
+
+    ``"telea"``: :class:`TeleaInpainter` (OpenCV, no training); ``None`` or ``"builtin"``: the
+    shipped learned inpainter (:data:`BUILTIN_INPAINTER`); anything else: a model folder or a
+    finished ``maskgen inpaint train`` run folder. Learned inpainters are cached per folder
+    (and weights file version).
+
+    Raises:
+        MaskgenError: the folder is missing, of another kind, or its weights do not match.
+    """
+    if spec is not None and str(spec) == "telea":
+        return TeleaInpainter()
+    if spec is None or str(spec) == "builtin":
+        if not (BUILTIN_INPAINTER / "model.safetensors").is_file():
+            raise MaskgenError(
+                f"--inpainter builtin: the shipped inpainter is not installed ({BUILTIN_INPAINTER} "
+                "has no model); run scripts/train_builtin_inpainter.sh or pass --inpainter telea"
+            )
+        spec = BUILTIN_INPAINTER
+    folder = resolve_model_folder(spec)
+    weights = folder / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
+    key = (str(folder.resolve()), str(device), str(stamp))
+    if key not in _CACHE:
+        _CACHE[key] = LearnedInpainter.from_folder(spec, device)
+    return _CACHE[key]
