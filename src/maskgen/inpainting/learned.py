@@ -10,12 +10,13 @@ may be given instead: its ``model/`` is used.
 At test time (§3.3):
 
 - **background**: a square window around the hole (the hole's box grown by half its longer side,
-  at least ``crop_size`` px, shifted into the image) is resized to ``crop_size`` when larger,
-  filled in one forward pass, resized back; only hole pixels are pasted, known pixels stay exact;
+  at least ``crop_size`` px, shifted into the image) gets the coarse (Telea) fill at image scale;
+  that fill and the masks are resized to ``crop_size``, the network's residual is resized back
+  and added; only hole pixels are pasted, known pixels stay exact;
 - **instance**: the instance's amodal box is cut out as in training
-  (:func:`~maskgen.inpainting.samplers.instance_window`), resized to ``instance_size``, the hole
-  (the newly visible part) is filled with the class label as input, and the hole pixels are
-  pasted back.
+  (:func:`~maskgen.inpainting.samplers.instance_window`), coarse-filled from the instance's known
+  pixels, resized to ``instance_size``, and refined with the hole's class label as input
+  (§3.3); the hole pixels are pasted back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from maskgen.engine import (
 from maskgen.errors import MaskgenError
 from maskgen.inpainting.base import Inpainter, TeleaInpainter
 from maskgen.inpainting.model import InpaintModel, InpaintNetConfig
-from maskgen.inpainting.samplers import cut, instance_window, mask_box, square_window
+from maskgen.inpainting.samplers import (
+    coarse_fill,
+    cut,
+    instance_window,
+    mask_box,
+    square_window,
+)
 
 MODEL_KIND = "inpainter"
 BUILTIN_INPAINTER = Path(__file__).resolve().parent.parent / "models" / "inpainter-builtin"
@@ -96,29 +103,36 @@ class LearnedInpainter:
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         """``S x S x C`` float32 -> ``1 x C x S x S`` on the device."""
-        t = torch.from_numpy(np.ascontiguousarray(array))
+        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         return t.permute(2, 0, 1)[None].to(self.device)
 
-    def _inputs(
+    def _prepare(
         self, image: np.ndarray, masks: list[np.ndarray], win: tuple[int, int, int, int], size: int
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The window of ``image`` in ``[-1, 1]`` and of each mask, resized to ``size``.
+    ) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """The window's coarse fill at image scale (``side x side x 3`` float32, 0-255) and the
+        network inputs at ``size``: the coarse fill in ``[-1, 1]`` and each mask.
 
-        ``masks[0]`` is ``given`` (kept where fully covered), ``masks[1]`` the hole (set where
-        touched at all), any further mask is thresholded at 0.5.
+        ``masks[0]`` is ``given`` (kept where fully covered after resizing), ``masks[1]`` the hole
+        (set where touched at all); a further mask is thresholded at 0.5.
         """
-        img = _resize(cut(image, win).astype(np.float32), size) / 127.5 - 1.0
-        out = []
+        given = cut(masks[0], win)
+        coarse = coarse_fill(cut(image, win), given).astype(np.float32)
+        inputs = [self._tensor(_resize(coarse, size) / 127.5 - 1.0)]
+        small = []
         for i, m in enumerate(masks):
             r = _resize(cut(m, win).astype(np.float32), size)
-            out.append(r > 0.999 if i == 0 else r > 0.001 if i == 1 else r >= 0.5)
-        out[0] &= ~out[1]
-        return self._tensor(img), [self._tensor(m[..., None].astype(np.float32)) for m in out]
+            small.append(r > 0.999 if i == 0 else r > 0.001 if i == 1 else r >= 0.5)
+        small[0] &= ~small[1]
+        inputs += [self._tensor(m[..., None]) for m in small]
+        return coarse, inputs
 
-    def _to_window(self, pred: torch.Tensor, side: int) -> np.ndarray:
-        """``1 x 3 x S x S`` in ``[-1, 1]`` -> ``side x side x 3`` uint8."""
-        arr = ((pred[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).clip(0, 255)
-        return _resize(arr, side).round().astype(np.uint8)
+    def _finish(self, coarse: np.ndarray, residual: torch.Tensor) -> np.ndarray:
+        """Coarse fill (``side x side x 3``, 0-255) + the residual (``1 x 3 x S x S``, in
+        ``[-1, 1]`` units) resized to ``side`` -> uint8."""
+        res = residual[0].permute(1, 2, 0).float().cpu().numpy() * 127.5
+        side = coarse.shape[0]
+        res = cv2.resize(res, (side, side), interpolation=cv2.INTER_LINEAR)
+        return (coarse + res).clip(0, 255).round().astype(np.uint8)
 
     @torch.no_grad()
     def inpaint_background(
@@ -132,10 +146,11 @@ class LearnedInpainter:
         longer = max(x1 - x0, y1 - y0)
         side = max(int(np.ceil(longer * (1 + 2 * WINDOW_CONTEXT))), self.cfg.crop_size)
         win = square_window((x0, y0, x1, y1), side, *hole.shape)
-        size = self.cfg.crop_size
-        img, (given, hole_t) = self._inputs(image, [known & ~hole, hole], win, size)
-        pred = self.model.fill_background(img, given, hole_t)
-        _paste(out, self._to_window(pred, side), hole, win)
+        coarse, (x, given, hole_t) = self._prepare(
+            image, [known & ~hole, hole], win, self.cfg.crop_size
+        )
+        residual = self.model.residual_background(x, given, hole_t)
+        _paste(out, self._finish(coarse, residual), hole, win)
         return out
 
     @torch.no_grad()
@@ -152,12 +167,13 @@ class LearnedInpainter:
         if not hole.any():
             return out
         win = instance_window(amodal | hole)
-        side, size = win[2] - win[0], self.cfg.instance_size
         masks = [known & ~hole, hole, amodal | hole]
-        img, (given, hole_t, amodal_t) = self._inputs(image, masks, win, size)
+        coarse, (x, given, hole_t, amodal_t) = self._prepare(
+            image, masks, win, self.cfg.instance_size
+        )
         index = torch.tensor([self.model.label_index(label)], device=self.device)
-        pred = self.model.fill_instance(img, given, hole_t, amodal_t, index)
-        _paste(out, self._to_window(pred, side), hole, win)
+        residual = self.model.residual_instance(x, given, hole_t, amodal_t, index)
+        _paste(out, self._finish(coarse, residual), hole, win)
         return out
 
 

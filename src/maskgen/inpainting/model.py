@@ -6,6 +6,12 @@ channel how much of a feature comes from valid pixels. :class:`GatedInpaintNet` 
 network made small for a CPU: a stride-2 encoder to 1/4 resolution, dilated gated convolutions
 (rates 2, 4, 8) in the middle for a wide receptive field, and a nearest-upsampling decoder.
 
+Coarse-to-fine as in DeepFill, but the coarse stage is fixed: OpenCV's Telea fill of every
+pixel that is not given (:func:`maskgen.inpainting.samplers.coarse_fill`), and the gated network
+predicts a residual on it (last layer zero-initialised, so an untrained network returns the Telea
+fill). Reason: a learned coarse network needs far more steps than a 20-minute CPU budget allows;
+refining the classical fill makes every step count towards beating it.
+
 Deviations from DeepFill v2, with the reason:
 
 - one stage (no refinement network, no contextual attention) and ``width`` 16 by default instead
@@ -65,7 +71,7 @@ class InpaintNetConfig:
 def input_channels(kind: str, label_dim: int) -> int:
     """Input channels of one network.
 
-    background: masked RGB (3), ``given`` mask (1), ``hole`` mask (1);
+    background: the coarse (Telea-filled) RGB (3), ``given`` mask (1), ``hole`` mask (1);
     instance: the same plus the instance's amodal mask (1) and the label plane (``label_dim``).
     """
     return 5 if kind == "background" else 6 + label_dim
@@ -116,13 +122,15 @@ class GatedInpaintNet(nn.Module):
         self.up2 = GatedConv(2 * w, w, 3)
         self.dec2 = GatedConv(w, w // 2 if w >= 2 else 1, 3)
         self.to_rgb = nn.Conv2d(w // 2 if w >= 2 else 1, 3, 3, padding=1)
+        nn.init.zeros_(self.to_rgb.weight)  # start as the coarse fill (zero residual)
+        nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x in_ch x H x W`` -> ``B x 3 x H x W`` RGB in ``[-1, 1]`` (``H, W`` multiples of 4)."""
+        """``B x in_ch x H x W`` -> ``B x 3 x H x W`` residual RGB (``H, W`` multiples of 4)."""
         h = self.middle(self.encoder(x))
         h = self.dec1(self.up1(F.interpolate(h, scale_factor=2.0, mode="nearest")))
         h = self.dec2(self.up2(F.interpolate(h, scale_factor=2.0, mode="nearest")))
-        return torch.tanh(self.to_rgb(h))
+        return self.to_rgb(h)
 
 
 class InpaintModel(nn.Module):
@@ -142,38 +150,38 @@ class InpaintModel(nn.Module):
         except ValueError:
             return 0
 
-    def fill_background(
-        self, image: torch.Tensor, given: torch.Tensor, hole: torch.Tensor
+    def residual_background(
+        self, coarse: torch.Tensor, given: torch.Tensor, hole: torch.Tensor
     ) -> torch.Tensor:
-        """Background net: predicted RGB ``B x 3 x H x W`` in ``[-1, 1]``.
+        """Background net: the correction ``B x 3 x H x W`` to add to ``coarse``.
 
         Args:
-            image: ``B x 3 x H x W`` in ``[-1, 1]`` (only ``given`` pixels are read).
+            coarse: ``B x 3 x H x W`` in ``[-1, 1]``: the image on ``given`` pixels, the coarse
+                fill elsewhere.
             given: ``B x 1 x H x W`` pixels whose content is known (background, outside the hole).
             hole: ``B x 1 x H x W`` pixels to fill.
         """
-        x = torch.cat([image * given, given, hole], dim=1)
-        return self.background(x)
+        return self.background(torch.cat([coarse, given, hole], dim=1))
 
-    def fill_instance(
+    def residual_instance(
         self,
-        image: torch.Tensor,
+        coarse: torch.Tensor,
         given: torch.Tensor,
         hole: torch.Tensor,
         amodal: torch.Tensor,
         label: torch.Tensor,
     ) -> torch.Tensor:
-        """Instance net: predicted RGB ``B x 3 x H x W`` in ``[-1, 1]``.
+        """Instance net: the correction ``B x 3 x H x W`` to add to ``coarse``.
 
         Args:
-            image, given, hole: as :meth:`fill_background` (``given`` = visible instance pixels).
+            coarse, given, hole: as :meth:`residual_background` (``given`` = the instance's
+                visible pixels outside the hole).
             amodal: ``B x 1 x H x W`` the instance's full mask.
             label: ``(B,)`` int64 embedding rows (:meth:`label_index`); the embedding fills the
                 hole's label plane (§3.3).
         """
         plane = self.label_embedding(label)[:, :, None, None] * hole
-        x = torch.cat([image * given, given, hole, amodal, plane], dim=1)
-        return self.instance(x)
+        return self.instance(torch.cat([coarse, given, hole, amodal, plane], dim=1))
 
 
 def count_parameters(model: nn.Module) -> int:

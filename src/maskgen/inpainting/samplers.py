@@ -45,12 +45,30 @@ MAX_CROP_ZOOM = 2.0  # background crops span crop_size x U(1, MAX_CROP_ZOOM) ima
 TRIES = 8  # placements tried before a sample is accepted as it is
 
 
+def coarse_fill(image: np.ndarray, given: np.ndarray, radius: int = 5) -> np.ndarray:
+    """The fixed coarse stage: every pixel outside ``given`` filled by OpenCV's Telea method from
+    the ``given`` pixels (grey 128 everywhere when nothing is given).
+
+    Args:
+        image: ``H x W x 3`` uint8 (only ``given`` pixels are read).
+        given: ``H x W`` bool.
+
+    Returns:
+        ``H x W x 3`` uint8, equal to ``image`` on ``given``.
+    """
+    if not given.any():
+        return np.full_like(image, 128)
+    unknown = (~given).astype(np.uint8)
+    return cv2.inpaint(np.ascontiguousarray(image), unknown, float(radius), cv2.INPAINT_TELEA)
+
+
 @dataclasses.dataclass
 class Batch:
     """A batch for one network (float32 numpy, see the module docstring).
 
     Attributes:
         image: ``B x 3 x S x S`` the original pixels in ``[-1, 1]``.
+        coarse: ``B x 3 x S x S`` :func:`coarse_fill` of the non-given pixels, in ``[-1, 1]``.
         given: ``B x 1 x S x S`` pixels shown to the network.
         hole: ``B x 1 x S x S`` pixels to fill.
         target: ``B x 1 x S x S`` hole pixels whose truth is known (the loss's pixels).
@@ -59,6 +77,7 @@ class Batch:
     """
 
     image: np.ndarray
+    coarse: np.ndarray
     given: np.ndarray
     hole: np.ndarray
     target: np.ndarray
@@ -222,10 +241,15 @@ def load_inpaint_data(
 
 
 def place_shape(
-    rng: np.random.Generator, shape: np.ndarray, side: float, size: int, centre: tuple[float, float]
+    rng: np.random.Generator,
+    shape: np.ndarray,
+    side: float,
+    size: int | tuple[int, int],
+    centre: tuple[float, float],
 ) -> np.ndarray:
-    """``size x size`` bool canvas with ``shape`` scaled so its longer side is ``side`` px,
-    randomly flipped, centred at ``centre = (x, y)`` (clipped to the canvas)."""
+    """A bool canvas (``size x size``, or ``size = (height, width)``) with ``shape`` scaled so
+    its longer side is ``side`` px, randomly flipped, centred at ``centre = (x, y)`` (clipped)."""
+    height, width = (size, size) if isinstance(size, int) else size
     h, w = shape.shape
     scale = side / max(h, w)
     out_w, out_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
@@ -233,7 +257,7 @@ def place_shape(
     if rng.random() < 0.5:
         m = m[:, ::-1]
     x0, y0 = int(round(centre[0] - out_w / 2.0)), int(round(centre[1] - out_h / 2.0))
-    return cut(m, (-x0, -y0, size - x0, size - y0))
+    return cut(m, (-x0, -y0, width - x0, height - y0))
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -332,8 +356,10 @@ def background_batch(
         *(sample_background(rng, data, size, dilate_px) for _ in range(n)), strict=True
     )
     zeros = np.zeros((n, 1, size, size), np.float32)
+    coarse = [coarse_fill(c, g) for c, g in zip(crops, given, strict=True)]
     return Batch(
         _to_float(list(crops)),
+        _to_float(coarse),
         _to_mask(list(given)),
         _to_mask(list(holes)),
         _to_mask(list(targets)),
@@ -348,8 +374,10 @@ def instance_batch(rng: np.random.Generator, data: InpaintData, n: int) -> Batch
         *(sample_instance(rng, data) for _ in range(n)), strict=True
     )
     hole = _to_mask(list(holes))
+    coarse = [coarse_fill(p, g) for p, g in zip(patches, given, strict=True)]
     return Batch(
         _to_float(list(patches)),
+        _to_float(coarse),
         _to_mask(list(given)),
         hole,
         hole.copy(),

@@ -148,13 +148,15 @@ class InpaintTrainer:
         bg = self._tensors(background_batch(rng, self.data, cfg.batch_size, cfg.crop_size, dil))
         ins = self._tensors(instance_batch(rng, self.data, cfg.batch_size))
         self.model.train()
-        pred_bg = self.model.fill_background(bg["image"], bg["given"], bg["hole"])
+        res_bg = self.model.residual_background(bg["coarse"], bg["given"], bg["hole"])
+        pred_bg = (bg["coarse"] + res_bg).clamp(-1.0, 1.0)
         labels = torch.tensor(
             [self.model.label_index(v) for v in ins["label"].tolist()], device=self.device
         )
-        pred_in = self.model.fill_instance(
-            ins["image"], ins["given"], ins["hole"], ins["amodal"], labels
+        res_in = self.model.residual_instance(
+            ins["coarse"], ins["given"], ins["hole"], ins["amodal"], labels
         )
+        pred_in = (ins["coarse"] + res_in).clamp(-1.0, 1.0)
         loss_bg, loss_in = self._loss(pred_bg, bg), self._loss(pred_in, ins)
         self.opt.zero_grad(set_to_none=True)
         (loss_bg + loss_in).backward()
@@ -164,6 +166,8 @@ class InpaintTrainer:
             "loss_instance": loss_in.detach(),
             "hole_mae_background": _masked_l1(pred_bg.detach(), bg["image"], bg["target"]),
             "hole_mae_instance": _masked_l1(pred_in.detach(), ins["image"], ins["target"]),
+            "coarse_mae_background": _masked_l1(bg["coarse"], bg["image"], bg["target"]),
+            "coarse_mae_instance": _masked_l1(ins["coarse"], ins["image"], ins["target"]),
         }
 
 
