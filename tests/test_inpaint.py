@@ -96,9 +96,14 @@ def test_coarse_fill_and_window() -> None:
     img = np.full((16, 16, 3), 200, np.uint8)
     given = np.ones((16, 16), bool)
     given[4:8, 4:8] = False
-    out = coarse_fill(img, given)
+    out = coarse_fill(img, given, ~given)
     assert np.abs(out.astype(int) - 200).max() <= 3  # Telea rounds
-    assert (coarse_fill(img, np.zeros_like(given)) == 128).all()
+    assert (coarse_fill(img, np.zeros_like(given), ~given) == 128).all()
+    half = np.zeros_like(given)
+    half[:, :8] = True
+    img[:, :8] = 10
+    out = coarse_fill(img, half, np.zeros_like(given))  # push-pull only
+    assert np.abs(out.astype(int) - 10).max() <= 1
     m = np.zeros((50, 50), bool)
     m[10:20, 30:50] = True
     x0, y0, x1, y1 = instance_window(m)

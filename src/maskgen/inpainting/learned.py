@@ -10,7 +10,7 @@ may be given instead: its ``model/`` is used.
 At test time (§3.3):
 
 - **background**: a square window around the hole (the hole's box grown by half its longer side,
-  at least ``crop_size`` px, shifted into the image) gets the coarse (Telea) fill at image scale;
+  at least ``crop_size`` px, shifted into the image) gets the coarse fill (push-pull + Telea) at image scale;
   that fill and the masks are resized to ``crop_size``, the network's residual is resized back
   and added; only hole pixels are pasted, known pixels stay exact;
 - **instance**: the instance's amodal box is cut out as in training
@@ -115,8 +115,8 @@ class LearnedInpainter:
         ``masks[0]`` is ``given`` (kept where fully covered after resizing), ``masks[1]`` the hole
         (set where touched at all); a further mask is thresholded at 0.5.
         """
-        given = cut(masks[0], win)
-        coarse = coarse_fill(cut(image, win), given).astype(np.float32)
+        given, hole = cut(masks[0], win), cut(masks[1], win)
+        coarse = coarse_fill(cut(image, win), given, hole).astype(np.float32)
         inputs = [self._tensor(_resize(coarse, size) / 127.5 - 1.0)]
         small = []
         for i, m in enumerate(masks):

@@ -6,8 +6,9 @@ channel how much of a feature comes from valid pixels. :class:`GatedInpaintNet` 
 network made small for a CPU: a stride-2 encoder to 1/4 resolution, dilated gated convolutions
 (rates 2, 4, 8) in the middle for a wide receptive field, and a nearest-upsampling decoder.
 
-Coarse-to-fine as in DeepFill, but the coarse stage is fixed: OpenCV's Telea fill of every
-pixel that is not given (:func:`maskgen.inpainting.samplers.coarse_fill`), and the gated network
+Coarse-to-fine as in DeepFill, but the coarse stage is fixed: OpenCV's Telea fill of the hole
+(other unknown pixels get a cheap pyramid fill; see
+:func:`maskgen.inpainting.samplers.coarse_fill`), and the gated network
 predicts a residual on it (last layer zero-initialised, so an untrained network returns the Telea
 fill). Reason: a learned coarse network needs far more steps than a 20-minute CPU budget allows;
 refining the classical fill makes every step count towards beating it.

@@ -45,21 +45,61 @@ MAX_CROP_ZOOM = 2.0  # background crops span crop_size x U(1, MAX_CROP_ZOOM) ima
 TRIES = 8  # placements tried before a sample is accepted as it is
 
 
-def coarse_fill(image: np.ndarray, given: np.ndarray, radius: int = 5) -> np.ndarray:
-    """The fixed coarse stage: every pixel outside ``given`` filled by OpenCV's Telea method from
-    the ``given`` pixels (grey 128 everywhere when nothing is given).
+def push_pull(image: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Smooth fill of the pixels outside ``given`` (a pyramid of normalised averages).
+
+    Args:
+        image: ``H x W x 3`` (only ``given`` pixels are read).
+        given: ``H x W`` bool, non-empty.
+
+    Returns:
+        ``H x W x 3`` float32: ``image`` on ``given``; elsewhere the average of the nearest given
+        pixels, blended across pyramid levels.
+    """
+    levels = [(image.astype(np.float32) * given[..., None], given.astype(np.float32))]
+    while min(levels[-1][1].shape) > 1:
+        num, den = levels[-1]
+        size = (max(1, (den.shape[1] + 1) // 2), max(1, (den.shape[0] + 1) // 2))
+        levels.append(
+            (
+                cv2.resize(num, size, interpolation=cv2.INTER_AREA).reshape(size[::-1] + (3,)),
+                cv2.resize(den, size, interpolation=cv2.INTER_AREA).reshape(size[::-1]),
+            )
+        )
+    num, den = levels[-1]
+    fill = num / np.maximum(den, 1e-6)[..., None]
+    for num, den in reversed(levels[:-1]):
+        h, w = den.shape
+        up = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 3)
+        weight = np.clip(den, 0.0, 1.0)[..., None]
+        fill = weight * (num / np.maximum(den, 1e-6)[..., None]) + (1.0 - weight) * up
+    return fill
+
+
+def coarse_fill(
+    image: np.ndarray, given: np.ndarray, hole: np.ndarray, radius: int = 5
+) -> np.ndarray:
+    """The fixed coarse stage: the pixels outside ``given`` filled from the ``given`` ones.
+
+    Unknown pixels outside the hole (other objects, the outside of an instance) get the cheap
+    :func:`push_pull` fill; then the hole is filled by OpenCV's Telea method from everything
+    around it. (Telea over every unknown pixel costs up to 10x more for about the same error.)
 
     Args:
         image: ``H x W x 3`` uint8 (only ``given`` pixels are read).
         given: ``H x W`` bool.
+        hole: ``H x W`` bool, disjoint from ``given``.
 
     Returns:
-        ``H x W x 3`` uint8, equal to ``image`` on ``given``.
+        ``H x W x 3`` uint8, equal to ``image`` on ``given`` (grey 128 when nothing is given).
     """
     if not given.any():
         return np.full_like(image, 128)
-    unknown = (~given).astype(np.uint8)
-    return cv2.inpaint(np.ascontiguousarray(image), unknown, float(radius), cv2.INPAINT_TELEA)
+    smooth = push_pull(image, given).clip(0, 255).round().astype(np.uint8)
+    base = np.where(given[..., None], image, smooth)
+    if not hole.any():
+        return base
+    return cv2.inpaint(base, hole.astype(np.uint8), float(radius), cv2.INPAINT_TELEA)
 
 
 @dataclasses.dataclass
@@ -356,7 +396,7 @@ def background_batch(
         *(sample_background(rng, data, size, dilate_px) for _ in range(n)), strict=True
     )
     zeros = np.zeros((n, 1, size, size), np.float32)
-    coarse = [coarse_fill(c, g) for c, g in zip(crops, given, strict=True)]
+    coarse = [coarse_fill(c, g, h) for c, g, h in zip(crops, given, holes, strict=True)]
     return Batch(
         _to_float(list(crops)),
         _to_float(coarse),
@@ -374,7 +414,7 @@ def instance_batch(rng: np.random.Generator, data: InpaintData, n: int) -> Batch
         *(sample_instance(rng, data) for _ in range(n)), strict=True
     )
     hole = _to_mask(list(holes))
-    coarse = [coarse_fill(p, g) for p, g in zip(patches, given, strict=True)]
+    coarse = [coarse_fill(p, g, h) for p, g, h in zip(patches, given, holes, strict=True)]
     return Batch(
         _to_float(list(patches)),
         _to_float(coarse),
