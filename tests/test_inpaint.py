@@ -181,6 +181,8 @@ def test_inpainter_contract(spec: str, tiny_scenes: Path, trained: Path) -> None
     np.testing.assert_array_equal(out[~ihole], img[~ihole])
     empty = np.zeros_like(hole)
     np.testing.assert_array_equal(inp.inpaint_background(img, empty, ~fg), img)
+    out = inp.inpaint_background(img, fg, ~fg)  # every object at once (several components)
+    np.testing.assert_array_equal(out[~fg], img[~fg])
 
 
 def test_learned_on_non_square_image_and_unknown_label(trained: Path) -> None:
@@ -218,3 +220,32 @@ def test_load_inpainter_errors(tmp_path) -> None:
             load_inpainter("builtin")
     else:
         assert isinstance(load_inpainter(None), LearnedInpainter)
+
+
+def test_resume_after_kill(tiny_scenes: Path, tmp_path, capsys) -> None:
+    """SIGKILL a training process once it has checkpointed; the same command then resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = train_args(tiny_scenes, out, "--steps", "60", "--checkpoint-every", "1")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "maskgen", *argv], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "checkpoints").glob("ckpt-*.pt")) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (out / "DONE").exists(), "finished before it could be killed"
+    rc, _, err = run_cli([*argv, "--no-quiet"], capsys)
+    assert rc == 0 and (out / "DONE").is_file()
+    assert "resuming" in err
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 60

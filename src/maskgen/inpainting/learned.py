@@ -9,8 +9,8 @@ may be given instead: its ``model/`` is used.
 
 At test time (§3.3):
 
-- **background**: a square window around the hole (the hole's box grown by half its longer side,
-  at least ``crop_size`` px, shifted into the image) gets the coarse fill (push-pull + Telea) at image scale;
+- **background**: each 8-connected part of the hole gets a square window (its box grown by half
+  its longer side, at least ``crop_size`` px, shifted into the image), which gets the coarse fill (push-pull + Telea) at image scale;
   that fill and the masks are resized to ``crop_size``, the network's residual is resized back
   and added; only hole pixels are pasted, known pixels stay exact;
 - **instance**: the instance's amodal box is cut out as in training
@@ -37,13 +37,7 @@ from maskgen.engine import (
 from maskgen.errors import MaskgenError
 from maskgen.inpainting.base import Inpainter, TeleaInpainter
 from maskgen.inpainting.model import InpaintModel, InpaintNetConfig
-from maskgen.inpainting.samplers import (
-    coarse_fill,
-    cut,
-    instance_window,
-    mask_box,
-    square_window,
-)
+from maskgen.inpainting.samplers import coarse_fill, cut, instance_window, square_window
 
 MODEL_KIND = "inpainter"
 BUILTIN_INPAINTER = Path(__file__).resolve().parent.parent / "models" / "inpainter-builtin"
@@ -134,23 +128,36 @@ class LearnedInpainter:
         res = cv2.resize(res, (side, side), interpolation=cv2.INTER_LINEAR)
         return (coarse + res).clip(0, 255).round().astype(np.uint8)
 
+    def _windows(self, hole: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+        """One ``(component mask, square window)`` per 8-connected component of ``hole``: its box
+        grown by ``WINDOW_CONTEXT`` of its longer side, at least ``crop_size``, shifted into the
+        image. Each part of a hole spread over the image (every object of a scene, say) is thus
+        filled at its own scale."""
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), 8)
+        out = []
+        for c in range(1, n):
+            x, y, w, h = (int(v) for v in stats[c, :4])
+            side = max(int(np.ceil(max(w, h) * (1 + 2 * WINDOW_CONTEXT))), self.cfg.crop_size)
+            out.append((labels == c, square_window((x, y, x + w, y + h), side, *hole.shape)))
+        return out
+
     @torch.no_grad()
     def inpaint_background(
         self, image: np.ndarray, hole: np.ndarray, known: np.ndarray
     ) -> np.ndarray:
-        """See :meth:`Inpainter.inpaint_background` (the module docstring says how)."""
+        """See :meth:`Inpainter.inpaint_background` (the module docstring says how); the windows
+        of all hole components go through the network as one batch."""
         out = np.array(image, copy=True)
         if not hole.any():
             return out
-        x0, y0, x1, y1 = mask_box(hole)
-        longer = max(x1 - x0, y1 - y0)
-        side = max(int(np.ceil(longer * (1 + 2 * WINDOW_CONTEXT))), self.cfg.crop_size)
-        win = square_window((x0, y0, x1, y1), side, *hole.shape)
-        coarse, (x, given, hole_t) = self._prepare(
-            image, [known & ~hole, hole], win, self.cfg.crop_size
-        )
+        parts = self._windows(hole)
+        prepared = [
+            self._prepare(image, [known & ~hole, hole], win, self.cfg.crop_size) for _, win in parts
+        ]
+        x, given, hole_t = (torch.cat([p[1][i] for p in prepared]) for i in range(3))
         residual = self.model.residual_background(x, given, hole_t)
-        _paste(out, self._finish(coarse, residual), hole, win)
+        for k, ((part, win), (coarse, _)) in enumerate(zip(parts, prepared, strict=True)):
+            _paste(out, self._finish(coarse, residual[k : k + 1]), part, win)
         return out
 
     @torch.no_grad()
