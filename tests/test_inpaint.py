@@ -104,6 +104,8 @@ def test_coarse_fill_and_window() -> None:
     img[:, :8] = 10
     out = coarse_fill(img, half, np.zeros_like(given))  # push-pull only
     assert np.abs(out.astype(int) - 10).max() <= 1
+    out = coarse_fill(img, half, np.zeros_like(given), "nearest")
+    assert (out == 10).all()
     m = np.zeros((50, 50), bool)
     m[10:20, 30:50] = True
     x0, y0, x1, y1 = instance_window(m)

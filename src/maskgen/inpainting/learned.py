@@ -10,8 +10,8 @@ may be given instead: its ``model/`` is used.
 At test time (§3.3):
 
 - **background**: each 8-connected part of the hole gets a square window (its box grown by half
-  its longer side, at least ``crop_size`` px, shifted into the image), which gets the coarse fill (push-pull + Telea) at image scale;
-  that fill and the masks are resized to ``crop_size``, the network's residual is resized back
+  its longer side, at least ``crop_size`` px, shifted into the image), which gets the coarse
+  fill (push-pull + Telea) at image scale; that fill and the masks are resized to ``crop_size``, the network's residual is resized back
   and added; only hole pixels are pasted, known pixels stay exact;
 - **instance**: the instance's amodal box is cut out as in training
   (:func:`~maskgen.inpainting.samplers.instance_window`), coarse-filled from the instance's known
@@ -37,7 +37,13 @@ from maskgen.engine import (
 from maskgen.errors import MaskgenError
 from maskgen.inpainting.base import Inpainter, TeleaInpainter
 from maskgen.inpainting.model import InpaintModel, InpaintNetConfig
-from maskgen.inpainting.samplers import coarse_fill, cut, instance_window, square_window
+from maskgen.inpainting.samplers import (
+    COARSE_EXTEND,
+    coarse_fill,
+    cut,
+    instance_window,
+    square_window,
+)
 
 MODEL_KIND = "inpainter"
 BUILTIN_INPAINTER = Path(__file__).resolve().parent.parent / "models" / "inpainter-builtin"
@@ -101,16 +107,22 @@ class LearnedInpainter:
         return t.permute(2, 0, 1)[None].to(self.device)
 
     def _prepare(
-        self, image: np.ndarray, masks: list[np.ndarray], win: tuple[int, int, int, int], size: int
+        self,
+        image: np.ndarray,
+        masks: list[np.ndarray],
+        win: tuple[int, int, int, int],
+        kind: str,
     ) -> tuple[np.ndarray, list[torch.Tensor]]:
         """The window's coarse fill at image scale (``side x side x 3`` float32, 0-255) and the
-        network inputs at ``size``: the coarse fill in ``[-1, 1]`` and each mask.
+        ``kind`` network's inputs at its size: the coarse fill in ``[-1, 1]`` and each mask.
 
         ``masks[0]`` is ``given`` (kept where fully covered after resizing), ``masks[1]`` the hole
         (set where touched at all); a further mask is thresholded at 0.5.
         """
         given, hole = cut(masks[0], win), cut(masks[1], win)
-        coarse = coarse_fill(cut(image, win), given, hole).astype(np.float32)
+        size = self.cfg.crop_size if kind == "background" else self.cfg.instance_size
+        extend = COARSE_EXTEND[kind]
+        coarse = coarse_fill(cut(image, win), given, hole, extend).astype(np.float32)
         inputs = [self._tensor(_resize(coarse, size) / 127.5 - 1.0)]
         small = []
         for i, m in enumerate(masks):
@@ -152,7 +164,7 @@ class LearnedInpainter:
             return out
         parts = self._windows(hole)
         prepared = [
-            self._prepare(image, [known & ~hole, hole], win, self.cfg.crop_size) for _, win in parts
+            self._prepare(image, [known & ~hole, hole], win, "background") for _, win in parts
         ]
         x, given, hole_t = (torch.cat([p[1][i] for p in prepared]) for i in range(3))
         residual = self.model.residual_background(x, given, hole_t)
@@ -175,9 +187,7 @@ class LearnedInpainter:
             return out
         win = instance_window(amodal | hole)
         masks = [known & ~hole, hole, amodal | hole]
-        coarse, (x, given, hole_t, amodal_t) = self._prepare(
-            image, masks, win, self.cfg.instance_size
-        )
+        coarse, (x, given, hole_t, amodal_t) = self._prepare(image, masks, win, "instance")
         index = torch.tensor([self.model.label_index(label)], device=self.device)
         residual = self.model.residual_instance(x, given, hole_t, amodal_t, index)
         _paste(out, self._finish(coarse, residual), hole, win)

