@@ -251,3 +251,15 @@ def test_resume_after_kill(tiny_scenes: Path, tmp_path, capsys) -> None:
     assert "resuming" in err
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 60
+
+
+def test_sampling_workers_give_the_same_run(
+    tiny_scenes: Path, trained: Path, tmp_path, capsys
+) -> None:
+    out = tmp_path / "run"
+    rc, _, _ = run_cli(train_args(tiny_scenes, out, "--workers", "2"), capsys)
+    assert rc == 0
+    a = load_file(str(trained / "model" / "model.safetensors"))
+    b = load_file(str(out / "model" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

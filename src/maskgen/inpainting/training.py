@@ -55,7 +55,7 @@ class InpaintConfig:
     """Settings of ``maskgen inpaint train`` (one flag each; presets are tables of overrides).
 
     ``cpu`` (default): width 16, 96-px background crops, 64-px instance crops, batch 8,
-    1000 steps (about 1 s per step on one CPU thread). ``paper``: §3.3's 256-px crops and
+    800 steps (about 1-1.5 s per step on one free CPU thread: <= 20 minutes). ``paper``: §3.3's 256-px crops and
     DeepFill v2's base width 48. ``tiny``: for tests.
     """
 
@@ -75,7 +75,7 @@ class InpaintConfig:
     data: str = param("", "visible instance masks (COCO, KINS or COCOA JSON)", role="path")
     images: str = param("", "folder holding the images named in --data", role="path")
     seed: int = param(0, "random seed", low=0)
-    steps: int = param(1000, "training steps (each trains both nets on one batch)", low=1)
+    steps: int = param(800, "training steps (each trains both nets on one batch)", low=1)
     batch_size: int = param(8, "samples per net per step", low=1, high=4096)
     lr: float = param(5e-4, "Adam learning rate", low=0, low_open=True, high=1)
     width: int = param(16, "network channels at full resolution (DeepFill v2: 48)", low=2, high=256)
@@ -89,6 +89,14 @@ class InpaintConfig:
     dilate_min: float = param(5.0, "smallest hole dilation, px at 256 px (§3.3: 5)", low=0)
     dilate_max: float = param(25.0, "largest hole dilation, px at 256 px (§3.3: 25)", low=0)
     context_weight: float = param(0.1, "weight of the L1 loss on the given pixels", low=0)
+    workers: int = param(
+        0,
+        "processes sampling batches ahead (0: none; batches do not depend on it; use several "
+        "on a GPU machine, where sampling is the bottleneck)",
+        low=0,
+        high=64,
+        role="run",
+    )
 
     def check(self) -> None:
         """Cross-field rules."""
@@ -117,6 +125,40 @@ def _masked_l1(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> t
     return ((pred - truth).abs() * mask).sum() / (3.0 * mask.sum()).clamp_min(1.0)
 
 
+def make_batches(cfg: InpaintConfig, data: InpaintData, step: int) -> tuple[Batch, Batch]:
+    """The background and instance batches of ``step``: drawn from a generator seeded by
+    ``(seed, step)`` only, so a resumed run (and any number of workers) draws what an
+    uninterrupted one would."""
+    rng = np.random.default_rng([int(cfg.seed), int(step)])
+    dil = (cfg.dilate_min, cfg.dilate_max)
+    bg = background_batch(rng, data, cfg.batch_size, cfg.crop_size, dil)
+    return bg, instance_batch(rng, data, cfg.batch_size)
+
+
+_WORKER: dict[str, Any] = {}  # what a forked sampling process reads (inherited, not pickled)
+
+
+def _worker_batches(step: int) -> tuple[Batch, Batch]:
+    return make_batches(_WORKER["cfg"], _WORKER["data"], step)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _start_pool(cfg: InpaintConfig, data: InpaintData) -> Any:
+    """``cfg.workers`` forked processes sharing ``data`` (copy-on-write)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _WORKER.update(cfg=cfg, data=data)
+    ctx = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker)
+
+
 class InpaintTrainer:
     """Both §3.3 networks on one engine loop (see the module docstring)."""
 
@@ -128,10 +170,28 @@ class InpaintTrainer:
         self.state: dict[str, Any] = {"seed": int(cfg.seed)}
         self.resumable = {"model": self.model, "opt": self.opt, "state": self.state}
 
-    def _rng(self, step: int) -> np.random.Generator:
-        """The samplers' generator of ``step``: batches depend on (seed, step) only, so a resumed
-        run draws what an uninterrupted one would."""
-        return np.random.default_rng([int(self.cfg.seed), int(step)])
+        self._pool: Any = None
+        self._pending: dict[int, Any] = {}
+
+    def _batches(self, step: int) -> tuple[Batch, Batch]:
+        """This step's two batches, from the worker processes when ``cfg.workers > 0`` (each
+        submitted ahead of time); the same batches either way."""
+        if self.cfg.workers == 0:
+            return make_batches(self.cfg, self.data, step)
+        if self._pool is None:
+            self._pool = _start_pool(self.cfg, self.data)
+        for s in range(step, step + 2 * self.cfg.workers):
+            if s < self.cfg.steps and s not in self._pending:
+                self._pending[s] = self._pool.submit(_worker_batches, s)
+        for s in [s for s in self._pending if s < step]:  # after a resume: stale requests
+            self._pending.pop(s).cancel()
+        return self._pending.pop(step).result()
+
+    def close(self) -> None:
+        """Stop the sampling processes (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._pending = None, {}
 
     def _tensors(self, b: Batch) -> dict[str, torch.Tensor]:
         d = dataclasses.asdict(b)
@@ -143,10 +203,8 @@ class InpaintTrainer:
 
     def step(self, step: int) -> dict[str, torch.Tensor]:
         """One step: a background batch and an instance batch, one Adam update."""
-        cfg, rng = self.cfg, self._rng(step)
-        dil = (cfg.dilate_min, cfg.dilate_max)
-        bg = self._tensors(background_batch(rng, self.data, cfg.batch_size, cfg.crop_size, dil))
-        ins = self._tensors(instance_batch(rng, self.data, cfg.batch_size))
+        bg_batch, ins_batch = self._batches(step)
+        bg, ins = self._tensors(bg_batch), self._tensors(ins_batch)
         self.model.train()
         res_bg = self.model.residual_background(bg["coarse"], bg["given"], bg["hole"])
         pred_bg = (bg["coarse"] + res_bg).clamp(-1.0, 1.0)
@@ -228,7 +286,10 @@ def train_inpainter(
             f"instances, {len(data.shapes)} hole shapes, {len(data.images)} images",
             opts.quiet,
         )
-        res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="inpaint")
+        try:
+            res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="inpaint")
+        finally:
+            trainer.close()
         if res.finished:
             save_model_folder(
                 model_dir,
