@@ -23,6 +23,7 @@ on erased background, <= 0.6 on revealed-object pixels. Records section ``inpain
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {kind} | {len(sub)} | {a[:, 0].mean():.2f} | {b[:, 0].mean():.2f} | {ratio:.3f} | "
             f"<= {TARGETS[kind]} ({ok}) | {1e3 * a[:, 1].mean():.1f} | {1e3 * b[:, 1].mean():.1f} |"
         )
-    cmd = "python benchmarks/inpaint_quality.py " + " ".join(
+    cmd = "python benchmarks/inpaint_quality.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     publish("inpaint-quality", lines, cmd.strip(), args.note or None, not args.no_record)

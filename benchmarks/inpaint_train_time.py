@@ -13,6 +13,7 @@ minutes. Data loading is timed separately. Records section ``inpaint-train-time`
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         total = (per * cfg.steps + load_s) / 60
         ok = "met" if total <= 20 else "not met"
         lines.append(f"| {n} | {per:.3f} | {total:.1f} | {ok} |")
-    cmd = "python benchmarks/inpaint_train_time.py " + " ".join(
+    cmd = "python benchmarks/inpaint_train_time.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     publish("inpaint-train-time", lines, cmd.strip(), args.note or None, not args.no_record)
