@@ -6,7 +6,7 @@ Default ground truth: the built-in scenes' test split,
 ``benchmarks/data/scenes/annotations/test_kins2020.json``; ``--generate`` makes it first with
 ``maskgen data scenes --out benchmarks/data/scenes`` (seed 0, default sizes) when it is missing.
 Evaluates both baselines with :func:`maskgen.evaluation.evaluate_predictions` (every metric of
-DESIGN §4, overall and by occlusion bucket), writes each report folder under ``--out``
+docs/design.md, "Evaluation"; overall and by occlusion bucket), writes each report folder under ``--out``
 (``metrics.json``, ``metrics.md``, ``iou_vs_visible.png``, ``per_instance.csv``), prints one
 Markdown section and records it as section ``amodal-baselines`` of ``benchmarks/RESULTS.md``
 through ``benchmarks/_record.py`` (unless ``--no-record``).

@@ -4,7 +4,7 @@
                                         [--no-record]
 
 Everything is scored by the evaluation harness (:mod:`maskgen.evaluation`) with every metric
-variant of DESIGN §4 -- full and invisible IoU, dataset-level (Σ∩/Σ∪) and per-instance mean,
+variant of docs/design.md, "Evaluation" -- full and invisible IoU, dataset-level (Σ∩/Σ∪) and per-instance mean,
 overall and by occlusion bucket -- from the GT *visible* masks of
 ``SCENES/annotations/test_kins2020.json``:
 
@@ -41,7 +41,7 @@ def _pct(v: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from maskgen.cli.amodal_complete import SHIPPED_MODEL
+    from maskgen.amodal.io import SHIPPED_MODEL
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")

@@ -48,7 +48,7 @@ def _model_flops(model) -> float | None:  # noqa: ANN001
 
 
 def main(argv: list[str] | None = None) -> int:
-    from maskgen.cli.amodal_complete import SHIPPED_MODEL
+    from maskgen.amodal.io import SHIPPED_MODEL
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
@@ -80,13 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model) if args.model else SHIPPED_MODEL
     model_note = f"`{args.model}`" if args.model else "the shipped model"
     if not (model_dir / "model.safetensors").is_file():
-        from maskgen.amodal.io import save_amodal_model
         from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
 
         torch.manual_seed(0)
         cfg = AmodalVAEConfig()
         model_dir = tmp / "random-model"
-        save_amodal_model(model_dir, AmodalVAE(cfg), cfg, 0.1)
+        AmodalVAE(cfg).save_folder(model_dir, threshold=0.1)
         model_note = (
             "a randomly initialised model of the default architecture (shipped model missing)"
         )

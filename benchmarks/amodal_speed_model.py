@@ -6,7 +6,7 @@
 Target (issue 3): >= 5,000 masks/s at batch 1024 on the 2-core CPU. Variants, each on the same
 weights and input (random binary masks): plain ``eval()`` under ``no_grad``; ``inference_mode``;
 ``inference_mode`` + channels_last input (the model converts CPU batches to channels_last
-itself, DESIGN §6; the "contiguous" row switches that off); ``inference_mode`` + channels_last +
+itself, docs/design.md, "Amodal-VAE"; the "contiguous" row switches that off); ``inference_mode`` + channels_last +
 BatchNorm folded into the convolutions (:func:`maskgen.amodal.model.fuse_for_inference`, what
 completion uses). FLOPs per mask are counted with ``torch.utils.flop_counter`` (a multiply-add
 is 2 FLOPs). The box head runs once per instance too but is not part of this target; its rate is
@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     import maskgen.amodal.model as M
-    from maskgen.amodal.io import BUILTIN_MODEL, load_amodal_model
+    from maskgen.amodal.io import SHIPPED_MODEL
+    from maskgen.amodal.model import AmodalVAE
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = Path(args.model) if args.model else BUILTIN_MODEL
-    model, _, _ = load_amodal_model(folder)
+    folder = Path(args.model) if args.model else SHIPPED_MODEL
+    model = AmodalVAE.from_folder(folder)
     fused = M.fuse_for_inference(model)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(args.batch, 1, 28, 28, generator=g) > 0.5).float()

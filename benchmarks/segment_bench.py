@@ -3,45 +3,52 @@
     python benchmarks/segment_bench.py [--work benchmarks/data/segment] [--sets texture,flat,pedestrians]
         [--train-steps N] [--distill-steps N] [--speed] [--no-record]
 
-For each set it (1) makes the data with ``maskgen data segmentation-set`` / ``maskgen data
-pedestrians`` when missing, (2) trains with ``maskgen segment train`` (default ``cpu`` preset)
-and distils with ``maskgen segment distill`` -- both resume, so finished runs are reused --,
-(3) predicts the test crops with teacher and student and evaluates them and GrabCut with
-``maskgen segment evaluate`` (foreground IoU, background IoU, 2-class mIoU, pixel accuracy;
-dataset level = counts summed over all test pixels; per-image mean beside it), and (4) draws a
-picture grid (input / GrabCut / raw teacher / distilled student) under
-``benchmarks/figures/``. ``--speed`` also times a few iterations of the ``cpu`` and ``paper``
-presets. Results go to section ``segment`` of ``benchmarks/RESULTS.md``.
+For each set it (1) makes the data (``make_segmentation_set`` / ``make_pedestrian_set``, as
+``maskgen data ...`` does) when missing, (2) trains the teacher with ``train_segmentation``
+(default ``cpu`` preset) and distils it with ``distill`` -- the library's trainers on the one
+training loop; both resume, so finished runs are reused --, (3) predicts the test crops with
+teacher and student (``predict_folder``) and scores them and GrabCut with ``evaluate_masks``
+(foreground IoU, background IoU, 2-class mIoU, pixel accuracy; dataset level = counts summed over
+all test pixels; per-image mean beside it), and (4) draws a picture grid (input / GrabCut / raw
+teacher / distilled student) under ``benchmarks/figures/``. ``--speed`` also times a few
+iterations of the ``cpu`` and ``paper`` presets. Results go to section ``segment`` of
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from maskgen.data.segmentation_sets import (
+    find_vtest,
+    load_mask_folder,
+    make_pedestrian_set,
+    make_segmentation_set,
+)
+from maskgen.engine import RunOptions, make_config
+from maskgen.independence.distillation import DistillConfig, distill
+from maskgen.independence.predict import evaluate_masks, grabcut_folder, predict_folder
+from maskgen.independence.segmentation import SegmentConfig, train_segmentation
 
 REPO = Path(__file__).resolve().parent.parent
 FIG = REPO / "benchmarks" / "figures"
 
 
-def sh(args: list[str]) -> float:
-    """Run a maskgen command; returns its wall time in seconds."""
-    t = time.monotonic()
-    print("+ maskgen " + " ".join(args), file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "maskgen", *args], check=True, cwd=REPO)
-    return time.monotonic() - t
-
-
 def make_set(name: str, d: Path) -> None:
     if (d / "info.json").is_file():
         return
+    print(f"+ data {name} -> {d}", file=sys.stderr, flush=True)
     if name == "pedestrians":
-        sh(["data", "pedestrians", "--out", str(d)])
+        video = find_vtest()
+        if video is None:
+            raise SystemExit("vtest.avi not found (install Debian's opencv-doc)")
+        make_pedestrian_set(video, d, force=True)
     else:
-        sh(["data", "segmentation-set", "--variant", name, "--out", str(d)])
+        make_segmentation_set(d, variant=name, force=True)
 
 
 def train_time(run: Path) -> float | None:
@@ -66,9 +73,13 @@ def median_spi(run: Path) -> float | None:
     return vals[len(vals) // 2] if vals else None
 
 
-def evaluate(args: list[str], js: Path) -> dict:
+def evaluate(pred: dict | Path, gt: Path, js: Path, where: str) -> dict:
+    """``evaluate_masks`` of a prediction folder (or of GrabCut's masks), cached in ``js``."""
     if not js.is_file():
-        sh(["segment", "evaluate", *args, "--json", str(js)])
+        if isinstance(pred, Path):
+            pred = load_mask_folder(pred / "binary", what="prediction folder", strict=False)
+        res = evaluate_masks(pred, load_mask_folder(gt), where)
+        js.write_text(json.dumps(res, indent=2) + "\n")
     return json.loads(js.read_text())
 
 
@@ -93,63 +104,48 @@ def picture_grid(d: Path, preds: dict[str, Path], out_png: Path, n: int = 10) ->
     save_image_grid(out_png, x, nrow=len(pick))
 
 
+def train_pair(d: Path, teacher: Path, student: Path, train_steps, distill_steps) -> None:
+    """Teacher and student runs (resumed or reused when already there)."""
+    imgs, bgs = str(d / "train/images"), str(d / "backgrounds")
+    cfg = make_config(SegmentConfig, "cpu", images=imgs, backgrounds=bgs, steps=train_steps)
+    print(f"+ segment train -> {teacher}", file=sys.stderr, flush=True)
+    train_segmentation(cfg, teacher, RunOptions())
+    dcfg = make_config(DistillConfig, "cpu", teacher=str(teacher), steps=distill_steps)
+    print(f"+ segment distill -> {student}", file=sys.stderr, flush=True)
+    distill(dcfg, student, RunOptions())
+
+
+def save_grabcut(masks: dict, folder: Path) -> None:
+    from maskgen.core.io import write_image
+
+    if not folder.is_dir():
+        for n, m in masks.items():
+            write_image(folder / f"{n}.png", m.astype("uint8") * 255)
+
+
 def bench_set(name: str, work: Path, train_steps: int | None, distill_steps: int | None) -> dict:
     d = work / name
     make_set(name, d)
     teacher, student = work / f"{name}-teacher", work / f"{name}-student"
-    t_args = [
-        "segment",
-        "train",
-        "--images",
-        str(d / "train/images"),
-        "--backgrounds",
-        str(d / "backgrounds"),
-        "--out",
-        str(teacher),
-    ]
-    if train_steps:
-        t_args += ["--steps", str(train_steps)]
-    sh(t_args)
-    d_args = ["segment", "distill", "--teacher", str(teacher), "--out", str(student)]
-    if distill_steps:
-        d_args += ["--steps", str(distill_steps)]
-    sh(d_args)
+    train_pair(d, teacher, student, train_steps, distill_steps)
     res: dict = {
         "train_s": train_time(teacher),
         "distill_s": train_time(student),
         "train_spi": median_spi(teacher),
     }
-    gt = str(d / "test" / "masks")
+    gt = d / "test" / "masks"
     for tag, run in (("teacher", teacher), ("student", student)):
         pred = work / f"{name}-pred-{tag}"
         if not (pred / "binary").is_dir():
-            sh(
-                [
-                    "segment",
-                    "predict",
-                    "--model",
-                    str(run),
-                    "--images",
-                    str(d / "test/images"),
-                    "--out",
-                    str(pred),
-                ]
-            )
-        res[tag] = evaluate(["--pred", str(pred), "--gt", gt], work / f"{name}-eval-{tag}.json")
+            predict_folder(run, d / "test/images", pred, force=True)
+        res[tag] = evaluate(pred, gt, work / f"{name}-eval-{tag}.json", str(pred / "binary"))
     gc = work / f"{name}-grabcut"
-    res["grabcut"] = evaluate(
-        [
-            "--method",
-            "grabcut",
-            "--images",
-            str(d / "test/images"),
-            "--gt",
-            gt,
-            "--save-masks",
-            str(gc),
-        ],
-        work / f"{name}-eval-grabcut.json",
-    )
+    js = work / f"{name}-eval-grabcut.json"
+    if not js.is_file():
+        masks = grabcut_folder(d / "test/images", inset=3)
+        save_grabcut(masks, gc)
+        evaluate(masks, gt, js, f"{d / 'test/images'} (grabcut)")
+    res["grabcut"] = json.loads(js.read_text())
     FIG.mkdir(parents=True, exist_ok=True)
     picture_grid(
         d,
@@ -170,25 +166,17 @@ def speed(work: Path) -> dict[str, float]:
     make_set("texture", d)
     for preset, steps in (("cpu", 30), ("paper", 4)):
         run = work / f"speed-{preset}"
-        if not (run / "DONE").is_file():
-            sh(
-                [
-                    "segment",
-                    "train",
-                    "--images",
-                    str(d / "train/images"),
-                    "--backgrounds",
-                    str(d / "backgrounds"),
-                    "--out",
-                    str(run),
-                    "--preset",
-                    preset,
-                    "--steps",
-                    str(steps),
-                    "--log-every",
-                    str(steps // 2 if preset == "paper" else steps // 3),
-                ]
-            )
+        cfg = make_config(
+            SegmentConfig,
+            preset,
+            images=str(d / "train/images"),
+            backgrounds=str(d / "backgrounds"),
+            steps=steps,
+        )
+        every = steps // 2 if preset == "paper" else steps // 3
+        t = time.monotonic()
+        train_segmentation(cfg, run, RunOptions(log_every=every))
+        print(f"speed {preset}: {time.monotonic() - t:.0f} s", file=sys.stderr)
         recs = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
         out[preset] = min(r["sec_per_iter"] for r in recs[1:] or recs)  # skip the warm-up tick
     return out
@@ -296,17 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(
         "Rows of each figure: input, GrabCut, raw teacher (soft), distilled student (soft)."
     )
-    lines.append(NOTES)
-    md = "\n".join(lines)
-    print(md)
-    if not a.no_record:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from _record import record_section
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
 
-        cmd = "python benchmarks/segment_bench.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        record_section("segment", md, command=cmd.strip())
+    cmd = "python benchmarks/segment_bench.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    publish("segment", lines, command=cmd.strip(), note=NOTES, record=not a.no_record)
     return 0
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskgen.amodal.io import save_amodal_model
 from maskgen.amodal.model import AmodalVAE, AmodalVAEConfig
 from maskgen.cli.main import main
 
@@ -19,7 +18,7 @@ TINY = AmodalVAEConfig(
 def save_tiny_model(folder: Path, seed: int, threshold: float) -> Path:
     """An untrained tiny model (weights from ``seed``) saved as a model folder."""
     torch.manual_seed(seed)
-    save_amodal_model(folder, AmodalVAE(TINY), TINY, threshold)
+    AmodalVAE(TINY).save_folder(folder, threshold=threshold)
     return folder
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
 from maskgen.amodal.completion import overlay_image
-from maskgen.amodal.io import BUILTIN_MODEL
+from maskgen.amodal.io import SHIPPED_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, ImageInput, consistency_score
 
 
@@ -399,7 +399,7 @@ def test_model_folder_missing_weights(
 
 
 def test_shipped_model_loads_and_completes() -> None:
-    pred = AmodalPredictor.from_folder(BUILTIN_MODEL)
+    pred = AmodalPredictor.from_folder(SHIPPED_MODEL)
     m = two_instances()
     cs = pred.complete_image(m, samples=4)
     assert len(cs) == 2
@@ -426,7 +426,7 @@ def test_shipped_model_beats_the_raw_mask_on_fresh_scenes(tmp_path: Path) -> Non
         out, cfg=SceneConfig(num_images={"train": 0, "val": 0, "test": 12}, seed=77), progress=False
     )
     gt = load_dataset(out / "annotations/test_kins2020.json")
-    pred = AmodalPredictor.from_folder(BUILTIN_MODEL)
+    pred = AmodalPredictor.from_folder(SHIPPED_MODEL)
     ours, raw = [], []
 
     def on_image(rec, item, insts, comps):  # noqa: ANN001

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
-from maskgen.amodal.editing import BACKGROUND, UNCHANGED, erase_and_complete
+from maskgen.editing.erase import BACKGROUND, UNCHANGED, erase_and_complete
 from maskgen.amodal.io import BUILTIN_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
 from maskgen.core.rle import decode_segmentation

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from maskgen.amodal.io import BUILTIN_MODEL, load_amodal_model, save_amodal_model
+from maskgen.amodal.io import SHIPPED_MODEL, load_amodal_model, save_amodal_model
 from maskgen.amodal.model import (
     AmodalVAE,
     AmodalVAEConfig,
@@ -130,8 +130,9 @@ def test_kl_weight_matches_supplementary_eq1_by_hand() -> None:
 def test_model_folder_round_trip(tmp_path) -> None:
     m = AmodalVAE(TINY)
     _randomise_bn(m)
-    save_amodal_model(tmp_path / "m", m, TINY, 0.15, training={"note": "test"})
-    loaded, header, t = load_amodal_model(tmp_path / "m")
+    m.save_folder(tmp_path / "m", threshold=0.15, training={"note": "test"})
+    loaded = AmodalVAE.from_folder(tmp_path / "m")
+    header, t = loaded.folder_config, loaded.threshold
     assert t == pytest.approx(0.15) and not loaded.training
     assert header["kind"] == "amodal-vae" and header["training"] == {"note": "test"}
     assert loaded.config == TINY
@@ -154,7 +155,7 @@ def test_strict_loading_errors(tmp_path) -> None:
 
     m = AmodalVAE(TINY)
     folder = tmp_path / "m"
-    save_amodal_model(folder, m, TINY, 0.1)
+    m.save_folder(folder, threshold=0.1)
     w = folder / "model.safetensors"
     good = w.read_bytes()
 
@@ -163,47 +164,47 @@ def test_strict_loading_errors(tmp_path) -> None:
     sd.pop("decoder.conv.2.weight")
     save_file(sd, str(w))
     with pytest.raises(MaskgenError, match=r"missing keys decoder\.conv\.2\.weight"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     # unexpected key
     sd = load_file_bytes(good)
     sd["extra.weight"] = torch.zeros(2)
     save_file(sd, str(w))
     with pytest.raises(MaskgenError, match="unexpected keys extra.weight"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     # config says another width than the weights have
     w.write_bytes(good)
     _edit_config(folder, lambda d: d["config"].__setitem__("fc_dim", 64))
     with pytest.raises(MaskgenError, match="wrong shapes"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     _edit_config(folder, lambda d: d["config"].__setitem__("fc_dim", 32))
     # corrupt safetensors
     w.write_bytes(good[:100])
     with pytest.raises(MaskgenError, match="corrupt safetensors"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     # missing weights file
     w.unlink()
     with pytest.raises(MaskgenError, match="model.safetensors: file not found"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     w.write_bytes(good)
     # bad threshold / unknown config key / another kind / no folder
     _edit_config(folder, lambda d: d.__setitem__("threshold", 1.5))
     with pytest.raises(MaskgenError, match="threshold"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     _edit_config(
         folder, lambda d: (d.__setitem__("threshold", 0.1), d["config"].__setitem__("bogus", 1))
     )
     with pytest.raises(MaskgenError, match="bogus"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     _edit_config(
         folder, lambda d: (d["config"].pop("bogus"), d.__setitem__("kind", "segment-unet"))
     )
     with pytest.raises(MaskgenError, match="expected amodal-vae"):
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     with pytest.raises(MaskgenError, match="not found"):
-        load_amodal_model(tmp_path / "nowhere")
+        AmodalVAE.from_folder(tmp_path / "nowhere")
     # every message is one line
     try:
-        load_amodal_model(folder)
+        AmodalVAE.from_folder(folder)
     except MaskgenError as e:
         assert "\n" not in str(e)
 
@@ -215,10 +216,11 @@ def load_file_bytes(data: bytes) -> dict[str, torch.Tensor]:
 
 
 def test_shipped_model_loads_and_completes() -> None:
-    model, header, t = load_amodal_model(BUILTIN_MODEL)
+    model = AmodalVAE.from_folder()  # the default is the shipped model
+    header, t = model.folder_config, model.threshold
     assert 0 < t < 1 and header["kind"] == "amodal-vae"
-    assert (BUILTIN_MODEL / "README.md").is_file()
-    size = sum(p.stat().st_size for p in BUILTIN_MODEL.iterdir())
+    assert (SHIPPED_MODEL / "README.md").is_file()
+    size = sum(p.stat().st_size for p in SHIPPED_MODEL.iterdir())
     assert size < 8 * 2**20  # a few MB at most
     # an unoccluded disc stays a disc-sized blob (not empty, not the whole frame)
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
@@ -227,3 +229,23 @@ def test_shipped_model_loads_and_completes() -> None:
         probs = torch.sigmoid(model.decode(model.encode_partial(disc[None, None])[0]))
     assert probs.shape == (1, 1, 28, 28)
     assert 0.3 < float((probs > t).float().mean()) < 0.99
+
+
+def test_thin_aliases_and_device_check(tmp_path) -> None:
+    """load_amodal_model / save_amodal_model stay as thin aliases of the model API; an unusable
+    device is refused before any file is read."""
+    m = AmodalVAE(TINY)
+    save_amodal_model(tmp_path / "m", m, TINY, 0.2)
+    loaded, header, t = load_amodal_model(tmp_path / "m")
+    assert t == pytest.approx(0.2) and header["config"] == TINY.to_dict()
+    with pytest.raises(MaskgenError, match="--device tpu"):
+        AmodalVAE.from_folder(tmp_path / "m", device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(MaskgenError, match="CUDA is not available"):
+            AmodalVAE.from_folder(tmp_path / "m", device="cuda")
+    from maskgen.amodal.predictor import AmodalPredictor
+
+    assert AmodalPredictor.from_folder(tmp_path / "m", device=" CPU").device.type == "cpu"
+    with pytest.raises(ValueError):
+        m.save_folder(tmp_path / "bad", threshold=1.5)
+    assert not (tmp_path / "bad").exists()

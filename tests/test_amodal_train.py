@@ -28,11 +28,11 @@ from maskgen.amodal.data import (
     known_pixel_targets,
     synthetic_occlusion,
 )
-from maskgen.amodal.io import load_amodal_model
+from maskgen.amodal.model import AmodalVAE
 from maskgen.core.compositing import visible_masks
 from maskgen.core.rle import encode_rle
 from maskgen.data.types import Dataset, ImageRecord, Instance
-from maskgen.engine import DistContext
+from maskgen.engine import DistContext, RunOptions, make_config
 from maskgen.errors import MaskgenError, NonFiniteLossError
 
 TINY_MODEL = {
@@ -109,13 +109,21 @@ def write_coco(ds: Dataset, path: Path) -> None:
     wc(ds, path)
 
 
+OPTS = RunOptions(log_every=5, checkpoint_every=10, quiet=True)
+
+
 def tiny_cfg(**kw) -> T.TrainConfig:
     base = dict(
         stage1_steps=30, stage2_steps=30, stage3_steps=20, batch_size=32, stage1_pool=400,
-        stage2_pool=400, val_samples=100, log_every=5, checkpoint_every=10, model=dict(TINY_MODEL),
+        stage2_pool=400, val_samples=100, model=dict(TINY_MODEL),
     )  # fmt: skip
     base.update(kw)
-    return T.make_config("cpu", **base)
+    return make_config(T.TrainConfig, "cpu", **base)
+
+
+def load_model(folder: Path) -> tuple[AmodalVAE, dict, float]:
+    model = AmodalVAE.from_folder(folder)
+    return model, model.folder_config, model.threshold
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -230,7 +238,7 @@ def trained_run(tmp_path_factory) -> tuple[Path, dict]:
         stage2_lr=3e-3,
         stage3_lr=1e-3,
     )
-    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None)
+    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None, opts=OPTS)
     return out, summary
 
 
@@ -245,7 +253,7 @@ def test_each_stage_loss_decreases(trained_run) -> None:
     for k in (1, 2, 3):
         assert (out / f"stage{k}.done").is_file()
     assert (out / "DONE").is_file()
-    model, header, t = load_amodal_model(out / "model")
+    model, header, t = load_model(out / "model")
     assert (
         header["threshold"] == pytest.approx(t) == pytest.approx(summary["validation"]["threshold"])
     )
@@ -258,7 +266,7 @@ def test_stage2_freezes_decoder_and_stage3_freezes_box_head(trained_run) -> None
         p.name.split("-")[0]: torch.load(p, weights_only=True)
         for p in sorted((out / "checkpoints").glob("*.pt"))
     }
-    s1, s2, s3 = ck["stage1"]["model"], ck["stage2"]["model"], ck["stage3"]["model"]
+    s1, s2, s3 = (ck[f"stage{k}"]["objects"]["model"] for k in (1, 2, 3))
     for k in s1:
         if k.startswith(("decoder.", "enc_full.")):
             assert torch.equal(s1[k], s2[k]) and torch.equal(s2[k], s3[k]), k
@@ -284,12 +292,12 @@ def test_rerun_of_finished_run_skips_stages(trained_run) -> None:
         stage3_lr=1e-3,
     )
     before = (out / "metrics.jsonl").read_text()
-    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None)
+    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None, opts=OPTS)
     assert summary["stages"] == {}
     assert (out / "metrics.jsonl").read_text() == before
     # a different config is refused
     with pytest.raises(MaskgenError, match="different config"):
-        T.train(ds, out, tiny_cfg(stage1_steps=61), DistContext(), log=lambda m: None)
+        T.train(ds, out, tiny_cfg(stage1_steps=61), DistContext(), log=lambda m: None, opts=OPTS)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) -> None:
@@ -306,13 +314,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch) ->
     monkeypatch.setattr(T, "_recon", poisoned)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as e:
-        T.train(ds, out, tiny_cfg(), DistContext(), log=lambda m: None)
+        T.train(ds, out, tiny_cfg(), DistContext(), log=lambda m: None, opts=OPTS)
     msg = str(e.value)
     assert "\n" not in msg and "stage1 loss became nan at step 25" in msg and "checkpoints" in msg
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == ["stage1-00000010.pt", "stage1-00000020.pt"]
     state = torch.load(out / "checkpoints" / "stage1-00000020.pt", weights_only=True)
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    weights = state["objects"]["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
     assert not (out / "stage1.done").exists() and not (out / "model").exists()
 
 
@@ -346,17 +355,17 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, capsys) -> None:
     ds = make_dataset(8, seed=0)
     out = tmp_path / "run"
     cfg = tiny_cfg()
-    T.train(ds, out, cfg, DistContext(), log=lambda m: None)
+    T.train(ds, out, cfg, DistContext(), log=lambda m: None, opts=OPTS)
     # pretend the run died in stage 3 with its newest checkpoint half-written
     (out / "stage3.done").unlink()
     (out / "DONE").unlink()
     shutil.rmtree(out / "model")
     newest = out / "checkpoints" / "stage3-00000020.pt"
     newest.write_bytes(newest.read_bytes()[:200])
-    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None)
+    summary = T.train(ds, out, cfg, DistContext(), log=lambda m: None, opts=OPTS)
     assert "unreadable checkpoint" in capsys.readouterr().err
     assert summary["stages"]["stage3"]["resumed_from"] == 10
-    load_amodal_model(out / "model")
+    load_model(out / "model")
 
 
 # -- the command -------------------------------------------------------------------------------------
@@ -379,7 +388,7 @@ def test_cli_tiny_three_stages_writes_loadable_model(tmp_path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "model written to" in r.stderr
-    model, header, t = load_amodal_model(out / "model")
+    model, header, t = load_model(out / "model")
     assert header["config"]["widths"] == [8, 8] and 0 < t < 1
     assert json.loads((out / "config.json").read_text())["kind"] == "amodal-vae"
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -523,7 +532,7 @@ def test_kill_mid_stage_and_resume(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stages"]["stage1"]["resumed_from"] >= killed_at
     assert summary["stages"]["stage1"]["steps"] == 150 - summary["stages"]["stage1"]["resumed_from"]
-    load_amodal_model(out / "model")
+    load_model(out / "model")
 
 
 @pytest.mark.slow
@@ -538,8 +547,68 @@ def test_torchrun_two_processes(tmp_path) -> None:
         capture_output=True, text=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    model, header, t = load_amodal_model(out / "model")
+    model, header, t = load_model(out / "model")
     assert header["training"]["world_size"] == 2
     # only rank 0 wrote: one line per logging tick
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [d["step"] for d in lines if d["stage"] == "stage1"] == [5, 10, 15, 20, 25, 30]
+
+
+def test_half_written_checkpoint_resume_through_cli_equals_uninterrupted(tmp_path, capsys) -> None:
+    """Pause with --stop-after, cut the newest checkpoint in half (a kill during a non-atomic
+    write), rerun: a one-line warning, resume from the previous checkpoint, and the same model
+    bit for bit as an uninterrupted run (RNG state and data pools come back exactly)."""
+    from maskgen.cli.main import main
+
+    torch.set_num_threads(1)
+    write_coco(make_dataset(10, seed=6), tmp_path / "train.json")
+    base = ["amodal", "train", "--data", str(tmp_path / "train.json"), *TINY_FLAGS, "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "paused"
+    assert main([*base, "--out", str(out), "--stop-after", "12"]) == 0
+    assert "paused" in capsys.readouterr().err
+    assert not (out / "stage1.done").exists() and not (out / "model").exists()
+    newest = out / "checkpoints" / "stage1-00000012.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    assert main([*base, "--out", str(out)]) == 0
+    assert "unreadable checkpoint" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["stage1"]["resumed_from"] == 10
+    a = (tmp_path / "whole" / "model" / "model.safetensors").read_bytes()
+    assert (out / "model" / "model.safetensors").read_bytes() == a
+
+
+def test_generated_flags_cover_every_setting() -> None:
+    """Every TrainConfig field with a flag and every RunOptions field is reachable."""
+    import dataclasses
+
+    from maskgen.cli.main import build_parser
+
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices["amodal"]
+    train = sub._subparsers._group_actions[0].choices["train"]
+    dests = {a.dest for a in train._actions}
+    for cls in (T.TrainConfig, RunOptions):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("flag", True) and f.name != "preset":
+                assert f.name in dests, f.name
+    assert {"preset", "widths", "fc_dim", "out"} <= dests
+
+
+def test_resume_compares_resolved_paths_and_ignores_run_options(tmp_path, monkeypatch) -> None:
+    """The resume check holds model and path fields only, paths resolved: a relative --data
+    and its absolute spelling are the same run, and threads/intervals may change."""
+    from maskgen.cli.main import main
+
+    torch.set_num_threads(1)
+    write_coco(make_dataset(8, seed=7), tmp_path / "train.json")
+    monkeypatch.chdir(tmp_path)
+    flags = [*TINY_FLAGS, "--quiet", "--out", "run"]
+    assert main(["amodal", "train", "--data", "train.json", *flags, "--stop-after", "3"]) == 0
+    flags[flags.index("--log-every") + 1] = "7"
+    absolute = str(tmp_path / "train.json")
+    assert main(["amodal", "train", "--data", absolute, *flags, "--threads", "1"]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    header = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert header["config"]["data"] == absolute
+    assert "log_every" not in header["config"] and "threads" not in header["config"]

@@ -71,7 +71,7 @@ def test_demo_refuses_foreign_folder_and_missing_model(
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     assert _demo(foreign, tiny_model_dir, "--force") == 2
-    assert "not an earlier demo" in capsys.readouterr().err
+    assert "not an earlier result of this command" in capsys.readouterr().err
     assert (foreign / "thesis.tex").read_text() == "precious"
     assert _demo(tmp_path / "d2", tmp_path / "no-model") == 2
     err = capsys.readouterr().err

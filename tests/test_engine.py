@@ -68,7 +68,8 @@ def test_run_folder_create_and_resume(tmp_path: Path) -> None:
 
 
 def test_run_folder_config_mismatch_names_keys(tmp_path: Path) -> None:
-    RunFolder(tmp_path / "r", kind="amodal-vae", config={"lr": 1e-3, "batch": 64, "z": 1}, ctx=CTX)
+    run = RunFolder(tmp_path / "r", kind="amodal-vae", config={"lr": 1e-3, "batch": 64, "z": 1})
+    run.save_checkpoint(1, {"step": 1})  # something was trained under the first config
     with pytest.raises(MaskgenError) as e:
         RunFolder(tmp_path / "r", kind="amodal-vae", config={"lr": 1e-2, "batch": 64, "w": 1})
     msg = str(e.value)

@@ -145,3 +145,13 @@ def test_generated_flags_and_resume_key(tmp_path) -> None:
     b = make_config(ToyConfig, data=str(tmp_path / "x" / ".." / "d.json"))
     assert resume_key(a) == resume_key(b)
     assert "threads" not in resume_key(config_from_args(RunOptions, args))
+
+
+def test_failed_start_does_not_block_corrected_command(tmp_path) -> None:
+    """A run folder whose first start trained nothing takes the corrected config."""
+    RunFolder(tmp_path / "r", "toy", {"lr": 1.0})  # e.g. a NaN at step 0: no checkpoint
+    run = RunFolder(tmp_path / "r", "toy", {"lr": 0.1})
+    assert run.config == {"lr": 0.1}
+    training_loop(ToyTrainer(), run, total_steps=3, opts=_opts())
+    with pytest.raises(MaskgenError, match="different config"):
+        RunFolder(tmp_path / "r", "toy", {"lr": 1.0})

@@ -122,7 +122,7 @@ def test_cli_baselines_by_hand(
     # An existing --out is refused without --force, kept as it was, and replaced with it.
     before = (out / "metrics.json").read_text()
     assert main(["amodal", "evaluate", "--gt", str(gt), "--method", method, "--out", str(out)]) == 2
-    assert "already exists; pass --force" in capsys.readouterr().err
+    assert "pass --force" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == before
     assert (
         main(

@@ -30,7 +30,7 @@ from maskgen.independence.providers import (
     ForegroundUNetProvider,
 )
 
-TINY_TRAIN = ["--preset", "tiny", "--log-every", "2", "--ckpt-every", "2", "--threads", "1"]
+TINY_TRAIN = ["--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +287,7 @@ def test_evaluate_perfect_and_inverted(tmp_path, capsys):
                 str(tmp_path / "gt"),
                 "--json",
                 str(js),
+                "--force",  # an earlier --json is only replaced when asked to
             ]
         )
         == 0
@@ -487,7 +488,7 @@ def test_resume_after_kill(tiny_set, tmp_path):
         "tiny",
         "--log-every",
         "2",
-        "--ckpt-every",
+        "--checkpoint-every",
         "2",
         "--threads",
         "1",
@@ -611,8 +612,117 @@ def test_distill_to_a_larger_student(trained, tiny_set, tmp_path):
     )
     unet = json.loads((student / "model" / "config.json").read_text())["config"]["unet"]
     assert unet["size"] == 64 and len(unet["widths"]) == len(UNET_PRESETS["tiny"].widths) + 1
-    from maskgen.independence.predict import load_segmenter, predict_soft_masks
+    from maskgen.independence.predict import SegmentPredictor
 
-    model, _ = load_segmenter(student)
-    soft = predict_soft_masks(model, np.zeros((1, 32, 32, 3), np.uint8))
-    assert soft.shape == (1, 32, 32)  # back at the image's own size
+    predictor = SegmentPredictor.from_folder(student)
+    soft = predictor.predict(np.zeros((1, 32, 32, 3), np.uint8))
+    assert soft.shape == (1, 32, 32) and soft.dtype == np.float32  # at the image's own size
+    binary = predictor.predict_binary(np.zeros((2, 40, 40, 3), np.uint8))
+    assert binary.shape == (2, 40, 40) and binary.dtype == bool
+    assert predictor.threshold == 0.5
+
+
+# ------------------------------------------------------------------- resume (train, distill)
+def _stop_then_resume(argv: list[str], out: Path, capsys, truncate: bool) -> str:
+    """Run ``argv --out out --stop-after 4`` (checkpoints at 2 and 4), optionally cut the newest
+    checkpoint in half (a half-written file), then rerun the same command; returns its stderr."""
+    assert main([*argv, "--out", str(out), "--stop-after", "4"]) == 0
+    assert not (out / "DONE").exists() and not (out / "model").exists()
+    ckpts = sorted((out / "checkpoints").glob("ckpt-*.pt"))
+    assert [p.name for p in ckpts] == ["ckpt-00000002.pt", "ckpt-00000004.pt"]
+    if truncate:
+        data = ckpts[-1].read_bytes()
+        ckpts[-1].write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (out / "DONE").is_file()
+    return err
+
+
+def _resume_cases(argv: list[str], tmp_path: Path, capsys) -> None:
+    """Stopped-and-resumed and half-written-checkpoint runs end with the weights of an
+    uninterrupted run (RNG streams, optimisers, EMA and BN statistics all restored)."""
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    want = (tmp_path / "full" / "model" / "model.safetensors").read_bytes()
+    err = _stop_then_resume(argv, tmp_path / "stopped", capsys, truncate=False)
+    assert "resuming" in err and "from step 4" in err
+    assert (tmp_path / "stopped" / "model" / "model.safetensors").read_bytes() == want
+    err = _stop_then_resume(argv, tmp_path / "cut", capsys, truncate=True)
+    assert "unreadable checkpoint" in err and "from step 2" in err
+    assert (tmp_path / "cut" / "model" / "model.safetensors").read_bytes() == want
+    steps = [
+        json.loads(s)["step"] for s in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps[-1] == 6
+
+
+def test_train_resume_equals_uninterrupted(tiny_set, tmp_path, capsys):
+    argv = [
+        "segment", "train", "--images", str(tiny_set / "train/images"),
+        "--backgrounds", str(tiny_set / "backgrounds"), "--steps", "6", "--batch-size", "4",
+        "--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2", "--threads", "1",
+    ]  # fmt: skip
+    _resume_cases(argv, tmp_path, capsys)
+
+
+def test_distill_resume_equals_uninterrupted(trained, tmp_path, capsys):
+    argv = [
+        "segment", "distill", "--teacher", str(trained), "--steps", "6", "--batch-size", "2",
+        "--log-every", "2", "--checkpoint-every", "2", "--threads", "1",
+    ]  # fmt: skip
+    _resume_cases(argv, tmp_path, capsys)
+
+
+def test_resume_ignores_operational_flags_and_resolves_paths(tiny_set, tmp_path, monkeypatch):
+    """Threads and intervals may change between invocations; a relative path equal to the
+    absolute one is the same run."""
+    monkeypatch.chdir(tiny_set)
+    argv = ["segment", "train", "--images", "train/images", "--backgrounds", "backgrounds"]
+    argv += ["--preset", "tiny", "--steps", "4", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--stop-after", "2", "--checkpoint-every", "2", "--threads", "1"]) == 0
+    absolute = [str(tiny_set / a) if a in ("train/images", "backgrounds") else a for a in argv]
+    assert main([*absolute, "--checkpoint-every", "3", "--log-every", "1", "--threads", "1"]) == 0
+    assert (tmp_path / "r" / "DONE").is_file()
+
+
+def test_data_command_force_and_crash_leave_no_blocking_output(tmp_path, monkeypatch):
+    import maskgen.data.segmentation_sets as sets
+
+    out = tmp_path / "set"
+    args = ["data", "segmentation-set", "--out", str(out), "--size", "16", "--n-train", "2"]
+    args += ["--n-test", "1", "--n-backgrounds", "1"]
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(sets, "write_image_folder", boom)
+        with pytest.raises(RuntimeError):
+            main(args)
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+    assert main(args) == 0
+    first = (out / "info.json").read_text()
+    assert main([*args, "--seed", "3", "--force"]) == 0  # an earlier set is replaced
+    assert json.loads((out / "info.json").read_text())["seed"] == 3 != json.loads(first)["seed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_force_replaces_earlier_results(trained, tiny_set, tmp_path, capsys):
+    """--force on predict, evaluate --json and --save-masks replaces earlier results cleanly."""
+    pred = tmp_path / "pred"
+    args = ["segment", "predict", "--model", str(trained), "--images"]
+    args += [str(tiny_set / "test/images"), "--out", str(pred)]
+    assert main(args) == 0
+    (pred / "soft" / "stale.png").write_bytes(b"old")
+    assert main([*args, "--force", "--threshold", "0.9"]) == 0
+    assert not (pred / "soft" / "stale.png").exists()  # the folder was replaced, not merged
+    assert json.loads((pred / "predict.json").read_text())["threshold"] == 0.9
+    js, masks = tmp_path / "e.json", tmp_path / "gc"
+    ev = ["segment", "evaluate", "--method", "grabcut", "--images", str(tiny_set / "test/images")]
+    ev += ["--gt", str(tiny_set / "test/masks"), "--json", str(js), "--save-masks", str(masks)]
+    assert main(ev) == 0
+    assert main([*ev, "--force"]) == 0
+    assert len(list(masks.glob("*.png"))) == 4 and json.loads(js.read_text())["n_images"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "gc", "pred"]
+    capsys.readouterr()

@@ -223,62 +223,142 @@ def analyze(
     corruption = corruption or CorruptionConfig()
     t0 = time.perf_counter()
 
-    # 1. prior samples ------------------------------------------------------------------------
-    probs = prior_samples(predictor, prior_count, seed)
-    write_prior_grid(probs, out / "prior_samples.png")
+    # 1. prior samples (Fig. 3)
+    write_prior_grid(prior_samples(predictor, prior_count, seed), out / "prior_samples.png")
+    # 2-4, GT half: one pass over the GT visible masks with K samples
+    gp, st_gt = _gt_pass(predictor, gt, samples, restrict, seed, progress)
+    fig4 = _fig4(gp.sig_rows, seed)
+    _plot_fig4(fig4, out / "posterior_sigma.png", plt)
+    fig1 = _fig1(gp, samples)
+    if fig1["bins"]:
+        _plot_fig1(fig1, samples, out / "miou_vs_visible.png", plt)
+    # 4. Table 1, corrupted half
+    table1 = _table1(predictor, gt, gp, restrict, seed, corruption, corruption_seed, progress)
+    _table1_plot(table1, out / "gt_vs_corrupted.png", plt)
+    result = {
+        "protocol": _protocol(predictor, gt, restrict, samples, seed),
+        "n_instances": st_gt["n_instances"],
+        "skipped_empty_visible": st_gt["skipped_empty"],
+        "fig3_prior_samples": {"n": prior_count, "file": "prior_samples.png"},
+        "fig4_posterior_sigma": fig4,
+        "fig1_miou_vs_visible_ratio": fig1,
+        "table1_gt_vs_corrupted": table1,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "files": ["analysis.json", "prior_samples.png", "posterior_sigma.png"]
+        + (["miou_vs_visible.png"] if fig1["bins"] else [])
+        + ["gt_vs_corrupted.png"],
+    }
+    write_json(out / "analysis.json", result)
+    return result
 
-    # 2-4 (GT half). One pass over GT visible masks with K samples -----------------------------
-    sig_rows: list[tuple[str, np.ndarray]] = []
-    mode_iou, best_iou, pick_iou, vis_ratio = [], [], [], []
-    best_inv, mode_inv = [], []
-    acc_gt = AmodalAccumulator(keep_instances=False)
-    acc_raw_gt = AmodalAccumulator(keep_instances=False)
-    gt_masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def gt_masks_of(rec: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
-        if rec.id not in gt_masks:
+def _protocol(
+    predictor: AmodalPredictor, gt: Dataset, restrict: bool, samples: int, seed: int
+) -> dict[str, Any]:
+    return {
+        "model": predictor.source,
+        "threshold": predictor.threshold,
+        "ground_truth": gt.source,
+        "visible_source": "gt (and corrupted gt for Table 1's second half)",
+        "crop": CROP_CONVENTION,
+        "or_visible": True,
+        "restrict_to_occluders": bool(restrict),
+        "amodal_boxes": "predicted by the model's box head",
+        "samples": samples,
+        "seed": seed,
+        "metrics": "maskgen.core.metrics (full / invisible IoU, dataset-level and per-instance mean)",
+    }
+
+
+class _GtMasks:
+    """Per-image stacks ``(amodal K x H x W, visible K x H x W)``, decoded once and dropped
+    after use (each completion pass visits an image once)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, rec: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        if rec.id not in self.cache:
             am = np.stack([rec.amodal_mask(i) for i in rec.instances])
             vm = np.stack([rec.visible_mask(i) for i in rec.instances])
-            gt_masks[rec.id] = (am, vm)
-        return gt_masks[rec.id]
+            self.cache[rec.id] = (am, vm)
+        return self.cache[rec.id]
 
-    def on_gt(rec: ImageRecord, item: Any, insts: list[Any], comps: list[Completion]) -> None:
+    def drop(self, rec: ImageRecord) -> None:
+        self.cache.pop(rec.id, None)
+
+
+class _GtPass:
+    """What the pass over the GT visible masks collects per instance (Fig. 4, Fig. 1 and the
+    GT half of Table 1)."""
+
+    def __init__(self, masks: _GtMasks) -> None:
+        self.masks = masks
+        self.sig_rows: list[tuple[str, np.ndarray]] = []
+        self.mode_iou: list[float] = []
+        self.best_iou: list[float] = []
+        self.pick_iou: list[float] = []
+        self.vis_ratio: list[float] = []
+        self.best_inv: list[float] = []
+        self.mode_inv: list[float] = []
+        self.acc = AmodalAccumulator(keep_instances=False)
+        self.acc_raw = AmodalAccumulator(keep_instances=False)
+
+    def on_image(
+        self, rec: ImageRecord, item: Any, insts: list[Any], comps: list[Completion]
+    ) -> None:
         if not rec.instances:
             return
-        am, vm = gt_masks_of(rec)
-        del gt_masks[rec.id]
+        am, vm = self.masks.get(rec)
+        self.masks.drop(rec)
         index = {inst.id: k for k, inst in enumerate(rec.instances)}
         for inst, c in zip(insts, comps, strict=True):
             k = index[inst.id]
-            a, v = am[k], vm[k]
-            cm = instance_counts(c.amodal_mask, a, v)
-            acc_gt.add(cm, inst.id)
-            acc_raw_gt.add(instance_counts(v, a, v), inst.id)
-            sig_rows.append((sigma_group(cm.occluded_area, cm.amodal_area), c.sigma))
-            vis_ratio.append(cm.visible_ratio)
-            mode_iou.append(cm.full_iou)
-            mode_inv.append(cm.invisible_iou if cm.occluded else np.nan)
-            if c.num_samples:
-                sc = [local_counts(c, s, a, v) for s in range(c.num_samples)]
-                ious = np.array([x.full_iou for x in sc])
-                best = int(np.argmax(ious))
-                best_iou.append(float(ious[best]))
-                best_inv.append(sc[best].invisible_iou if cm.occluded else np.nan)
-                pick_iou.append(float(ious[int(np.argmax(c.sample_consistency))]))
+            self._add(inst.id, c, am[k], vm[k])
 
-    _, st_gt = complete_dataset(
+    def _add(self, inst_id: int, c: Completion, a: np.ndarray, v: np.ndarray) -> None:
+        cm = instance_counts(c.amodal_mask, a, v)
+        self.acc.add(cm, inst_id)
+        self.acc_raw.add(instance_counts(v, a, v), inst_id)
+        self.sig_rows.append((sigma_group(cm.occluded_area, cm.amodal_area), c.sigma))
+        self.vis_ratio.append(cm.visible_ratio)
+        self.mode_iou.append(cm.full_iou)
+        self.mode_inv.append(cm.invisible_iou if cm.occluded else np.nan)
+        if c.num_samples:
+            sc = [local_counts(c, s, a, v) for s in range(c.num_samples)]
+            ious = np.array([x.full_iou for x in sc])
+            best = int(np.argmax(ious))
+            self.best_iou.append(float(ious[best]))
+            self.best_inv.append(sc[best].invisible_iou if cm.occluded else np.nan)
+            self.pick_iou.append(float(ious[int(np.argmax(c.sample_consistency))]))
+
+
+def _gt_pass(
+    predictor: AmodalPredictor,
+    gt: Dataset,
+    samples: int,
+    restrict: bool,
+    seed: int,
+    progress: bool,
+) -> tuple[_GtPass, dict[str, Any]]:
+    """Complete the GT visible masks with ``samples`` samples; ``(collected, stats)``."""
+    gp = _GtPass(_GtMasks())
+    _, stats = complete_dataset(
         predictor,
         gt,
         samples=samples,
         restrict=restrict,
         seed=seed,
         skip_empty=True,
-        on_image=on_gt,
+        on_image=gp.on_image,
         make_annotations=False,
         progress=progress,
     )
+    return gp, stats
 
-    # 2. Fig. 4 -------------------------------------------------------------------------------
+
+def _fig4(sig_rows: list[tuple[str, np.ndarray]], seed: int) -> dict[str, Any]:
+    """Posterior sigma per latent by occlusion group, the finding and its bootstrap gaps."""
     sig_all = np.stack([s for _, s in sig_rows]) if sig_rows else np.zeros((0, 1))
     groups = np.array([g for g, _ in sig_rows])
     overall_sigma = sig_all.mean(axis=0) if len(sig_all) else np.zeros(0)
@@ -324,6 +404,11 @@ def analyze(
         if all(v is not None for v in per)
         else None
     )
+    return fig4
+
+
+def _plot_fig4(fig4: dict[str, Any], path: Path, plt: Any) -> None:
+    order = np.asarray(fig4["plotted_latents"], dtype=int)
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.27
     colours = {"0": "tab:blue", "1-50": "tab:orange", ">50": "tab:green"}
@@ -344,64 +429,85 @@ def analyze(
     ax.set_title("Posterior spread by occlusion (supplementary Fig. 4)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "posterior_sigma.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    # 3. Fig. 1 -------------------------------------------------------------------------------
-    vr = np.asarray(vis_ratio)
-    fig1: dict[str, Any] = {"samples": samples, "bins": []}
-    if samples > 0 and len(best_iou):
-        mi, bi, pi = np.asarray(mode_iou), np.asarray(best_iou), np.asarray(pick_iou)
-        rows = _bin_table(vr, {"mode": mi, "best_of_k": bi, "consistency_pick": pi})
-        for r in rows:
-            r["gap"] = None if r["n"] == 0 else r["best_of_k"] - r["mode"]
-        fig1["bins"] = rows
-        centres = np.array([(r["visible_ratio"][0] + r["visible_ratio"][1]) / 2 for r in rows])
-        gaps = np.array([r["gap"] if r["gap"] is not None else 0.0 for r in rows])
-        counts = np.array([r["n"] for r in rows], dtype=np.float64)
-        slope = _weighted_slope(centres, gaps, counts)
-        fig1["overall"] = {
-            "mode_full_iou_mean": float(mi.mean()),
-            "best_of_k_full_iou_mean": float(bi.mean()),
-            "consistency_pick_full_iou_mean": float(pi.mean()),
-            "mode_invisible_iou_mean": float(np.nanmean(mode_inv))
-            if np.isfinite(mode_inv).any()
-            else None,
-            "best_of_k_invisible_iou_mean": float(np.nanmean(best_inv))
-            if np.isfinite(best_inv).any()
-            else None,
-            "gap_slope_per_unit_visible_ratio": slope,
-            "share_of_best_gain_captured_by_consistency_pick": (
-                float((pi.mean() - mi.mean()) / (bi.mean() - mi.mean()))
-                if bi.mean() > mi.mean()
-                else None
-            ),
-        }
-        fig1["finding_best_of_k_above_mode"] = bool(bi.mean() > mi.mean())
-        fig1["finding_gap_shrinks_with_visibility"] = bool(slope is not None and slope < 0)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ok = counts > 0
-        for key, label, style in (
-            ("mode", "Amodal-VAE (posterior mode)", "o-"),
-            ("best_of_k", f"best of {samples} samples (by GT)", "s-"),
-            ("consistency_pick", "sample with best consistency", "^--"),
-        ):
-            ax.plot(
-                centres[ok],
-                [r[key] * 100 for r, k in zip(rows, ok, strict=True) if k],
-                style,
-                label=label,
-            )
-        ax.set_xlabel("visible ratio |V|/|A|")
-        ax.set_ylabel("mIoU (full, per-instance mean), %")
-        ax.set_title("mIoU vs visible ratio (supplementary Fig. 1)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "miou_vs_visible.png", dpi=110)
-        plt.close(fig)
 
-    # 4. Table 1: GT vs corrupted visible masks -------------------------------------------------
+def _nanmean_or_none(values: list[float]) -> float | None:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _fig1(gp: _GtPass, samples: int) -> dict[str, Any]:
+    """Mode vs best-of-K full IoU by visible ratio, and whether the gap shrinks."""
+    fig1: dict[str, Any] = {"samples": samples, "bins": []}
+    if samples <= 0 or not len(gp.best_iou):
+        return fig1
+    vr = np.asarray(gp.vis_ratio)
+    mi, bi, pi = np.asarray(gp.mode_iou), np.asarray(gp.best_iou), np.asarray(gp.pick_iou)
+    rows = _bin_table(vr, {"mode": mi, "best_of_k": bi, "consistency_pick": pi})
+    for r in rows:
+        r["gap"] = None if r["n"] == 0 else r["best_of_k"] - r["mode"]
+    fig1["bins"] = rows
+    centres = np.array([(r["visible_ratio"][0] + r["visible_ratio"][1]) / 2 for r in rows])
+    gaps = np.array([r["gap"] if r["gap"] is not None else 0.0 for r in rows])
+    counts = np.array([r["n"] for r in rows], dtype=np.float64)
+    slope = _weighted_slope(centres, gaps, counts)
+    fig1["overall"] = {
+        "mode_full_iou_mean": float(mi.mean()),
+        "best_of_k_full_iou_mean": float(bi.mean()),
+        "consistency_pick_full_iou_mean": float(pi.mean()),
+        "mode_invisible_iou_mean": _nanmean_or_none(gp.mode_inv),
+        "best_of_k_invisible_iou_mean": _nanmean_or_none(gp.best_inv),
+        "gap_slope_per_unit_visible_ratio": slope,
+        "share_of_best_gain_captured_by_consistency_pick": (
+            float((pi.mean() - mi.mean()) / (bi.mean() - mi.mean()))
+            if bi.mean() > mi.mean()
+            else None
+        ),
+    }
+    fig1["finding_best_of_k_above_mode"] = bool(bi.mean() > mi.mean())
+    fig1["finding_gap_shrinks_with_visibility"] = bool(slope is not None and slope < 0)
+    return fig1
+
+
+def _plot_fig1(fig1: dict[str, Any], samples: int, path: Path, plt: Any) -> None:
+    rows = fig1["bins"]
+    centres = np.array([(r["visible_ratio"][0] + r["visible_ratio"][1]) / 2 for r in rows])
+    ok = np.array([r["n"] for r in rows]) > 0
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, style in (
+        ("mode", "Amodal-VAE (posterior mode)", "o-"),
+        ("best_of_k", f"best of {samples} samples (by GT)", "s-"),
+        ("consistency_pick", "sample with best consistency", "^--"),
+    ):
+        ax.plot(
+            centres[ok],
+            [r[key] * 100 for r, k in zip(rows, ok, strict=True) if k],
+            style,
+            label=label,
+        )
+    ax.set_xlabel("visible ratio |V|/|A|")
+    ax.set_ylabel("mIoU (full, per-instance mean), %")
+    ax.set_title("mIoU vs visible ratio (supplementary Fig. 1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table1(
+    predictor: AmodalPredictor,
+    gt: Dataset,
+    gp: _GtPass,
+    restrict: bool,
+    seed: int,
+    corruption: CorruptionConfig,
+    corruption_seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Table 1: completion from GT vs corrupted visible masks (the corrupted pass runs here)."""
+    masks = gp.masks
     acc_cor = AmodalAccumulator(keep_instances=False)
     acc_raw_cor = AmodalAccumulator(keep_instances=False)
     offsets: dict[int, int] = {}
@@ -413,7 +519,7 @@ def analyze(
 
     def corrupted(rec: ImageRecord) -> np.ndarray:
         if rec.id not in corrupted_cache:
-            _, vm = gt_masks_of(rec)
+            _, vm = masks.get(rec)
             corrupted_cache[rec.id] = corrupt_masks(
                 vm, corruption_seed, offsets[rec.id], corruption
             )
@@ -422,16 +528,17 @@ def analyze(
     def on_cor(rec: ImageRecord, item: Any, insts: list[Any], comps: list[Completion]) -> None:
         if not rec.instances:
             return
-        am, vm = gt_masks_of(rec)
+        am, vm = masks.get(rec)
         cv = corrupted(rec)
-        del gt_masks[rec.id], corrupted_cache[rec.id]
+        masks.drop(rec)
+        del corrupted_cache[rec.id]
         index = {inst.id: k for k, inst in enumerate(rec.instances)}
         for inst, c in zip(insts, comps, strict=True):
             k = index[inst.id]
             acc_cor.add(instance_counts(c.amodal_mask, am[k], vm[k]), inst.id)
             acc_raw_cor.add(instance_counts(cv[k], am[k], vm[k]), inst.id)
 
-    _, st_cor = complete_dataset(
+    complete_dataset(
         predictor,
         gt,
         samples=0,
@@ -444,7 +551,7 @@ def analyze(
         progress=progress,
     )
     table1 = {
-        "gt_visible": {"amodal_vae": acc_gt.summary(), "raw_input_mask": acc_raw_gt.summary()},
+        "gt_visible": {"amodal_vae": gp.acc.summary(), "raw_input_mask": gp.acc_raw.summary()},
         "corrupted_visible": {
             "amodal_vae": acc_cor.summary(),
             "raw_input_mask": acc_raw_cor.summary(),
@@ -455,10 +562,8 @@ def analyze(
             "module": "maskgen.amodal.corruption",
         },
     }
-    g_all, c_all = (
-        table1["gt_visible"]["amodal_vae"]["overall"],
-        table1["corrupted_visible"]["amodal_vae"]["overall"],
-    )
+    g_all = table1["gt_visible"]["amodal_vae"]["overall"]
+    c_all = table1["corrupted_visible"]["amodal_vae"]["overall"]
     table1["drop"] = {
         k: (None if g_all[k] is None or c_all[k] is None else g_all[k] - c_all[k])
         for k in (
@@ -468,36 +573,7 @@ def analyze(
             "invisible_iou_mean",
         )
     }
-    _table1_plot(table1, out / "gt_vs_corrupted.png", plt)
-
-    result = {
-        "protocol": {
-            "model": predictor.source,
-            "threshold": predictor.threshold,
-            "ground_truth": gt.source,
-            "visible_source": "gt (and corrupted gt for Table 1's second half)",
-            "crop": CROP_CONVENTION,
-            "or_visible": True,
-            "restrict_to_occluders": bool(restrict),
-            "amodal_boxes": "predicted by the model's box head",
-            "samples": samples,
-            "seed": seed,
-            "metrics": "maskgen.core.metrics (full / invisible IoU, dataset-level and per-instance mean)",
-        },
-        "n_instances": st_gt["n_instances"],
-        "skipped_empty_visible": st_gt["skipped_empty"],
-        "fig3_prior_samples": {"n": prior_count, "file": "prior_samples.png"},
-        "fig4_posterior_sigma": fig4,
-        "fig1_miou_vs_visible_ratio": fig1,
-        "table1_gt_vs_corrupted": table1,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "files": ["analysis.json", "prior_samples.png", "posterior_sigma.png"]
-        + (["miou_vs_visible.png"] if fig1["bins"] else [])
-        + ["gt_vs_corrupted.png"],
-    }
-    del st_cor
-    write_json(out / "analysis.json", result)
-    return result
+    return table1
 
 
 def _table1_plot(table1: dict[str, Any], path: Path, plt: Any) -> None:

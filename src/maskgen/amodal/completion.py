@@ -154,7 +154,7 @@ def protocol_info(
     seed: int,
     visible_source: str = "unknown",
 ) -> dict[str, Any]:
-    """The protocol every results file states (DESIGN §4 and §8; keys of
+    """The protocol every results file states (``docs/design.md``, "Evaluation" and "Conventions"; keys of
     :data:`maskgen.data.results.PROTOCOL_FIELDS` first)."""
     return {
         "method": "amodal-vae",
@@ -323,6 +323,20 @@ def _image_inputs(
         )
 
 
+def _image_annotations(
+    rec: ImageRecord, insts: list[Any], comps: list[Completion]
+) -> list[dict[str, Any]]:
+    """Result entries of one image in file order (skipped empty instances flagged)."""
+    done = {int(inst.id): c for inst, c in zip(insts, comps, strict=True)}
+    out = []
+    for inst in rec.instances:
+        c = done.get(int(inst.id))
+        out.append(
+            completion_annotation(rec, inst, c) if c is not None else skipped_annotation(rec, inst)
+        )
+    return out
+
+
 def complete_dataset(
     predictor: AmodalPredictor,
     dataset: Dataset,
@@ -391,14 +405,7 @@ def complete_dataset(
             rec, item, insts = meta[i]
             meta[i] = None  # type: ignore[call-overload]  # free the masks
             if make_annotations:
-                done = {int(inst.id): c for inst, c in zip(insts, comps, strict=True)}
-                for inst in rec.instances:
-                    c = done.get(int(inst.id))
-                    annotations.append(
-                        completion_annotation(rec, inst, c)
-                        if c is not None
-                        else skipped_annotation(rec, inst)
-                    )
+                annotations += _image_annotations(rec, insts, comps)
             if on_image is not None:
                 on_image(rec, item, insts, comps)
             n_done += len(comps)

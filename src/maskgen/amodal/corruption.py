@@ -14,10 +14,10 @@ masks with a seeded mix of the errors a mask head makes, applied in this order t
 3. **Dropped pixels**: each mask pixel is removed with probability ``drop_prob`` (holes and a
    ragged outline, as a low-resolution mask head leaves).
 
-The defaults are calibrated on the built-in scenes' test split (256 px images): a corrupted mask's
-IoU with its GT visible mask is 0.87 on average (median 0.89), the quality of a decent mask head
-(on KINS, supplementary Table 1, predicted masks lose ~6 points of full mIoU against GT visible
-masks).
+The defaults are calibrated on the built-in scenes' test split (256 px images) so that a
+corrupted mask's IoU with its GT visible mask is that of a decent mask head (on KINS,
+supplementary Table 1, predicted masks lose ~6 points of full mIoU against GT visible masks);
+the measured effect is in benchmarks/RESULTS.md, section "amodal-quality".
 
 A corruption that would empty a mask returns the mask after step 1 only, or the original when
 that is empty too (a detector reports no empty masks). Every random draw comes from

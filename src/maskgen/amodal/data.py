@@ -5,13 +5,13 @@ box from that mask (:func:`maskgen.core.boxes.mask_to_box`), so a file's ``amoda
 ``amodal_box`` fields cannot reach training (``tests/test_amodal_train.py`` proves it by
 corrupting them).
 
-What the three stages get (DESIGN §2, supplementary §3.1):
+What the three stages get (supplementary §3.1; ``docs/design.md``, "Amodal-VAE"):
 
 * **Complete instances** (stage 1 and stage 2): without amodal labels an instance counts as complete
   when its visible mask touches no other instance's visible mask (overlap or 8-neighbour contact)
   and not the image border. They are kept as tight native-resolution crops (``h x w`` bool).
   Stage 1 augments them (horizontal flip, small rotation, scale/aspect jitter; no vertical flip,
-  objects keep their up direction) because crowded data has few of them (DESIGN §8 a).
+  objects keep their up direction) because crowded data has few of them (``docs/design.md``, "Amodal-VAE").
 * **Occluder shapes** (stage 2): the tight visible masks of *all* instances.
 * **Synthetic occlusion** (stage 2): a complete mask, augmented, is covered by 1-3 occluder
   shapes composited in front with :func:`maskgen.core.compositing.occlude`; the full mask, its
@@ -345,6 +345,38 @@ class SyntheticBatch:
     occ_region: np.ndarray | None = None
 
 
+def _occlusion_scene(
+    complete_shapes: list[np.ndarray],
+    occluder_shapes: list[np.ndarray],
+    rng: np.random.Generator,
+    aug: AugmentConfig,
+    shape_side: int,
+    unoccluded_fraction: float,
+    behind_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One synthetic scene on a square canvas: ``(full mask, occluders in front, all other
+    shapes)``, bool ``C x C`` each (see :func:`synthetic_occlusion`)."""
+    full = augment_shape(complete_shapes[rng.integers(len(complete_shapes))], rng, aug, shape_side)
+    fh, fw = full.shape
+    side = max(fh, fw)
+    canvas = 4 * side + 8
+    oy, ox = (canvas - fh) // 2, (canvas - fw) // 2
+    fullc = np.zeros((canvas, canvas), bool)
+    fullc[oy : oy + fh, ox : ox + fw] = full
+    occ = np.zeros_like(fullc)
+    ys, xs = np.nonzero(full)
+    if rng.random() >= unoccluded_fraction:
+        for _ in range(int(rng.integers(1, 4))):
+            _place(occ, occluder_shapes, side, ys + oy, xs + ox, rng)
+    # Neighbours *behind* the object (it hides them): they show up among the other
+    # instances' visible masks but hide nothing, as at test time where depth is unknown.
+    others = occ.copy()
+    if rng.random() < behind_fraction:
+        for _ in range(int(rng.integers(1, 3))):
+            _place(others, occluder_shapes, side, ys + oy, xs + ox, rng)
+    return fullc, occ, others
+
+
 def synthetic_occlusion(
     complete_shapes: list[np.ndarray],
     occluder_shapes: list[np.ndarray],
@@ -383,27 +415,10 @@ def synthetic_occlusion(
     occ_reg = np.zeros_like(full_reg) if with_region else None
     k = 0
     while k < n:
-        full = augment_shape(
-            complete_shapes[rng.integers(len(complete_shapes))], rng, aug, shape_side
-        )
-        fh, fw = full.shape
-        side = max(fh, fw)
-        canvas = 4 * side + 8
-        oy, ox = (canvas - fh) // 2, (canvas - fw) // 2
-        fullc = np.zeros((canvas, canvas), bool)
-        fullc[oy : oy + fh, ox : ox + fw] = full
-        occ = np.zeros_like(fullc)
-        ys, xs = np.nonzero(full)
-
-        if rng.random() >= unoccluded_fraction:
-            for _ in range(int(rng.integers(1, 4))):
-                _place(occ, occluder_shapes, side, ys + oy, xs + ox, rng)
-        # Neighbours *behind* the object (it hides them): they show up among the other
-        # instances' visible masks but hide nothing, as at test time where depth is unknown.
-        others = occ.copy()
-        if rng.random() < behind_fraction:
-            for _ in range(int(rng.integers(1, 3))):
-                _place(others, occluder_shapes, side, ys + oy, xs + ox, rng)
+        fullc, occ, others = _occlusion_scene(
+            complete_shapes, occluder_shapes, rng, aug, shape_side, unoccluded_fraction,
+            behind_fraction,
+        )  # fmt: skip
         vis = occlude(fullc, occ[None])
         nv = int(vis.sum())
         nf = int(fullc.sum())
@@ -464,7 +479,7 @@ def known_pixel_targets(
     context_scale: float = 3.0,
     crop_size: int = 28,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stage-3 targets in the (predicted) amodal-box frame (known pixels only, DESIGN §2).
+    """Stage-3 targets in the (predicted) amodal-box frame (known pixels only; ``docs/design.md``, "Amodal-VAE").
 
     Args:
         region: ``(K, R, R)`` uint8 bit planes of :class:`RealInstances`.

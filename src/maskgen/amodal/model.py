@@ -289,12 +289,49 @@ class AmodalVAE(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    # -- the one model API (docs/design.md, "The engine contract") -----------------------------
+    #: binarisation threshold and full ``config.json`` of the folder a model was loaded from
+    threshold: float | None = None
+    folder_config: dict[str, Any] | None = None
+
+    @classmethod
+    def from_folder(cls, path: Any = None, device: Any = "cpu") -> AmodalVAE:
+        """Load a model folder strictly (kind-checked, every weight matched by name and shape).
+
+        Args:
+            path: a model folder, or a training run folder holding ``model/``; default: the
+                shipped model (:data:`maskgen.amodal.io.SHIPPED_MODEL`).
+            device: ``cpu``, ``cuda`` or ``cuda:N`` (checked before any file is read).
+
+        Returns:
+            the model in eval mode on ``device``, with ``threshold`` (float in ``(0, 1)``) and
+            ``folder_config`` (the whole ``config.json``) set.
+
+        Raises:
+            MaskgenError: an unusable device; a missing folder/file, corrupt safetensors,
+                another model kind, a bad config or threshold, missing/unexpected/mis-shaped
+                weights.
+        """
+        from maskgen.amodal.io import SHIPPED_MODEL, load_folder
+
+        return load_folder(SHIPPED_MODEL if path is None else path, device)
+
+    def save_folder(
+        self, path: Any, threshold: float, training: dict[str, Any] | None = None
+    ) -> Any:
+        """Write the model folder ``path`` (``config.json`` + ``model.safetensors``, atomic,
+        rank 0 only) with its binarisation ``threshold`` in ``(0, 1)`` and an optional
+        ``training`` summary. Returns the folder's Path."""
+        from maskgen.amodal.io import save_folder
+
+        return save_folder(self, path, threshold, training=training)
+
 
 _CHANNELS_LAST = True
 
 
 def _fmt(x: Tensor) -> Tensor:
-    """channels_last on CPU for batches (1.4-1.7x faster small convs, DESIGN §6)."""
+    """channels_last on CPU for batches (faster small convs; measured in benchmarks/RESULTS.md, "amodal-speed-model")."""
     x = x.float()
     if _CHANNELS_LAST and x.device.type == "cpu" and x.shape[0] > 1:
         return x.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ numpy arrays in image coordinates::
     completions = predictor.complete_image(visible_masks)          # K x H x W bool
     completions[0].amodal_mask                                     # H x W bool
 
-Pipeline per instance (DESIGN §2, supplementary §3.2):
+Pipeline per instance (supplementary §3.2; ``docs/design.md``, "Amodal-VAE"):
 
 1. **Crop.** The visible mask is cropped tightly to its *visible* box (the tight half-open box of
    its pixels, :func:`maskgen.core.boxes.mask_to_box`) and resized to 28x28 exactly as
@@ -25,7 +25,7 @@ Pipeline per instance (DESIGN §2, supplementary §3.2):
    probabilities on the 28x28 amodal-box frame, pasted into the image with
    :func:`maskgen.core.masks.paste_mask` and thresholded at the model's saved threshold ``t``
    (a pixel is in the mask when ``p >= t``; the paper's ``t = 0.1``, supplementary §3.1).
-5. **Post-process** (DESIGN §8, "filling only where something can hide the object"). With
+5. **Post-process** (``docs/design.md``, "Conventions": "filling only where something can hide the object"). With
    ``restrict_to_occluders=True`` (the default) a predicted pixel *outside* the instance's
    visible mask is kept only where another instance's visible mask lies (only something in front
    can hide an object). In every mode the visible mask is OR-ed in. Pixels beyond the image
@@ -244,6 +244,49 @@ def _region(
     return rx0, ry0, max(rx1, rx0), max(ry1, ry0)
 
 
+def _tight_boxes(vm: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Tight half-open boxes ``N x 4`` float64 of masks ``vm[idx]`` (each must be non-empty)."""
+    sub = vm[idx]
+    rows = sub.any(axis=2)
+    cols = sub.any(axis=1)
+    empty = ~rows.any(axis=1)
+    if empty.any():
+        k = int(idx[np.flatnonzero(empty)[0]])
+        raise MaskgenError(f"visible mask {k}: empty (nothing to complete)")
+    h, w = vm.shape[1:]
+    return np.stack(
+        [
+            cols.argmax(axis=1),
+            rows.argmax(axis=1),
+            w - cols[:, ::-1].argmax(axis=1),
+            h - rows[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    ).astype(np.float64)
+
+
+def _chunks(images: Iterable[ImageInput], chunk_instances: int) -> Iterator[list[ImageInput]]:
+    """Checked images grouped into chunks of at least ``chunk_instances`` instances (the last
+    may be smaller)."""
+    pending: list[ImageInput] = []
+    count = 0
+    for item in images:
+        vm = np.asarray(item.visible_masks, dtype=bool)
+        if vm.ndim != 3:
+            raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
+        if item.amodal_boxes is not None and np.shape(item.amodal_boxes) != (len(vm), 4):
+            raise MaskgenError(
+                f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
+            )
+        pending.append(ImageInput(vm, item.amodal_boxes, item.complete, item.visible_boxes))
+        count += len(vm)
+        if count >= chunk_instances:
+            yield pending
+            pending, count = [], 0
+    if pending:
+        yield pending
+
+
 class AmodalPredictor:
     """Complete visible masks with a trained Amodal-VAE (numpy in, numpy out).
 
@@ -302,11 +345,20 @@ class AmodalPredictor:
         Raises:
             MaskgenError: the folder is missing, incomplete or does not match its config.
         """
-        from maskgen.amodal.io import load_amodal_model
+        from maskgen.amodal.io import check_device
+        from maskgen.amodal.model import AmodalVAE
 
-        model, config, threshold = load_amodal_model(path, device=device)
+        if int(batch_size) < 1:
+            raise MaskgenError(f"--batch-size {batch_size}: must be at least 1")
+        dev = check_device(device)
+        model = AmodalVAE.from_folder(path, device=dev)
         return cls(
-            model, threshold, device=device, config=config, batch_size=batch_size, source=str(path)
+            model,
+            model.threshold,
+            device=str(dev),
+            config=model.folder_config,
+            batch_size=batch_size,
+            source=str(path),
         )
 
     @property
@@ -409,23 +461,7 @@ class AmodalPredictor:
         if visible_boxes is not None:
             boxes = np.asarray(visible_boxes, dtype=np.float64)[idx]
         else:
-            sub = vm[idx]
-            rows = sub.any(axis=2)
-            cols = sub.any(axis=1)
-            empty = ~rows.any(axis=1)
-            if empty.any():
-                k = int(idx[np.flatnonzero(empty)[0]])
-                raise MaskgenError(f"visible mask {k}: empty (nothing to complete)")
-            h, w = vm.shape[1:]
-            boxes = np.stack(
-                [
-                    cols.argmax(axis=1),
-                    rows.argmax(axis=1),
-                    w - cols[:, ::-1].argmax(axis=1),
-                    h - rows[:, ::-1].argmax(axis=1),
-                ],
-                axis=1,
-            ).astype(np.float64)
+            boxes = _tight_boxes(vm, idx)
         bad = ~(boxes[:, 2] > boxes[:, 0])
         if bad.any():
             raise MaskgenError(
@@ -493,28 +529,8 @@ class AmodalPredictor:
         """
         chunk_instances = chunk_instances or self.chunk_instances
         counter = [0]
-
-        def chunks() -> Iterator[list[ImageInput]]:
-            pending: list[ImageInput] = []
-            count = 0
-            for item in images:
-                vm = np.asarray(item.visible_masks, dtype=bool)
-                if vm.ndim != 3:
-                    raise MaskgenError(f"visible_masks: expected K x H x W, got shape {vm.shape}")
-                if item.amodal_boxes is not None and np.shape(item.amodal_boxes) != (len(vm), 4):
-                    raise MaskgenError(
-                        f"amodal_boxes: expected shape ({len(vm)}, 4), got {np.shape(item.amodal_boxes)}"
-                    )
-                pending.append(ImageInput(vm, item.amodal_boxes, item.complete, item.visible_boxes))
-                count += len(vm)
-                if count >= chunk_instances:
-                    yield pending
-                    pending, count = [], 0
-            if pending:
-                yield pending
-
         if not self.pipeline:
-            for items in chunks():
+            for items in _chunks(images, chunk_instances):
                 state = self._prepare_chunk(items, counter)
                 self._forward_chunk(state, samples, seed)
                 yield from self._finish_chunk(state, restrict_to_occluders, return_probability)
@@ -525,7 +541,7 @@ class AmodalPredictor:
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="amodal-forward") as pool:
             inflight = None
-            for items in chunks():
+            for items in _chunks(images, chunk_instances):
                 state = self._prepare_chunk(items, counter)
                 fut = pool.submit(self._forward_chunk, state, samples, seed)
                 if inflight is not None:

@@ -1,6 +1,9 @@
-"""Amodal-VAE's three training stages (supplementary §3.1, DESIGN §2) and threshold tuning.
+"""Amodal-VAE's three training stages (supplementary §3.1; ``docs/design.md``, "Amodal-VAE")
+and threshold tuning.
 
-One run folder (:class:`maskgen.engine.RunFolder`, kind ``"amodal-vae"``) holds the whole run:
+One run folder (:class:`maskgen.engine.RunFolder`, kind ``"amodal-vae"``) holds the whole run.
+Each stage is a :class:`StageTrainer` run by the one loop (:func:`maskgen.engine.training_loop`,
+checkpoint prefix = stage name):
 
 1. :func:`train_stage1_shape_prior` -- a VAE (q1 + decoder) on complete masks, Adam lr 1e-3, KL
    weight annealed by :func:`kl_weight` (supplementary eq. 1).
@@ -9,15 +12,13 @@ One run folder (:class:`maskgen.engine.RunFolder`, kind ``"amodal-vae"``) holds 
 3. :func:`train_stage3_real_occlusion` -- q2 fine-tuned on the data's real instances with the
    reconstruction term on known pixels only (decoder and box head frozen). The CPU preset runs
    1,000 steps at lr 1e-3 (paper: 1e-4, and ``--preset paper`` 10,000 steps): at 1e-4 the short
-   stage did not change q2's posterior widths enough for the spread to grow from unoccluded to
-   1-50 % occluded instances (supplementary Fig. 4: test-split sigma 0.2005 / 0.2000 / 0.2068;
-   at 1e-3: 0.2053 / 0.2100 / 0.2371, both steps above bootstrap noise) for 1 point of invisible
-   IoU.
+   stage did not change q2's posterior widths enough for the spread to grow with occlusion
+   (supplementary Fig. 4; measured in benchmarks/RESULTS.md, section "amodal-quality").
 
 Then :func:`tune_threshold` picks the binarisation threshold on held-out data and :func:`train`
 writes ``RUN/model``. Each stage checkpoints under its own prefix (``stage1-00000500.pt`` ...),
-marks ``RUN/stageK.done`` when finished and resumes automatically. Only visible masks are read
-(:mod:`maskgen.amodal.data`).
+marks ``RUN/stageK.done`` when finished and resumes automatically (after a kill, or a pause on
+``--max-minutes`` / ``--stop-after``). Only visible masks are read (:mod:`maskgen.amodal.data`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,7 +47,6 @@ from maskgen.amodal.data import (
     synthetic_occlusion,
     visible_box_in_region,
 )
-from maskgen.amodal.io import save_amodal_model
 from maskgen.amodal.model import (
     AmodalVAE,
     AmodalVAEConfig,
@@ -55,20 +55,21 @@ from maskgen.amodal.model import (
     reparameterize,
 )
 from maskgen.core.boxes import box_iou
+from maskgen.core.io import write_json
 from maskgen.core.warp import box_to_box_theta, warp
 from maskgen.data.types import Dataset
 from maskgen.engine import (
     DistContext,
     RunFolder,
-    all_reduce_mean,
+    RunOptions,
     autocast_context,
     barrier,
-    capture_rng_state,
     check_finite,
+    config_to_dict,
     make_grad_scaler,
-    progress,
-    restore_rng_state,
-    unwrap,
+    param,
+    resume_key,
+    training_loop,
     wrap_ddp,
 )
 from maskgen.errors import MaskgenError
@@ -99,78 +100,111 @@ def kl_weight(
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on (stored in ``RUN/config.json``; resuming requires the same).
+    """Everything an Amodal-VAE run depends on (``RUN/config.json``; resuming requires the same
+    model and path fields, see :func:`maskgen.engine.resume_key`).
 
-    Presets: ``"cpu"`` (default, sized for ≤ 15 min on 2 CPU cores) and ``"paper"``
-    (supplementary §3.1: stage-2 lr 1e-4, unscaled KL schedule, longer stages).
+    Presets (:attr:`PRESETS`): ``"cpu"`` (default, sized for <= 15 min on 2 CPU cores) and
+    ``"paper"`` (supplementary §3.1: lr 1e-4 after stage 1, unscaled KL schedule, longer stages).
+    Logging and checkpoint intervals, threads, device and the time budget are
+    :class:`maskgen.engine.RunOptions`.
     """
 
-    preset: str = "cpu"
-    seed: int = 0
-    batch_size: int = 128
-    stage1_steps: int = 2500
-    stage2_steps: int = 2500
-    stage3_steps: int = 1000
-    stage1_lr: float = 1e-3
-    stage2_lr: float = 1e-3  # paper 1e-4; 1e-3 trains better at CPU budgets (DESIGN §8)
-    stage3_lr: float = 1e-3  # paper 1e-4 over 10k steps; 1e-3 over our 1k (see below)
-    kl_final: float = 0.5
-    kl_start: float = 0.01
-    kl_alpha: float = 0.9995
-    kl_t_begin: int = 2000
-    kl_schedule_scale: float = 0.5
-    box_loss_weight: float = 20.0
-    box_quantile: float = 0.15  # τ of the box head's pinball loss (0.5 = L1); box_extension_loss
-    stage1_pool: int = 40000
-    stage2_pool: int = 30000
-    unoccluded_fraction: float = 0.15
-    augment: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
-    val_fraction: float = 0.1
-    val_samples: int = 2000
-    checkpoint_every: int = 500
-    log_every: int = 50
-    model: dict[str, Any] = field(default_factory=lambda: AmodalVAEConfig().to_dict())
-    data: str = ""
-    val: str = ""
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu": {},
+        "paper": {
+            "stage1_steps": 30000,
+            "stage2_steps": 30000,
+            "stage3_steps": 10000,
+            "stage2_lr": 1e-4,
+            "stage3_lr": 1e-4,
+            "kl_schedule_scale": 1.0,
+            "stage1_pool": 200000,
+            "stage2_pool": 200000,
+        },
+    }
+
+    preset: str = param("cpu", "preset name", flag=False)
+    seed: int = param(0, "seed of weights, data pools and batches", low=0)
+    batch_size: int = param(128, "crops per step", low=1, high=65536)
+    stage1_steps: int = param(2500, "stage 1 (shape prior) steps", low=1)
+    stage2_steps: int = param(2500, "stage 2 (partial encoder + box head) steps", low=1)
+    stage3_steps: int = param(1000, "stage 3 (real occlusion) steps", low=1)
+    stage1_lr: float = param(1e-3, "stage 1 Adam lr", low=0, low_open=True, high=1)
+    # paper 1e-4; 1e-3 trains better at CPU budgets (docs/design.md, "Amodal-VAE")
+    stage2_lr: float = param(1e-3, "stage 2 Adam lr", low=0, low_open=True, high=1)
+    # paper 1e-4 over 10k steps; 1e-3 over our 1k (see the module docstring)
+    stage3_lr: float = param(1e-3, "stage 3 Adam lr", low=0, low_open=True, high=1)
+    kl_final: float = param(0.5, "final KL weight (eq. 1)", low=0)
+    kl_start: float = param(0.01, "initial KL weight (eq. 1)", low=0)
+    kl_alpha: float = param(0.9995, "KL schedule decay (eq. 1)", low=0, low_open=True, high=1)
+    kl_t_begin: int = param(2000, "step where the KL weight starts to grow (eq. 1)", low=0)
+    kl_schedule_scale: float = param(
+        0.5,
+        "stretch of the KL annealing schedule (eq. 1): t_begin*s, alpha^(1/s); 1 = paper",
+        low=0,
+        low_open=True,
+    )
+    box_loss_weight: float = param(20.0, "weight of the box head's loss in stage 2", low=0)
+    box_quantile: float = param(
+        0.15,
+        "quantile of the box head's pinball loss, in (0, 1) (0.5 = L1; box_extension_loss)",
+        low=0,
+        low_open=True,
+        high=1,
+        high_open=True,
+    )
+    # Upper bounds keep the pools in memory: a stage-1 crop is 3 kB, a stage-2 sample 15 kB, a
+    # validation sample (with its region frames) 88 kB.
+    stage1_pool: int = param(40000, "augmented stage-1 crops", low=1, high=2_000_000)
+    stage2_pool: int = param(30000, "synthetic stage-2 samples", low=1, high=1_000_000)
+    unoccluded_fraction: float = param(
+        0.15, "share of stage-2 samples left unoccluded", low=0, high=1
+    )
+    augment: dict[str, float] = param(
+        dataclasses.asdict(AugmentConfig()), "augmentation of complete shapes", flag=False
+    )
+    val_fraction: float = param(
+        0.1, "held-out share of --data images when no --val is given", low=0, high=1, high_open=True
+    )
+    val_samples: int = param(2000, "threshold-tuning samples", low=1, high=50_000)
+    model: dict[str, Any] = param(
+        AmodalVAEConfig().to_dict(), "architecture (AmodalVAEConfig)", flag=False
+    )
+    data: str = param("", "training annotations JSON (COCO, KINS or COCOA)", role="path")
+    val: str = param(
+        "",
+        "validation JSON for the threshold (default: hold out --val-fraction of --data)",
+        role="path",
+    )
+
+    def check(self) -> None:
+        """Cross-field rules: a buildable architecture."""
+        try:
+            mc = AmodalVAEConfig.from_dict(dict(self.model))
+        except (TypeError, ValueError) as e:
+            raise MaskgenError(f"model config: {e}") from None
+        if len(mc.widths) != 2 or not all(1 <= w <= 1024 for w in mc.widths):
+            widths = ",".join(map(str, mc.widths))
+            raise MaskgenError(f"--widths {widths}: expected two integers in [1, 1024]")
+        if not 1 <= mc.fc_dim <= 16384:
+            raise MaskgenError(f"--fc-dim {mc.fc_dim}: must be in [1, 16384]")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
-    "paper": {
-        "stage1_steps": 30000,
-        "stage2_steps": 30000,
-        "stage3_steps": 10000,
-        "stage2_lr": 1e-4,
-        "stage3_lr": 1e-4,
-        "kl_schedule_scale": 1.0,
-        "stage1_pool": 200000,
-        "stage2_pool": 200000,
-    },
-}
-
-
-def make_config(preset: str = "cpu", **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset plus explicit overrides (None values ignored)."""
-    if preset not in PRESETS:
-        raise MaskgenError(f"--preset {preset}: unknown (expected {', '.join(PRESETS)})")
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(preset=preset, **kw)
+        return config_to_dict(self)
 
 
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class StageResult:
-    """What a stage reports: steps run now, final smoothed loss, seconds spent."""
+    """What a stage reports: steps run now, last logged loss, seconds, where it resumed, and
+    whether it finished (False: paused on the time budget or ``stop_after``)."""
 
     name: str
     steps: int
     loss: float
     seconds: float
     resumed_from: int = 0
+    finished: bool = True
 
 
 def _stage_rng(seed: int, stage: int, rank: int) -> np.random.Generator:
@@ -207,82 +241,81 @@ class _StageModule(torch.nn.Module):
         return self.loss_fn(self.model, step, *batch)
 
 
-def _run_stage(
-    name: str,
-    run: RunFolder,
-    ctx: DistContext,
-    model: AmodalVAE,
-    parts: list[str],
-    lr: float,
-    steps: int,
-    tensors: list[Tensor],
-    loss_fn: Callable[..., tuple[Tensor, dict]],
-    cfg: TrainConfig,
-    prev_stage: str | None,
-) -> StageResult:
-    """The shared loop: resume, Adam on ``parts``, random mini-batches from ``tensors``."""
-    t0 = time.monotonic()
-    state = run.load_latest_checkpoint(map_location="cpu", prefix=name)
-    start = 0
-    if state is None and prev_stage is not None:
-        prev = run.load_latest_checkpoint(map_location="cpu", prefix=prev_stage)
-        if prev is None:
-            raise MaskgenError(f"{run.path}: {prev_stage} is marked done but has no checkpoint")
-        model.load_state_dict(prev["model"])
-    params = _set_trainable(model, parts)
-    opt = torch.optim.Adam(params, lr=lr)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        restore_rng_state(state["rng"])
-    model.to(ctx.device)
-    scaler = make_grad_scaler(ctx.device)  # enabled only for fp16 autocast
-    stage_mod = wrap_ddp(_StageModule(model, loss_fn), ctx, find_unused_parameters=False)
-    n = tensors[0].shape[0]
-    bs = cfg.batch_size
-    smooth = float("nan")
-    step = start
-    bar = progress(steps, name, initial=start, ctx=ctx)
-    for step in bar:
-        idx = torch.randint(0, n, (bs,))
-        batch = [t[idx].to(ctx.device, non_blocking=True) for t in tensors]
-        with autocast_context(ctx.device):  # mixed precision on CUDA, nothing on CPU
-            loss, logs = stage_mod(step, *batch)
+class StageTrainer:
+    """One Amodal-VAE stage as a trainer of the one loop (:func:`maskgen.engine.training_loop`).
+
+    ``step(step)`` draws ``batch_size`` random rows of ``tensors`` (global torch RNG, restored on
+    resume by the loop), evaluates ``loss_fn(model, step, *batch)`` under autocast, stops on a
+    non-finite loss before the update, and takes one Adam step on the stage's ``parts`` (the
+    other parts are frozen). ``resumable``: the model, the optimizer and the grad scaler.
+
+    Args:
+        name: ``"stage1"`` ... (checkpoint prefix, NaN-message label).
+        model: the (unwrapped) Amodal-VAE; moved to ``ctx.device``.
+        parts: trainable sub-networks (``enc_full``, ``enc_partial``, ``decoder``, ``box_head``).
+        lr: Adam learning rate.
+        tensors: CPU tensors with the same first dimension (the stage's data pool).
+        loss_fn: ``(model, step, *batch) -> (loss, {name: scalar tensor})``.
+        batch_size: rows per step.
+        ctx: the process's distributed context.
+        run: the run folder (named in the NaN message).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: AmodalVAE,
+        parts: list[str],
+        lr: float,
+        tensors: list[Tensor],
+        loss_fn: Callable[..., tuple[Tensor, dict]],
+        batch_size: int,
+        ctx: DistContext,
+        run: RunFolder,
+    ) -> None:
+        self.name, self.run, self.device = name, run, ctx.device
+        self.tensors, self.batch_size = tensors, batch_size
+        self.opt = torch.optim.Adam(_set_trainable(model, parts), lr=lr)
+        model.to(ctx.device)
+        self.scaler = make_grad_scaler(ctx.device)  # enabled only for fp16 autocast
+        self.module = wrap_ddp(_StageModule(model, loss_fn), ctx, find_unused_parameters=False)
+        self.resumable: dict[str, Any] = {"model": model, "opt": self.opt, "scaler": self.scaler}
+
+    def step(self, step: int) -> dict[str, Tensor]:
+        idx = torch.randint(0, self.tensors[0].shape[0], (self.batch_size,))
+        batch = [t[idx].to(self.device, non_blocking=True) for t in self.tensors]
+        with autocast_context(self.device):  # mixed precision on CUDA, nothing on CPU
+            loss, logs = self.module(step, *batch)
         loss = loss.float()
-        check_finite(loss, step, what=f"{name} loss", run=run)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        lv = float(loss.detach())
-        smooth = lv if math.isnan(smooth) else 0.98 * smooth + 0.02 * lv
-        done = step + 1
-        if done % cfg.log_every == 0 or done == steps:
-            avg = {k: float(all_reduce_mean(v.detach().float())) for k, v in logs.items()}
-            run.log(done, stage=name, loss=float(all_reduce_mean(loss.detach())), **avg)
-        if done % cfg.checkpoint_every == 0 or done == steps:
-            run.save_checkpoint(
-                done,
-                {
-                    "model": unwrap(model).state_dict(),
-                    "opt": opt.state_dict(),
-                    "step": done,
-                    "rng": capture_rng_state(),
-                },
-                prefix=name,
-            )
-    bar.close()
-    run.mark_finished(f"{name}.done")
+        check_finite(loss, step, what=f"{self.name} loss", run=self.run)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return {"loss": loss.detach(), **{k: v.detach().float() for k, v in logs.items()}}
+
+
+def run_stage(
+    trainer: StageTrainer, run: RunFolder, total_steps: int, opts: RunOptions
+) -> StageResult:
+    """Run a stage's trainer on the one loop (prefix = stage name); mark ``RUN/<stage>.done``
+    when it finished."""
+    res = training_loop(trainer, run, total_steps=total_steps, opts=opts, prefix=trainer.name)
+    if res.finished:
+        run.mark_finished(f"{trainer.name}.done")
     barrier()  # rank 0's checkpoint and marker exist before any rank moves on
-    return StageResult(name, steps - start, smooth, time.monotonic() - t0, start)
+    loss = float(res.last.get("loss", float("nan")))
+    return StageResult(
+        trainer.name, res.done - res.start, loss, res.seconds, res.start, res.finished
+    )
 
 
 def _load_finished(run: RunFolder, model: AmodalVAE, name: str) -> None:
+    """Load the model weights of stage ``name``'s newest readable checkpoint."""
     state = run.load_latest_checkpoint(map_location="cpu", prefix=name)
     if state is None:
         raise MaskgenError(f"{run.path}: {name} is marked done but has no readable checkpoint")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["objects"]["model"])
 
 
 # -- stage 1 ----------------------------------------------------------------------------------------
@@ -294,10 +327,10 @@ def _recon(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tens
     return bce.flatten(1).sum(1)
 
 
-def train_stage1_shape_prior(
+def stage1_trainer(
     run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
-) -> StageResult:
-    """Stage 1: a VAE on (augmented) complete masks; Adam ``stage1_lr``; KL annealed (eq. 1)."""
+) -> StageTrainer:
+    """Stage 1's trainer: q1 + decoder on augmented complete masks, KL annealed (eq. 1)."""
     if not pools.complete_shapes:
         raise MaskgenError(
             f"{cfg.data}: no complete instances (visible masks that touch no other instance and "
@@ -323,19 +356,21 @@ def train_stage1_shape_prior(
         )
         return rec + lam * kl, {"recon": rec, "kl": kl, "kl_weight": torch.tensor(lam)}
 
-    return _run_stage(
-        "stage1",
-        run,
-        ctx,
-        model,
-        ["enc_full", "decoder"],
-        cfg.stage1_lr,
-        cfg.stage1_steps,
-        [y],
-        lf,
-        cfg,
-        None,
-    )
+    parts = ["enc_full", "decoder"]
+    return StageTrainer("stage1", model, parts, cfg.stage1_lr, [y], lf, cfg.batch_size, ctx, run)
+
+
+def train_stage1_shape_prior(
+    run: RunFolder,
+    ctx: DistContext,
+    model: AmodalVAE,
+    pools: InstancePools,
+    cfg: TrainConfig,
+    opts: RunOptions | None = None,
+) -> StageResult:
+    """Stage 1: a VAE on (augmented) complete masks; Adam ``stage1_lr``; KL annealed (eq. 1)."""
+    trainer = stage1_trainer(run, ctx, model, pools, cfg)
+    return run_stage(trainer, run, cfg.stage1_steps, opts or RunOptions())
 
 
 # -- stage 2 ----------------------------------------------------------------------------------------
@@ -346,10 +381,10 @@ def box_extension_loss(pred: Tensor, target: Tensor, quantile: float = 0.5) -> T
     ``quantile`` τ the head learns the τ-quantile of the extension given its context; τ = 0.5 is
     the L1 loss (the median), scaled so that both give the same loss. Why τ < 0.5 by default:
     most synthetic occlusions leave the box as it is, real scenes are denser in neighbours than
-    the synthetic samples, and an L1-trained head over-extended on the built-in test scenes (box
-    IoU 0.75 against 0.93 for the visible box itself; test full IoU 71 %). τ = 0.15 extends only
-    where ~85 % of similar synthetic contexts extend; of τ = 0.5 / 0.3 / 0.2 / 0.15 it gave the
-    best test IoUs (the shipped model's README lists them).
+    the synthetic samples, and an L1-trained head over-extended on the built-in test scenes (its
+    boxes scored below the visible box itself). τ = 0.15 extends only where ~85 % of similar
+    synthetic contexts extend; of τ = 0.5 / 0.3 / 0.2 / 0.15 it gave the best test IoUs (the
+    shipped model's README lists them; benchmarks/RESULTS.md, "amodal-quality").
     """
     d = target - pred  # > 0: the prediction is short of the true box
     return (2.0 * torch.maximum(quantile * d, (quantile - 1.0) * d)).sum(1).mean()
@@ -366,15 +401,12 @@ def _synthetic_tensors(s: SyntheticBatch) -> list[Tensor]:
     ]
 
 
-def train_stage2_partial_encoder(
+def stage2_trainer(
     run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
-) -> StageResult:
-    """Stage 2: q2 + box head on synthetic occlusion; the decoder (and q1) frozen.
-
-    Loss = ``-E_q2[log p(y|z)] + λ_final·KL(q2(z|ŷ) ‖ N(0, I))
-    + box_loss_weight·box_extension_loss(extensions, box_quantile)`` where the box extensions are
-    in units of the visible box's longer side.
-    """
+) -> StageTrainer:
+    """Stage 2's trainer: q2 + box head on synthetic occlusion; decoder and q1 frozen; starts
+    from stage 1's final weights."""
+    _load_finished(run, model, "stage1")
     rng = _stage_rng(cfg.seed, 2, ctx.rank)
     mc = model.config
     s = synthetic_occlusion(
@@ -388,7 +420,6 @@ def train_stage2_partial_encoder(
         mc.box_context_size,
         cfg.unoccluded_fraction,
     )
-    tensors = _synthetic_tensors(s)
 
     def lf(
         m: AmodalVAE,
@@ -408,19 +439,29 @@ def train_stage2_partial_encoder(
         loss = rec + cfg.kl_final * kl + cfg.box_loss_weight * box
         return loss, {"recon": rec, "kl": kl, "box_l1": box}
 
-    return _run_stage(
-        "stage2",
-        run,
-        ctx,
-        model,
-        ["enc_partial", "box_head"],
-        cfg.stage2_lr,
-        cfg.stage2_steps,
-        tensors,
-        lf,
-        cfg,
-        "stage1",
+    parts = ["enc_partial", "box_head"]
+    tensors = _synthetic_tensors(s)
+    return StageTrainer(
+        "stage2", model, parts, cfg.stage2_lr, tensors, lf, cfg.batch_size, ctx, run
     )
+
+
+def train_stage2_partial_encoder(
+    run: RunFolder,
+    ctx: DistContext,
+    model: AmodalVAE,
+    pools: InstancePools,
+    cfg: TrainConfig,
+    opts: RunOptions | None = None,
+) -> StageResult:
+    """Stage 2: q2 + box head on synthetic occlusion; the decoder (and q1) frozen.
+
+    Loss = ``-E_q2[log p(y|z)] + λ_final·KL(q2(z|ŷ) ‖ N(0, I))
+    + box_loss_weight·box_extension_loss(extensions, box_quantile)`` where the box extensions are
+    in units of the visible box's longer side.
+    """
+    trainer = stage2_trainer(run, ctx, model, pools, cfg)
+    return run_stage(trainer, run, cfg.stage2_steps, opts or RunOptions())
 
 
 # -- stage 3 ----------------------------------------------------------------------------------------
@@ -442,16 +483,11 @@ def predict_boxes(
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 
-def train_stage3_real_occlusion(
+def stage3_trainer(
     run: RunFolder, ctx: DistContext, model: AmodalVAE, pools: InstancePools, cfg: TrainConfig
-) -> StageResult:
-    """Stage 3: fine-tune q2 on the real instances; reconstruction on known pixels only.
-
-    The frozen box head (after stage 2) places each instance's amodal box; the target is the
-    visible mask in that frame and the weight is 1 on visible pixels of the instance and of the
-    background, 0 under other instances' visible masks (possible occluders, whose depth order is
-    unknown without labels) and outside the image. Loss = masked NLL + λ_final·KL.
-    """
+) -> StageTrainer:
+    """Stage 3's trainer: q2 on the real instances, loss on known pixels; starts from stage 2's
+    final weights, whose (frozen) box head places each instance's amodal box."""
     if not (run.path / "stage2.done").is_file():
         raise MaskgenError(f"{run.path}: stage 3 needs a finished stage 2")
     _load_finished(run, model, "stage2")
@@ -473,19 +509,29 @@ def train_stage3_real_occlusion(
         kl = kl_divergence(mu, logvar).mean()
         return rec + cfg.kl_final * kl, {"recon_known": rec, "kl": kl}
 
-    return _run_stage(
-        "stage3",
-        run,
-        ctx,
-        model,
-        ["enc_partial"],
-        cfg.stage3_lr,
-        cfg.stage3_steps,
-        tensors,
-        lf,
-        cfg,
-        "stage2",
+    parts = ["enc_partial"]
+    return StageTrainer(
+        "stage3", model, parts, cfg.stage3_lr, tensors, lf, cfg.batch_size, ctx, run
     )
+
+
+def train_stage3_real_occlusion(
+    run: RunFolder,
+    ctx: DistContext,
+    model: AmodalVAE,
+    pools: InstancePools,
+    cfg: TrainConfig,
+    opts: RunOptions | None = None,
+) -> StageResult:
+    """Stage 3: fine-tune q2 on the real instances; reconstruction on known pixels only.
+
+    The frozen box head (after stage 2) places each instance's amodal box; the target is the
+    visible mask in that frame and the weight is 1 on visible pixels of the instance and of the
+    background, 0 under other instances' visible masks (possible occluders, whose depth order is
+    unknown without labels) and outside the image. Loss = masked NLL + λ_final·KL.
+    """
+    trainer = stage3_trainer(run, ctx, model, pools, cfg)
+    return run_stage(trainer, run, cfg.stage3_steps, opts or RunOptions())
 
 
 # -- threshold and validation -----------------------------------------------------------------------
@@ -552,7 +598,8 @@ def tune_threshold(
     occr = val.occ_region[:, None] > 0.5 if val.occ_region is not None else ~visr
 
     def scores(probs: np.ndarray, t: float) -> dict[str, float]:
-        # the completion default (DESIGN §8): invisible pixels only under occluders, OR visible
+        # the completion default (docs/design.md, "Conventions"): invisible pixels only under
+        # occluders, OR-ed with the visible mask
         pred = ((probs > t) & (visr | occr)) | visr
         f = _iou(pred, full)
         inv = _iou(pred & ~visr, full & ~visr)
@@ -606,75 +653,95 @@ def split_images(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int
     return train, held
 
 
-def train(
+#: the stages in order: (checkpoint prefix / marker name, function)
+STAGES: tuple[tuple[str, Callable[..., StageResult]], ...] = (
+    ("stage1", train_stage1_shape_prior),
+    ("stage2", train_stage2_partial_encoder),
+    ("stage3", train_stage3_real_occlusion),
+)
+
+
+def check_out_folder(out: str | Path) -> None:
+    """Refuse an ``--out`` that can never become this run's folder, before any work.
+
+    ``out`` may be missing, an empty folder or an earlier Amodal-VAE run (which resumes; its
+    config is compared when the run is opened).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MaskgenError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise MaskgenError(
+            f"{out}: folder exists and is not a maskgen run (no config.json); choose a new --out"
+        )
+
+
+def _already_done(run: RunFolder, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The stored summary when the run finished in an earlier invocation (never redone)."""
+    if not (run.is_finished("DONE") and (run.model_dir() / "model.safetensors").is_file()):
+        return None
+    say(f"training already done: the model is in {run.model_dir()}")
+    summary_path = run.path / "summary.json"
+    stored = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    # This invocation ran no stage; the stored summary keeps the record of the run that did.
+    return {**stored, "stages": {}, "already_done": True}
+
+
+def _training_pools(
     dataset: Dataset,
-    out: str | Path,
     cfg: TrainConfig,
     ctx: DistContext,
-    val_dataset: Dataset | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run (or resume) all three stages, tune the threshold and write ``out/model``.
-
-    Args:
-        dataset: training data (only visible masks are read).
-        out: run folder.
-        cfg: the run's config; resuming needs the same.
-        ctx: from :func:`maskgen.engine.init_distributed`.
-        val_dataset: held-out data for the threshold; when None ``cfg.val_fraction`` of the
-            training images are held out (never trained on).
-        log: where rank 0 prints progress lines.
-
-    Returns:
-        summary dict (also in ``out/model/config.json`` under ``"training"``).
-    """
-    say = log if ctx.is_main else (lambda _msg: None)
-    run = RunFolder(out, kind=KIND, config=cfg.to_dict(), ctx=ctx)
-    if run.is_finished("DONE") and (run.model_dir() / "model.safetensors").is_file():
-        # A finished run is never redone: the same command again leaves its model untouched.
-        say(f"training already done: the model is in {run.model_dir()}")
-        summary_path = run.path / "summary.json"
-        stored = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        # This invocation ran no stage; the stored summary keeps the record of the run that did.
-        return {**stored, "stages": {}, "already_done": True}
-    t_all = time.monotonic()
-    mc = AmodalVAEConfig.from_dict(cfg.model)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = AmodalVAE(mc)
-
+    mc: AmodalVAEConfig,
+    val_dataset: Dataset | None,
+    say: Callable[[str], None],
+) -> tuple[InstancePools, list[int]]:
+    """The instance pools of the training images (and the held-out image ids), checked to be
+    usable before the run folder is created."""
     if val_dataset is None:
         train_idx, held_idx = split_images(dataset, cfg.val_fraction, cfg.seed)
     else:
         train_idx, held_idx = list(range(len(dataset.images))), []
-    # Each rank takes its share of the images for the real-instance pools (stage 3) but every
-    # rank sees every complete shape (stage 1/2 pools are drawn with per-rank seeds).
     t0 = time.monotonic()
     pools = extract_instances(
         dataset, train_idx, mc.crop_size, mc.box_context_scale, mc.box_context_size
     )
+    if len(pools.real) == 0:
+        raise MaskgenError(f"{cfg.data}: no instances with a visible mask")
+    if not pools.complete_shapes:
+        raise MaskgenError(
+            f"{cfg.data}: no complete instances (visible masks that touch no other instance and "
+            "not the image border); stage 1 needs some"
+        )
     say(
         f"data: {len(pools.real)} instances from {len(train_idx)} images, "
         f"{len(pools.complete_shapes)} complete ({time.monotonic() - t0:.1f}s)"
     )
-    if len(pools.real) == 0:
-        raise MaskgenError(f"{cfg.data}: no instances with a visible mask")
+    # Each rank takes its share of the images for the real-instance pools (stage 3) but every
+    # rank sees every complete shape (stage 1/2 pools are drawn with per-rank seeds).
     if ctx.world_size > 1:
         pools.real = _shard(pools.real, ctx.rank, ctx.world_size)
-    prep_s = time.monotonic() - t0
+    return pools, held_idx
 
+
+def _run_stages(
+    run: RunFolder,
+    ctx: DistContext,
+    model: AmodalVAE,
+    pools: InstancePools,
+    cfg: TrainConfig,
+    opts: RunOptions,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], bool]:
+    """Run the unfinished stages in order; ``(per-stage results, all finished)``."""
     results: dict[str, Any] = {}
-    stages = [
-        ("stage1", train_stage1_shape_prior),
-        ("stage2", train_stage2_partial_encoder),
-        ("stage3", train_stage3_real_occlusion),
-    ]
-    for name, fn in stages:
+    for name, fn in STAGES:
         if run.is_finished(f"{name}.done"):
             say(f"{name}: already done, skipping")
             continue
-        r = fn(run, ctx, model, pools, cfg)
+        r = fn(run, ctx, model, pools, cfg, opts)
         say(
-            f"{name}: {r.steps} steps in {r.seconds:.1f}s (resumed at {r.resumed_from}), loss {r.loss:.2f}"
+            f"{name}: {r.steps} steps in {r.seconds:.1f}s (resumed at {r.resumed_from}), "
+            f"loss {r.loss:.2f}"
         )
         results[name] = {
             "steps": r.steps,
@@ -682,10 +749,20 @@ def train(
             "resumed_from": r.resumed_from,
             "loss": r.loss,
         }
-    _load_finished(run, model, "stage3")
-    model.to("cpu").eval()
+        if not r.finished:
+            return results, False
+    return results, True
 
-    t0 = time.monotonic()
+
+def _validation_batch(
+    dataset: Dataset,
+    held_idx: list[int],
+    val_dataset: Dataset | None,
+    pools: InstancePools,
+    cfg: TrainConfig,
+    mc: AmodalVAEConfig,
+) -> SyntheticBatch:
+    """Synthetic occlusion of held-out complete masks (the threshold's validation data)."""
     if val_dataset is not None:
         vpools = extract_instances(
             val_dataset, None, mc.crop_size, mc.box_context_scale, mc.box_context_size
@@ -694,11 +771,9 @@ def train(
         vpools = extract_instances(
             dataset, held_idx, mc.crop_size, mc.box_context_scale, mc.box_context_size
         )
-    shapes = vpools.complete_shapes or pools.complete_shapes
-    occ = vpools.occluder_shapes or pools.occluder_shapes
-    vs = synthetic_occlusion(
-        shapes,
-        occ,
+    return synthetic_occlusion(
+        vpools.complete_shapes or pools.complete_shapes,
+        vpools.occluder_shapes or pools.occluder_shapes,
         cfg.val_samples,
         np.random.default_rng([cfg.seed, 7]),
         AugmentConfig(flip=0.5, max_rotation=0.0, max_aspect=1.0),
@@ -708,12 +783,65 @@ def train(
         0.0,
         with_region=True,
     )
+
+
+def train(
+    dataset: Dataset,
+    out: str | Path,
+    cfg: TrainConfig,
+    ctx: DistContext,
+    val_dataset: Dataset | None = None,
+    log: Callable[[str], None] = print,
+    opts: RunOptions | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) all three stages, tune the threshold and write ``out/model``.
+
+    Args:
+        dataset: training data (only visible masks are read).
+        out: run folder.
+        cfg: the run's config; resuming needs the same model and path fields.
+        ctx: from :func:`maskgen.engine.init_distributed`.
+        val_dataset: held-out data for the threshold; when None ``cfg.val_fraction`` of the
+            training images are held out (never trained on).
+        log: where rank 0 prints progress lines.
+        opts: logging/checkpoint intervals, time budget, ``stop_after`` (default: RunOptions()).
+
+    Returns:
+        summary dict (also in ``out/model/config.json`` under ``"training"``); with
+        ``"paused": True`` when the time budget or ``stop_after`` ended this invocation early.
+    """
+    opts = opts or RunOptions()
+    say = log if ctx.is_main else (lambda _msg: None)
+    check_out_folder(out)
+    if (Path(out) / "config.json").is_file():
+        done = _already_done(RunFolder(out, kind=KIND, config=resume_key(cfg), ctx=ctx), say)
+        if done is not None:
+            return done
+    t_all = time.monotonic()
+    mc = AmodalVAEConfig.from_dict(cfg.model)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = AmodalVAE(mc)
+    t0 = time.monotonic()
+    pools, held_idx = _training_pools(dataset, cfg, ctx, mc, val_dataset, say)
+    prep_s = time.monotonic() - t0
+    # Only now, with every input checked, is the run folder created.
+    run = RunFolder(out, kind=KIND, config=resume_key(cfg), ctx=ctx)
+    results, finished = _run_stages(run, ctx, model, pools, cfg, opts, say)
+    if not finished:
+        return {"stages": results, "paused": True}
+    _load_finished(run, model, "stage3")
+    model.to("cpu").eval()
+
+    t0 = time.monotonic()
+    vs = _validation_batch(dataset, held_idx, val_dataset, pools, cfg, mc)
     threshold, tmetrics = tune_threshold(model, vs)
+    at = tmetrics["at_threshold"]
     say(
-        f"threshold {threshold:.2f} (validation synthetic occlusion: full IoU {tmetrics['at_threshold']['full_iou']:.3f}, "
-        f"invisible IoU {tmetrics['at_threshold']['invisible_iou']:.3f}, box IoU {tmetrics['box_iou']:.3f} vs {tmetrics['box_iou_of_visible_box']:.3f} for the visible box)"
+        f"threshold {threshold:.2f} (validation synthetic occlusion: full IoU "
+        f"{at['full_iou']:.3f}, invisible IoU {at['invisible_iou']:.3f}, box IoU "
+        f"{tmetrics['box_iou']:.3f} vs {tmetrics['box_iou_of_visible_box']:.3f} for the "
+        "visible box)"
     )
-    tune_s = time.monotonic() - t0
     summary = {
         "data": cfg.data,
         "val": cfg.val or f"{len(held_idx)} held-out training images",
@@ -722,15 +850,15 @@ def train(
         "world_size": ctx.world_size,
         "stages": results,
         "data_seconds": round(prep_s, 1),
-        "threshold_seconds": round(tune_s, 1),
+        "threshold_seconds": round(time.monotonic() - t0, 1),
         "total_seconds_this_invocation": round(time.monotonic() - t_all, 1),
         "validation": {k: v for k, v in tmetrics.items() if k != "table"},
         "complete_instances": len(pools.complete_shapes),
         "instances": len(pools.real),
     }
     if ctx.is_main:
-        save_amodal_model(run.model_dir(), model, mc, threshold, training=summary)
-        (run.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        model.save_folder(run.model_dir(), threshold, training=summary)
+        write_json(run.path / "summary.json", summary)
     run.mark_finished("DONE")
     return summary
 

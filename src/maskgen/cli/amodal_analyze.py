@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from maskgen.errors import MaskgenError
+from maskgen.amodal.io import SHIPPED_MODEL
 
 ANALYSIS_FILES = (
     "analysis.json",
@@ -18,8 +18,6 @@ ANALYSIS_FILES = (
 
 def add_analyze_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``analyze`` to the ``amodal`` group."""
-    from maskgen.cli.amodal_complete import SHIPPED_MODEL
-
     p = subparsers.add_parser(
         "analyze",
         help="regenerate the paper's analyses (prior samples, posterior spread, best-of-K, GT vs corrupted)",
@@ -59,25 +57,33 @@ def add_analyze_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_analyze)
 
 
+def _check_args(args: argparse.Namespace) -> Path:
+    """Every flag and path checked before anything is read or written; the output folder."""
+    from maskgen.cli.amodal_checks import (
+        MAX_BATCH,
+        MAX_SAMPLES,
+        check_model,
+        check_range,
+        check_seed,
+    )
+    from maskgen.core.io import prepare_out_dir, require_file
+
+    check_range("--samples", args.samples, 0, MAX_SAMPLES)
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
+    check_seed("--seed", args.seed)
+    check_seed("--corruption-seed", args.corruption_seed)
+    check_model(args.model, args.device)
+    require_file(args.gt, "ground-truth JSON")
+    return prepare_out_dir(args.out, args.force, marker=ANALYSIS_FILES[0])
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     from maskgen.amodal.analysis import analyze
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.data.loader import load_dataset
     from maskgen.evaluation.harness import check_amodal_gt
 
-    if args.samples < 0:
-        raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
-    if args.batch_size < 1:
-        raise MaskgenError(f"--batch-size {args.batch_size}: must be at least 1")
-    from maskgen.cli.amodal_complete import check_model_arg
-
-    check_model_arg(args.model)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise MaskgenError(f"{out}: exists and is not a folder")
-    existing = [n for n in ANALYSIS_FILES if (out / n).exists()]
-    if existing and not args.force:
-        raise MaskgenError(f"{out}: already holds {existing[0]}; pass --force to overwrite it")
+    out = _check_args(args)
     gt = load_dataset(args.gt)
     check_amodal_gt(gt)
     predictor = AmodalPredictor.from_folder(
@@ -92,6 +98,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         restrict=not args.no_restrict,
         corruption_seed=args.corruption_seed,
     )
+    _print_summary(res, args.samples, out)
+    return 0
+
+
+def _print_summary(res: dict, samples: int, out: Path) -> None:
+    """The headline numbers of each analysis on stdout."""
     f4 = res["fig4_posterior_sigma"]
     f1 = res["fig1_miou_vs_visible_ratio"]
     t1 = res["table1_gt_vs_corrupted"]
@@ -106,7 +118,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     if f1.get("overall"):
         o = f1["overall"]
         print(
-            f"  Fig. 1 full mIoU: mode {100 * o['mode_full_iou_mean']:.2f}, best of {args.samples} "
+            f"  Fig. 1 full mIoU: mode {100 * o['mode_full_iou_mean']:.2f}, best of {samples} "
             f"{100 * o['best_of_k_full_iou_mean']:.2f}; gap shrinks with visibility: "
             f"{f1['finding_gap_shrinks_with_visibility']}"
         )
@@ -122,4 +134,3 @@ def run_analyze(args: argparse.Namespace) -> int:
         f"  Table 1 (per-instance mean) full / invisible IoU: GT visible {pct(g['full_iou_mean'])} / "
         f"{pct(g['invisible_iou_mean'])}; corrupted {pct(c['full_iou_mean'])} / {pct(c['invisible_iou_mean'])}"
     )
-    return 0

@@ -6,18 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from maskgen.errors import MaskgenError
-
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "amodal-vae-builtin"
-
-
-def check_model_arg(model: str) -> None:
-    """A clear message when the default (shipped) model is missing from this installation."""
-    if Path(model) == SHIPPED_MODEL and not (SHIPPED_MODEL / "model.safetensors").is_file():
-        raise MaskgenError(
-            f"{SHIPPED_MODEL}: the shipped model is missing from this installation; "
-            "pass --model DIR (a folder written by 'maskgen amodal train')"
-        )
+from maskgen.amodal.io import SHIPPED_MODEL, check_model_arg  # noqa: F401 (re-exported)
 
 
 def add_complete_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -83,33 +72,62 @@ def add_complete_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_complete)
 
 
+def _check_args(args: argparse.Namespace) -> Path | None:
+    """Every flag and path checked before anything is read or written; the overlay folder."""
+    from maskgen.cli.amodal_checks import (
+        MAX_BATCH,
+        MAX_SAMPLES,
+        check_model,
+        check_out_file,
+        check_range,
+        check_seed,
+    )
+    from maskgen.core.io import prepare_out_dir, require_dir, require_file
+
+    check_range("--samples", args.samples, 0, MAX_SAMPLES)
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
+    check_seed("--seed", args.seed)
+    check_model(args.model, args.device)
+    require_file(args.masks, "visible masks JSON")
+    require_dir(args.images, "images folder")
+    if args.amodal_boxes:
+        require_file(args.amodal_boxes, "amodal boxes JSON")
+    check_out_file(args.out, args.force)
+    if args.overlays is None:
+        return None
+    return prepare_out_dir(args.overlays, args.force)
+
+
+def _overlay_writer(args: argparse.Namespace, overlays: Path | None):  # noqa: ANN202
+    """``on_image`` callback of :func:`complete_dataset` streaming overlay PNGs (or None)."""
+    from maskgen.amodal.completion import overlay_image
+    from maskgen.core.io import read_image, write_image
+
+    if overlays is None:
+        return None
+
+    def on_image(rec, item, insts, comps):  # noqa: ANN001
+        image = read_image(Path(args.images) / rec.file_name)
+        sel = item.complete if item.complete is not None else slice(None)
+        img = overlay_image(image, item.visible_masks[sel], comps)
+        name = Path(rec.file_name).with_suffix("").as_posix().replace("/", "__") + ".png"
+        write_image(overlays / name, img)  # streamed: written as images finish
+
+    return on_image
+
+
 def run_complete(args: argparse.Namespace) -> int:
     from maskgen.amodal.completion import (
         check_images,
         complete_dataset,
-        overlay_image,
         protocol_info,
         read_amodal_boxes,
     )
     from maskgen.amodal.predictor import AmodalPredictor
-    from maskgen.core.io import read_image, refuse_overwrite, write_image
     from maskgen.data.loader import load_dataset
     from maskgen.data.results import write_results
 
-    if args.samples < 0:
-        raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
-    if args.batch_size < 1:
-        raise MaskgenError(f"--batch-size {args.batch_size}: must be at least 1")
-    check_model_arg(args.model)
-    refuse_overwrite(args.out, args.force)
-    overlays = Path(args.overlays) if args.overlays else None
-    if overlays is not None and overlays.exists():
-        if not overlays.is_dir():
-            raise MaskgenError(f"{overlays}: exists and is not a folder")
-        if any(overlays.iterdir()) and not args.force:
-            raise MaskgenError(
-                f"{overlays}: folder is not empty; pass --force to overwrite overlays"
-            )
+    overlays = _check_args(args)
     dataset = load_dataset(args.masks)
     check_images(dataset, args.images, args.masks)
     box_mode = "gt" if args.gt_amodal_boxes else ("file" if args.amodal_boxes else "predicted")
@@ -117,19 +135,6 @@ def run_complete(args: argparse.Namespace) -> int:
     predictor = AmodalPredictor.from_folder(
         args.model, device=args.device, batch_size=args.batch_size
     )
-
-    n_overlays = [0]
-
-    def on_image(rec, item, insts, comps):  # noqa: ANN001
-        if overlays is None:
-            return
-        image = read_image(Path(args.images) / rec.file_name)
-        sel = item.complete if item.complete is not None else slice(None)
-        img = overlay_image(image, item.visible_masks[sel], comps)
-        name = Path(rec.file_name).with_suffix("").as_posix().replace("/", "__") + ".png"
-        write_image(overlays / name, img)  # streamed: written as images finish
-        n_overlays[0] += 1
-
     annotations, stats = complete_dataset(
         predictor,
         dataset,
@@ -140,7 +145,7 @@ def run_complete(args: argparse.Namespace) -> int:
         boxes=boxes,
         seed=args.seed,
         skip_empty=args.skip_empty,
-        on_image=on_image if overlays is not None else None,
+        on_image=_overlay_writer(args, overlays),
     )
     info = protocol_info(
         predictor,
@@ -154,16 +159,17 @@ def run_complete(args: argparse.Namespace) -> int:
     info["skipped_empty"] = stats["skipped_empty"]
     info["n_instances"] = stats["n_instances"]
     write_results(args.out, annotations, info)
+    _report(args, stats, overlays)
+    return 0
+
+
+def _report(args: argparse.Namespace, stats: dict, overlays: Path | None) -> None:
     rate = stats["n_instances"] / max(stats["seconds"], 1e-9)
+    skipped = stats["skipped_empty"]
     print(
         f"completed {stats['n_instances']} instances in {stats['n_images']} images "
         f"({rate:.0f} instances/s) -> {args.out}"
-        + (
-            f"; {len(stats['skipped_empty'])} empty visible masks skipped"
-            if stats["skipped_empty"]
-            else ""
-        )
+        + (f"; {len(skipped)} empty visible masks skipped" if skipped else "")
         + (f"; overlays in {overlays}" if overlays is not None else ""),
         file=sys.stdout,
     )
-    return 0

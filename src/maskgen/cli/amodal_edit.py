@@ -1,14 +1,19 @@
-"""``maskgen amodal edit``: erase instances from an image, complete what they hid and inpaint.
+"""``maskgen amodal edit``: erase, move, reorder instances of an image or swap a completion for
+one of its samples, showing what they hid.
 
-The scene-editing application of Amodal-VAE (supplementary Fig. 6); the work is done by
-:func:`maskgen.amodal.editing.erase_and_complete`. Writes into ``--out``:
+The scene-editing application of Amodal-VAE (supplementary §3.3, Fig. 6). The image is decomposed
+once into layers (:class:`maskgen.editing.scene.Scene`: completions, occlusion order, inpainting)
+and every operation re-composites those layers. Operations run in command-line order:
+``--erase ID...``, ``--move ID DX DY``, ``--front ID``, ``--back ID``, ``--sample ID K``.
+Writes into ``--out``:
 
 - ``edited.png``: the edited image;
-- ``before_after.png``: the input with the erased instance(s) outlined beside the edited image
-  with the revealed object parts outlined;
+- ``before_after.png``: the input with the edited instance(s) outlined beside the edited image
+  with the newly visible object parts outlined;
 - ``masks.json``: a results file (:mod:`maskgen.data.results`) with one entry per remaining
   instance: ``segmentation`` its amodal mask, plus ``visible_segmentation`` its new visible mask
-  and ``revealed_area`` (pixels it gained).
+  and ``revealed_area`` (pixels it gained);
+- with ``--layers DIR``: the edited scene's layers (:meth:`~maskgen.editing.scene.Scene.save_layers`).
 """
 
 from __future__ import annotations
@@ -32,14 +37,13 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``edit`` to the ``amodal`` group."""
     p = subparsers.add_parser(
         "edit",
-        help="erase instances from an image, complete the shapes they hid and inpaint",
+        help="edit an image's instances (erase, move, reorder, use a sample) from its layers",
         description=(
-            "Scene editing (Amodal-VAE supplementary Fig. 6): remove the --erase instance(s) "
-            "from one image, complete the remaining instances' shapes with Amodal-VAE, show the "
-            "completed parts the erased instances hid (a pixel claimed by several completions "
-            "goes to the most probable one) and inpaint them from each object's own visible "
-            "pixels, and the rest of the erased area from the background (OpenCV Telea "
-            "inpainting, a CPU stand-in for the paper's learned inpainter)."
+            "Scene editing (Amodal-VAE supplementary Fig. 6): decompose one image into layers "
+            "(every instance completed with Amodal-VAE, the occlusion order decided from the "
+            "completions, hidden parts and the background inpainted) and apply the operations "
+            "in command-line order, re-compositing the layers: --erase, --move, --front, --back, "
+            "--sample. --inpainter telea (OpenCV, the default) or a learned inpainter's run."
         ),
     )
     p.add_argument(
@@ -50,18 +54,67 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image", required=True, metavar="ID_OR_FILE_NAME", help="the image: its id or file name"
     )
-    p.add_argument(
-        "--erase",
-        required=True,
-        nargs="+",
-        type=int,
-        metavar="ANN_ID",
+    ops = p.add_argument_group("operations (at least one; applied in command-line order)")
+    ops.add_argument(
+        "--erase", nargs="+", type=int, metavar="ANN_ID", action=_OpAction,
         help="annotation id(s) of the instance(s) to remove",
-    )
+    )  # fmt: skip
+    ops.add_argument(
+        "--move", nargs=3, type=int, metavar=("ANN_ID", "DX", "DY"), action=_OpAction,
+        help="move an instance by DX, DY pixels (right, down)",
+    )  # fmt: skip
+    ops.add_argument(
+        "--front", nargs=1, type=int, metavar="ANN_ID", action=_OpAction,
+        help="bring an instance in front of every other",
+    )  # fmt: skip
+    ops.add_argument(
+        "--back", nargs=1, type=int, metavar="ANN_ID", action=_OpAction,
+        help="send an instance behind every other",
+    )  # fmt: skip
+    ops.add_argument(
+        "--sample", nargs=2, type=int, metavar=("ANN_ID", "K"), action=_OpAction,
+        help="replace an instance's completion by its posterior sample K (0-based)",
+    )  # fmt: skip
+    p.add_argument(
+        "--inpainter", default="telea",
+        help="'telea' (OpenCV, the default) or a learned inpainter's run folder",
+    )  # fmt: skip
+    p.add_argument("--layers", default=None, metavar="DIR", help="also write the edited layers")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
     p.set_defaults(func=run_edit)
+
+
+class _OpAction(argparse.Action):
+    """Appends ``(flag, values)`` to ``namespace.ops`` so operations keep command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        ops = list(getattr(namespace, "ops", None) or [])
+        ops.append((option_string, list(values)))
+        namespace.ops = ops
+        setattr(namespace, self.dest, values)
+
+
+def make_inpainter(name: str):  # noqa: ANN201
+    """The inpainter named by ``--inpainter``: ``telea`` or a learned inpainter's run folder.
+
+    Raises:
+        MaskgenError: the folder does not exist, or no learned inpainter is installed.
+    """
+    from maskgen.inpainting.base import TeleaInpainter
+
+    if name == "telea":
+        return TeleaInpainter()
+    try:
+        from maskgen.inpainting import load_inpainter  # the learned one; absent in older trees
+    except ImportError:
+        raise MaskgenError(
+            f"--inpainter {name}: this installation has no learned inpainter; use 'telea'"
+        ) from None
+    if not Path(name).exists():
+        raise MaskgenError(f"--inpainter {name}: no such run folder (or use 'telea')")
+    return load_inpainter(name)
 
 
 def find_image(dataset: Any, key: str, masks_path: str) -> Any:
@@ -86,7 +139,8 @@ def find_image(dataset: Any, key: str, masks_path: str) -> Any:
     return hits[0]
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse a non-folder, or a non-empty folder without ``--force``."""
     if out.exists() and not out.is_dir():
         raise MaskgenError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -132,34 +186,78 @@ def before_after(
     return np.concatenate([left, gap, right], axis=1)
 
 
+def _resolve_ops(args: argparse.Namespace, ids: list[int], rec: Any) -> list[tuple[str, list[int]]]:
+    """Operations as ``(name, [index, ...args])`` with instance indices; checks them all first.
+
+    Raises:
+        MaskgenError: no operation, an unknown or already erased id, or nothing left.
+    """
+    ops = getattr(args, "ops", None) or []
+    if not ops:
+        raise MaskgenError(
+            "amodal edit: no operation; give --erase, --move, --front, --back or --sample"
+        )
+    where = f"image id {rec.id} ({rec.file_name}) in {args.masks}"
+    erased: set[int] = set()
+    out = []
+    for flag, values in ops:
+        targets = list(dict.fromkeys(values)) if flag == "--erase" else values[:1]
+        for a in targets:
+            if a not in ids:
+                raise MaskgenError(
+                    f"{flag} {a}: annotation {a} is not an instance of {where}; "
+                    f"its instances are {ids}"
+                )
+            if a in erased:
+                raise MaskgenError(f"{flag} {a}: annotation {a} is erased by an earlier --erase")
+        if flag == "--erase":
+            erased.update(targets)
+            out += [("erase", [ids.index(a)]) for a in targets]
+        elif flag == "--sample" and values[1] < 0:
+            raise MaskgenError(f"--sample {values[0]} {values[1]}: K must be 0 or more")
+        else:
+            out.append((flag.lstrip("-"), [ids.index(values[0]), *values[1:]]))
+    if len(erased) == len(ids):
+        raise MaskgenError(
+            f"--erase {' '.join(map(str, sorted(erased)))}: erases every instance of image id "
+            f"{rec.id} ({rec.file_name}); at least one must remain"
+        )
+    return out
+
+
+def _apply(scene: Any, ops: list[tuple[str, list[int]]]) -> None:
+    for name, v in ops:
+        if name == "erase":
+            scene.erase(v[0])
+        elif name == "move":
+            scene.move(v[0], v[1], v[2])
+        elif name == "front":
+            scene.bring_to_front(v[0])
+        elif name == "back":
+            scene.send_back(v[0])
+        else:
+            scene.use_sample(v[0], v[1])
+
+
 def run_edit(args: argparse.Namespace) -> int:
-    from maskgen.amodal.completion import check_images, decode_visible, protocol_info
-    from maskgen.amodal.editing import erase_and_complete
+    from maskgen.amodal.completion import check_images, decode_visible
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.core.io import read_image, write_image
-    from maskgen.core.rle import encode_rle
     from maskgen.data.loader import load_dataset
-    from maskgen.data.results import result_annotation, write_results
     from maskgen.data.types import Dataset
+    from maskgen.editing.scene import Scene
 
     check_model_arg(args.model)
     out = Path(args.out)
-    _check_out_dir(out, args.force)
+    check_out_dir(out, args.force)
+    layers_dir = Path(args.layers) if args.layers else None
+    if layers_dir is not None:
+        check_out_dir(layers_dir, args.force)
+    inpainter = make_inpainter(args.inpainter)
     dataset = load_dataset(args.masks)
     rec = find_image(dataset, args.image, args.masks)
     ids = [int(inst.id) for inst in rec.instances]
-    erase_ids = list(dict.fromkeys(args.erase))
-    for a in erase_ids:
-        if a not in ids:
-            raise MaskgenError(
-                f"--erase {a}: annotation {a} is not an instance of image id {rec.id} "
-                f"({rec.file_name}) in {args.masks}; its instances are {ids}"
-            )
-    if len(erase_ids) == len(ids):
-        raise MaskgenError(
-            f"--erase {' '.join(map(str, erase_ids))}: erases every instance of image id "
-            f"{rec.id} ({rec.file_name}); at least one must remain to be completed"
-        )
+    ops = _resolve_ops(args, ids, rec)
     # Only this image is read: check just its file (exists, size as the JSON says).
     check_images(Dataset(images=[rec], categories=dataset.categories), args.images, args.masks)
     image = read_image(Path(args.images) / rec.file_name)
@@ -168,59 +266,70 @@ def run_edit(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise MaskgenError(f"{args.masks}: image id {rec.id}: {e}") from None
     predictor = AmodalPredictor.from_folder(args.model, device=args.device)
-    erase_idx = [ids.index(a) for a in erase_ids]
-    result = erase_and_complete(image, vm, erase_idx, predictor)
+    n_samples = max([v[1] + 1 for n, v in ops if n == "sample"], default=0)
+    scene = Scene.from_image(
+        image, vm, predictor, inpainter, labels=[int(i.category_id) for i in rec.instances],
+        ids=ids, samples=n_samples,
+    )  # fmt: skip
+    before_vis, before_owner = scene.visible_masks(), scene.owner()
+    _apply(scene, ops)
+    edited, new_vis = scene.render(), scene.visible_masks()
+    changed = scene.owner() != before_owner  # pixels that show another instance or background
+    touched = sorted({v[0] for _, v in ops})
+    entries = _entries(rec, scene, before_vis, new_vis)
+    info = _edit_info(args, predictor, rec, ops, ids, n_samples, int(changed.sum()))
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(out / "edited.png", edited)
+    gained = new_vis & ~before_vis
+    write_image(out / "before_after.png", before_after(image, edited, before_vis[touched], gained))
+    from maskgen.data.results import write_results
 
-    revealed_parts = result.revealed_masks()
-    entries = []
-    for j, k in enumerate(result.kept.tolist()):
-        inst = rec.instances[k]
-        comp = result.completions.get(k)
-        e = result_annotation(
-            int(inst.id),
-            int(rec.id),
-            int(inst.category_id),
-            result.amodal_masks[j],
-            score=None if comp is None else round(float(comp.consistency), 6),
-            uncertainty=None if comp is None else round(float(comp.uncertainty), 6),
-        )
-        e["visible_segmentation"] = encode_rle(result.visible_masks[j])
-        e["revealed_area"] = int(revealed_parts[j].sum())
-        entries.append(e)
-    info = protocol_info(
-        predictor,
-        masks_path=str(args.masks),
-        restrict=True,
-        box_mode="predicted",
-        samples=0,
-        seed=0,
+    write_results(out / "masks.json", entries, info)
+    if layers_dir is not None:
+        scene.save_layers(layers_dir)
+    print(
+        f"{len(ops)} operation(s) on {rec.file_name}: {int(changed.sum())} pixels revealed "
+        f"or covered, {int(gained.sum())} newly visible object pixels -> {out}"
     )
+    return 0
+
+
+def _edit_info(
+    args: argparse.Namespace, predictor: Any, rec: Any, ops: list, ids: list[int], n_samples: int,
+    changed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The ``info`` of ``masks.json``: the completion protocol plus what the edit did."""
+    from maskgen.amodal.completion import protocol_info
+
+    info = protocol_info(
+        predictor, masks_path=str(args.masks), restrict=True, box_mode="predicted",
+        samples=n_samples, seed=0,
+    )  # fmt: skip
     info["edit"] = {
         "image_id": int(rec.id),
         "file_name": rec.file_name,
-        "erased": erase_ids,
-        "revealed_pixels": int(result.revealed.sum()),
-        "assignment": (
-            "a revealed pixel inside remaining instances' completed amodal masks goes to the "
-            "one with the highest decoder probability there; the rest is background"
-        ),
-        "inpainting": (
-            "cv2.inpaint (Telea): each instance from its own visible pixels, the background "
-            "from visible background pixels (CPU stand-in for a learned inpainter)"
-        ),
+        "operations": [[f, *v] for f, v in args.ops],
+        "erased": [ids[v[0]] for n, v in ops if n == "erase"],
+        "revealed_pixels": changed,  # pixels that now show something else
+        "order": "re-composited back to front from layers in the estimated occlusion order",
+        "inpainting": args.inpainter,
         "segmentation": "amodal mask; visible_segmentation: the new visible mask",
     }
-    erased_masks = vm[np.asarray(erase_idx)]
-    out.mkdir(parents=True, exist_ok=True)
-    write_image(out / "edited.png", result.image)
-    write_image(
-        out / "before_after.png", before_after(image, result.image, erased_masks, revealed_parts)
-    )
-    write_results(out / "masks.json", entries, info)
-    n_obj = int((result.assignment >= 0).sum())
-    print(
-        f"erased {len(erase_ids)} instance(s) from {rec.file_name}: {int(result.revealed.sum())} "
-        f"pixels revealed, {n_obj} given to completed objects, "
-        f"{int(result.revealed.sum()) - n_obj} to background -> {out}"
-    )
-    return 0
+    return info
+
+
+def _entries(rec: Any, scene: Any, before_vis: np.ndarray, new_vis: np.ndarray) -> list[dict]:
+    """``masks.json`` entries of the instances still in the scene, in input order."""
+    from maskgen.core.rle import encode_rle
+    from maskgen.data.results import result_annotation
+
+    amodal = scene.amodal_masks()
+    entries = []
+    for k, inst in enumerate(rec.instances):
+        if scene.layers[k].erased:
+            continue
+        e = result_annotation(int(inst.id), int(rec.id), int(inst.category_id), amodal[k])
+        e["visible_segmentation"] = encode_rle(new_vis[k])
+        e["revealed_area"] = int((new_vis[k] & ~before_vis[k]).sum())
+        entries.append(e)
+    return entries

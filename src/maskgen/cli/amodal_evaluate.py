@@ -5,8 +5,9 @@
 
 Writes ``DIR/metrics.json``, ``DIR/metrics.md``, ``DIR/iou_vs_visible.png`` and
 ``DIR/per_instance.csv`` (see :mod:`maskgen.evaluation.report`) and prints the Markdown table.
-Every input is read and every metric computed before anything is written; an existing ``DIR``
-is refused unless ``--force``.
+Every input is read and every metric computed before anything is written; a non-empty ``DIR``
+is refused unless ``--force``, and even then only an earlier report (with ``metrics.json``) is
+replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import shlex
 import sys
 
-from maskgen.core.io import refuse_overwrite
+from maskgen.core.io import prepare_out_dir, require_file
 from maskgen.data.loader import LAYOUTS, load_dataset
 from maskgen.evaluation import (
     BASELINES,
@@ -74,8 +75,15 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    refuse_overwrite(args.out, args.force)
+    from maskgen.evaluation.harness import check_amodal_gt
+    from maskgen.evaluation.report import REPORT_MARKER
+
+    require_file(args.gt, "ground-truth JSON")
+    if args.pred is not None:
+        require_file(args.pred, "results JSON")
+    prepare_out_dir(args.out, args.force, marker=REPORT_MARKER)
     gt = load_dataset(args.gt, args.layout)
+    check_amodal_gt(gt)
     if args.pred is not None:
         result = evaluate_results_file(gt, args.pred)
     else:

@@ -1,5 +1,9 @@
 """``maskgen data`` commands for the segment application: ``segmentation-set`` (built-in,
-exact ground truth) and ``pedestrians`` (real crops from a static-camera video)."""
+exact ground truth) and ``pedestrians`` (real crops from a static-camera video).
+
+Both check their numbers and ``--out`` before any work, write to a temporary folder renamed into
+place at the end (a crash leaves nothing that blocks the rerun) and replace an earlier set of
+the same command only with ``--force``."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ def _cmd_segmentation_set(args: argparse.Namespace) -> int:
         n_test=args.n_test,
         n_backgrounds=args.n_backgrounds,
         shape_class=args.shape_class,
+        force=args.force,
     )
     print(
         f"wrote {info['n_train']} train, {info['n_test']} test (with masks) and "
@@ -46,6 +51,7 @@ def _cmd_pedestrians(args: argparse.Namespace) -> int:
         seed=args.seed,
         frame_step=args.frame_step,
         n_backgrounds=args.n_backgrounds,
+        force=args.force,
     )
     print(
         f"wrote {info['n_train']} train and {info['n_test']} test pedestrian crops, "
@@ -74,6 +80,9 @@ def add_segment_data_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--n-backgrounds", type=int, default=2000)
     p.add_argument("--class", dest="shape_class", default="bird", help="built-in silhouette class")
+    p.add_argument(
+        "--force", action="store_true", help="replace an earlier set in --out (info.json)"
+    )
     p.set_defaults(func=_cmd_segmentation_set)
 
     q = subparsers.add_parser(
@@ -90,4 +99,7 @@ def add_segment_data_parsers(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--frame-step", type=int, default=4)
     q.add_argument("--n-backgrounds", type=int, default=2000)
+    q.add_argument(
+        "--force", action="store_true", help="replace an earlier set in --out (info.json)"
+    )
     q.set_defaults(func=_cmd_pedestrians)

@@ -22,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from maskgen.errors import MaskgenError
-
 DEMO_SEED = 2026
 DEMO_FILES = ("summary.md", "results.json", "samples_grid.png")
+DEMO_MARKER = ".maskgen-demo"  # written first, so a demo stopped half-way can be replaced
+MAX_IMAGES = 10000
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096
+MAX_DEMO_SAMPLES = 64
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from maskgen.cli.amodal_complete import SHIPPED_MODEL
+    from maskgen.amodal.io import SHIPPED_MODEL
 
     p = subparsers.add_parser(
         "demo",
@@ -58,60 +60,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_demo)
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise MaskgenError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise MaskgenError(
-                f"{out}: folder is not empty; pass --force to replace an earlier demo"
-            )
-        if not (out / "summary.md").exists() and not (out / "scenes").exists():
-            raise MaskgenError(
-                f"{out}: not an earlier demo folder (no summary.md); refusing to replace it"
-            )
+def _check_args(args: argparse.Namespace) -> Path:
+    """Every flag and path checked before anything is read or written; the output folder.
 
+    ``--out`` may be missing or empty; with ``--force`` an earlier demo folder (finished, with
+    ``summary.md``, or stopped half-way, with the marker written at the start) is replaced.
+    """
+    from maskgen.cli.amodal_checks import check_model, check_range, check_seed
+    from maskgen.core.io import prepare_out_dir
 
-def run_demo(args: argparse.Namespace) -> int:
-    from maskgen.amodal.completion import (
-        check_images,
-        complete_dataset,
-        overlay_image,
-        protocol_info,
-    )
-    from maskgen.amodal.predictor import AmodalPredictor
-    from maskgen.core.io import read_image, write_image, write_text
-    from maskgen.data.loader import load_dataset
-    from maskgen.data.results import write_results
-    from maskgen.data.scenes import SceneConfig, generate_scenes
-    from maskgen.evaluation import (
-        BASELINES,
-        baseline_protocol,
-        evaluate_predictions,
-        evaluate_results_file,
-        write_report,
-    )
-    from maskgen.evaluation.report import markdown_report
-
-    if args.num_images < 1:
-        raise MaskgenError(f"--num-images {args.num_images}: must be at least 1")
-    if args.samples < 0:
-        raise MaskgenError(f"--samples {args.samples}: must be 0 or more")
-    from maskgen.cli.amodal_complete import check_model_arg
-
-    check_model_arg(args.model)
+    check_range("--num-images", args.num_images, 1, MAX_IMAGES)
+    check_range("--image-size", args.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    check_range("--samples", args.samples, 0, MAX_DEMO_SAMPLES)
+    check_range("--overlays", args.overlays, 0, MAX_IMAGES)
+    check_seed("--seed", args.seed)
+    check_model(args.model, args.device)
     out = Path(args.out)
-    _check_out(out, args.force)
-    t_start = time.perf_counter()
-    times: dict[str, float] = {}
-    predictor = AmodalPredictor.from_folder(args.model, device=args.device)
+    marker = DEMO_MARKER if (out / DEMO_MARKER).is_file() else "summary.md"
+    return prepare_out_dir(out, args.force, marker=marker)
 
-    # 1. scenes ------------------------------------------------------------------------------
-    t = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("overlays", "eval"):
-        if (out / stale).is_dir():
-            shutil.rmtree(out / stale)
+
+def _make_scenes(args: argparse.Namespace, out: Path) -> tuple[Path, Any]:
+    """Step 1: the built-in test-split scenes under ``out/scenes``; ``(folder, SceneConfig)``."""
+    from maskgen.data.scenes import SceneConfig, generate_scenes
+
     scenes = out / "scenes"
     max_shape = min(120, args.image_size - 4)
     cfg = SceneConfig(
@@ -122,18 +94,20 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     generate_scenes(scenes, cfg=cfg, force=True, progress=None)
-    times["scenes"] = time.perf_counter() - t
-    print(
-        f"[1/4] generated {args.num_images} scenes in {times['scenes']:.1f} s -> {scenes}",
-        flush=True,
-    )
+    return scenes, cfg
 
-    # 2. completion ----------------------------------------------------------------------------
-    t = time.perf_counter()
+
+def _complete(
+    args: argparse.Namespace, predictor: Any, scenes: Path, out: Path
+) -> tuple[dict[int, Any], dict[str, Any], dict[str, Any], Path]:
+    """Step 2: complete every visible mask; ``(per-image kept items, stats, protocol, results)``."""
+    from maskgen.amodal.completion import check_images, complete_dataset, protocol_info
+    from maskgen.data.loader import load_dataset
+    from maskgen.data.results import write_results
+
     masks = scenes / "annotations" / "test_coco.json"
-    images = scenes / "images" / "test"
     visible = load_dataset(masks)
-    check_images(visible, images, str(masks))
+    check_images(visible, scenes / "images" / "test", str(masks))
     kept: dict[int, tuple[Any, Any, list[Any], list[Any]]] = {}
 
     def on_image(rec, item, insts, comps):  # noqa: ANN001
@@ -158,15 +132,20 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     results = out / "results.json"
     write_results(results, anns, info)
-    times["complete"] = time.perf_counter() - t
-    print(
-        f"[2/4] completed {stats['n_instances']} instances ({args.samples} samples each) in "
-        f"{times['complete']:.1f} s -> {results}",
-        flush=True,
+    return kept, stats, info, results
+
+
+def _evaluate(scenes: Path, results: Path, out: Path) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Step 3: Amodal-VAE and the two baselines against the amodal GT; ``(gt, reports)``."""
+    from maskgen.data.loader import load_dataset
+    from maskgen.evaluation import (
+        BASELINES,
+        baseline_protocol,
+        evaluate_predictions,
+        evaluate_results_file,
+        write_report,
     )
 
-    # 3. evaluation ----------------------------------------------------------------------------
-    t = time.perf_counter()
     gt = load_dataset(scenes / "annotations" / "test_kins2020.json")
     evals = {"amodal-vae": evaluate_results_file(gt, results, progress=False)}
     for name in ("raw", "convex-hull"):
@@ -175,53 +154,84 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     for name, res in evals.items():
         write_report(res, out / "eval" / name, force=True)
-    times["evaluate"] = time.perf_counter() - t
-    print(
-        f"[3/4] evaluated Amodal-VAE and 2 baselines in {times['evaluate']:.1f} s -> {out / 'eval'}",
-        flush=True,
-    )
+    return gt, evals
 
-    # 4. pictures and summary -------------------------------------------------------------------
-    t = time.perf_counter()
+
+def _overlays(kept: dict[int, Any], gt: Any, images: Path, out: Path, n: int) -> list[Path]:
+    """Step 4a: image | GT | prediction panels of the ``n`` most occluded scenes."""
+    from maskgen.amodal.completion import overlay_image
+    from maskgen.core.io import read_image, write_image
+
     gt_by_image = {rec.id: rec for rec in gt.images}
-    overlay_files = []
-
-    # the most occluded scenes make the most telling pictures
     hidden = {
         g.id: sum(int((g.amodal_mask(i) & ~g.visible_mask(i)).sum()) for i in g.instances)
         for g in gt.images
     }
-    for rec_id in sorted(kept, key=lambda r: (-hidden.get(r, 0), r))[: max(args.overlays, 0)]:
-        rec, item, insts, comps = kept[rec_id]
+    files = []
+    for rec_id in sorted(kept, key=lambda r: (-hidden.get(r, 0), r))[:n]:
+        rec, item, _insts, comps = kept[rec_id]
         if not comps:
             continue
         image = read_image(images / rec.file_name)
         sel = item.complete if item.complete is not None else slice(None)
         ov = overlay_image(image, item.visible_masks[sel], comps)
-        gtrec = gt_by_image[rec.id]
-        truth = _gt_panel(image, gtrec)
-        panel = np.concatenate(
-            [
-                image,
-                np.full((image.shape[0], 4, 3), 255, np.uint8),
-                truth,
-                np.full((image.shape[0], 4, 3), 255, np.uint8),
-                ov,
-            ],
-            axis=1,
-        )
+        gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+        panel = np.concatenate([image, gap, _gt_panel(image, gt_by_image[rec.id]), gap, ov], 1)
         path = out / "overlays" / f"{Path(rec.file_name).stem}.png"
         write_image(path, panel)
-        overlay_files.append(path)
+        files.append(path)
+    return files
+
+
+def _command(out: Path) -> str:
+    if sys.argv[1:2] == ["demo"]:
+        return "maskgen demo " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return "maskgen demo --out " + shlex.quote(str(out))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from maskgen.amodal.predictor import AmodalPredictor
+    from maskgen.core.io import write_text
+    from maskgen.evaluation.report import markdown_report
+
+    out = _check_args(args)
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    predictor = AmodalPredictor.from_folder(args.model, device=args.device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / DEMO_MARKER, "written by maskgen demo; --force may replace this folder\n")
+    for stale in ("overlays", "eval"):
+        if (out / stale).is_dir():
+            shutil.rmtree(out / stale)
+
+    t = time.perf_counter()
+    scenes, cfg = _make_scenes(args, out)
+    times["scenes"] = time.perf_counter() - t
+    _say(f"[1/4] generated {args.num_images} scenes in {times['scenes']:.1f} s -> {scenes}")
+
+    t = time.perf_counter()
+    kept, stats, info, results = _complete(args, predictor, scenes, out)
+    times["complete"] = time.perf_counter() - t
+    _say(
+        f"[2/4] completed {stats['n_instances']} instances ({args.samples} samples each) in "
+        f"{times['complete']:.1f} s -> {results}"
+    )
+
+    t = time.perf_counter()
+    gt, evals = _evaluate(scenes, results, out)
+    times["evaluate"] = time.perf_counter() - t
+    _say(
+        f"[3/4] evaluated Amodal-VAE and 2 baselines in {times['evaluate']:.1f} s -> {out / 'eval'}"
+    )
+
+    t = time.perf_counter()
+    images = scenes / "images" / "test"
+    overlay_files = _overlays(kept, gt, images, out, args.overlays)
     grid_path = out / "samples_grid.png"
+    gt_by_image = {rec.id: rec for rec in gt.images}
     n_grid = _samples_grid(kept, gt_by_image, images, grid_path, args.samples)
     times["pictures"] = time.perf_counter() - t
     total = time.perf_counter() - t_start
-    cmd = (
-        "maskgen demo " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if sys.argv[1:2] == ["demo"]
-        else "maskgen demo --out " + shlex.quote(str(out))
-    )
     summary = _summary(
         args,
         evals,
@@ -232,16 +242,24 @@ def run_demo(args: argparse.Namespace) -> int:
         overlay_files,
         n_grid,
         out,
-        cmd,
+        _command(out),
         markdown_report,
         cfg.min_shape_size,
         cfg.max_shape_size,
     )
     write_text(out / "summary.md", summary)
-    print(
-        f"[4/4] wrote {len(overlay_files)} overlays and a samples grid in {times['pictures']:.1f} s",
-        flush=True,
+    _say(
+        f"[4/4] wrote {len(overlay_files)} overlays and a samples grid in {times['pictures']:.1f} s"
     )
+    _print_result(evals, out, total, grid_path)
+    return 0
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _print_result(evals: dict[str, Any], out: Path, total: float, grid_path: Path) -> None:
     print()
     print(_main_table(evals))
     print()
@@ -249,7 +267,6 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"  overlays: {out / 'overlays'}  (left: image, middle: GT, right: prediction)")
     print(f"  samples grid: {grid_path}")
     print(f"  evaluation reports: {out / 'eval'}/{{amodal-vae,raw,convex-hull}}/metrics.md")
-    return 0
 
 
 VISIBLE_RGB = np.array([40, 140, 255], np.float32)

@@ -1,4 +1,4 @@
-"""Mask metrics, one definition each (DESIGN §4). Every report names the variant it shows.
+"""Mask metrics, one definition each (docs/design.md, "Evaluation"). Every report names the variant it shows.
 
 Masks are ``H x W`` numpy arrays, ``bool`` or anything whose non-zero pixels are the mask.
 

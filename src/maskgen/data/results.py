@@ -124,6 +124,11 @@ def read_results(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[int
     if isinstance(obj, list):
         info = dict.fromkeys(PROTOCOL_FIELDS, "unknown")
         anns = obj
+    elif isinstance(obj, dict) and "images" in obj:
+        raise MaskgenError(
+            f"{path}: an annotation (ground-truth) file, not a results file; pass the output "
+            "of 'maskgen amodal complete'"
+        )
     elif isinstance(obj, dict) and isinstance(obj.get("annotations"), list):
         info = _check_info(path, obj.get("info", {}))
         anns = obj["annotations"]

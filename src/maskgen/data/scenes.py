@@ -137,6 +137,8 @@ class Scene:
         labels: ``(L,)`` int64 class indices.
         shape_ids: ``(L,)`` int64 index of each shape in its pool.
         mode: density mode name.
+        colours: ``L x S x S x 3`` float32 layer colours, and ``background``: ``S x S x 3``
+            float32 (kept so that edits can be rendered exactly, :mod:`maskgen.data.edit_cases`).
     """
 
     image: np.ndarray
@@ -145,6 +147,8 @@ class Scene:
     labels: np.ndarray
     shape_ids: np.ndarray
     mode: str
+    colours: np.ndarray | None = None
+    background: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,6 +327,8 @@ def render_scene(
         labels=np.asarray(labels, dtype=np.int64)[order] if n else np.zeros(0, np.int64),
         shape_ids=np.asarray(shape_ids, dtype=np.int64)[order] if n else np.zeros(0, np.int64),
         mode=names[mode_i],
+        colours=colours,
+        background=background,
     )
 
 

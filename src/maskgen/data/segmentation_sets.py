@@ -27,14 +27,24 @@ Loaders: :func:`list_images`, :func:`load_image_folder`, :func:`load_mask_folder
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maskgen.core.io import read_image, read_json, write_image, write_json, write_text
+from maskgen.core.io import (
+    prepare_out_dir,
+    read_image,
+    read_json,
+    require_file,
+    write_image,
+    write_json,
+    write_text,
+)
 from maskgen.errors import MaskgenError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -55,7 +65,7 @@ def list_images(folder: str | os.PathLike[str], what: str = "image folder") -> l
     if not folder.exists():
         raise MaskgenError(f"{folder}: {what} not found")
     if not folder.is_dir():
-        raise MaskgenError(f"{folder}: {what} is not a folder")
+        raise MaskgenError(f"{folder}: is a file, not a folder ({what} expected)")
     files = sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
@@ -144,27 +154,78 @@ def load_image_folder(
     return ImageFolder(np.stack(imgs), names, sizes, notes)
 
 
+def _as_mask(path: Path, strict: bool) -> np.ndarray:
+    """One mask file as ``H x W`` bool (> 127 after grey conversion), refusing what is not a
+    mask: a colour photo (channels differ), and with ``strict`` a grey image that is far from
+    0/255 (more than a fifth of its pixels in between)."""
+    rgb = read_image(path, "RGB").astype(np.int16)
+    spread = (rgb.max(axis=2) - rgb.min(axis=2)) > 8
+    if spread.mean() > 0.01:
+        raise MaskgenError(f"{path}: a colour image, not a mask (expected 0/255 grey PNGs)")
+    grey = rgb.mean(axis=2)
+    if strict and ((grey > 32) & (grey < 223)).mean() > 0.2:
+        raise MaskgenError(f"{path}: not a binary mask (expected 0/255 values; is it an image?)")
+    return grey > 127
+
+
 def load_mask_folder(
-    folder: str | os.PathLike[str], names: list[str] | None = None
+    folder: str | os.PathLike[str],
+    names: list[str] | None = None,
+    what: str = "mask folder",
+    strict: bool = True,
 ) -> dict[str, np.ndarray]:
     """Binary masks from PNG files (non-zero = foreground), keyed by file stem.
 
     Args:
         folder: the folder.
         names: stems that must be present (others are ignored); all files when None.
+        what: how errors name the folder.
+        strict: refuse grey images that are not close to 0/255 (ground truth); predictions
+            (``strict=False``) may be soft and are thresholded at 127.
 
     Returns:
-        ``{stem: H x W bool}``. Grey and RGB files are accepted (any channel > 127 counts --
-        the grey value after conversion).
+        ``{stem: H x W bool}``. Grey files (or RGB files with equal channels) are accepted.
+
+    Raises:
+        MaskgenError: a missing/empty folder, a missing name, or a file that is a colour photo
+            (or, with ``strict``, not a binary mask).
     """
-    files = {p.stem: p for p in list_images(folder, "mask folder")}
+    files = {p.stem: p for p in list_images(folder, what)}
     if names is not None:
         missing = [n for n in names if n not in files]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise MaskgenError(f"{folder}: no mask for {len(missing)} image(s): {shown}")
         files = {n: files[n] for n in names}
-    return {n: read_image(p, "L") > 127 for n, p in files.items()}
+    return {n: _as_mask(p, strict) for n, p in files.items()}
+
+
+def _coco_index(
+    obj: Any, boxes_json: Path, category: str | int | None
+) -> tuple[dict[Any, str], Any]:
+    """``{image id: file name}`` of a COCO JSON and the id of ``category`` (None = all)."""
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("images"), list)
+        or not isinstance(obj.get("annotations"), list)
+    ):
+        raise MaskgenError(
+            f"{boxes_json}: not a COCO JSON (needs 'images' and 'annotations' lists)"
+        )
+    files: dict[Any, str] = {}
+    for k, im in enumerate(obj["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise MaskgenError(f"{boxes_json}: images[{k}] needs 'id' and 'file_name'")
+        files[im["id"]] = im["file_name"]
+    if category is None:
+        return files, None
+    cats = {c.get("name"): c.get("id") for c in obj.get("categories", []) if isinstance(c, dict)}
+    if isinstance(category, str) and category in cats:
+        return files, cats[category]
+    try:
+        return files, int(category)
+    except ValueError:
+        raise MaskgenError(f"{boxes_json}: no category named {category!r}") from None
 
 
 def crop_boxes_from_coco(
@@ -180,33 +241,9 @@ def crop_boxes_from_coco(
     ``category_id``) are needed; masks are not. Each box is grown by ``margin`` of its size on
     each side (clipped to the image), cropped and resized to ``size x size``.
     """
-    boxes_json = Path(boxes_json)
+    boxes_json = require_file(boxes_json, "COCO JSON file")
     obj = read_json(boxes_json)
-    if (
-        not isinstance(obj, dict)
-        or not isinstance(obj.get("images"), list)
-        or not isinstance(obj.get("annotations"), list)
-    ):
-        raise MaskgenError(
-            f"{boxes_json}: not a COCO JSON (needs 'images' and 'annotations' lists)"
-        )
-    files: dict[Any, str] = {}
-    for k, im in enumerate(obj["images"]):
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            raise MaskgenError(f"{boxes_json}: images[{k}] needs 'id' and 'file_name'")
-        files[im["id"]] = im["file_name"]
-    cat_id = None
-    if category is not None:
-        cats = {
-            c.get("name"): c.get("id") for c in obj.get("categories", []) if isinstance(c, dict)
-        }
-        if isinstance(category, str) and category in cats:
-            cat_id = cats[category]
-        else:
-            try:
-                cat_id = int(category)
-            except ValueError:
-                raise MaskgenError(f"{boxes_json}: no category named {category!r}") from None
+    files, cat_id = _coco_index(obj, boxes_json, category)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise MaskgenError(f"{images_dir}: image folder not found")
@@ -263,6 +300,39 @@ def write_image_folder(
     for n, im in zip(names, images, strict=True):
         write_image(folder / f"{n}.png", im)
     return names
+
+
+@contextlib.contextmanager
+def staged_output(
+    out: str | os.PathLike[str], force: bool = False, marker: str | None = None
+) -> Iterator[Path]:
+    """Write a command's output folder all at once.
+
+    Checks ``out`` with :func:`maskgen.core.io.prepare_out_dir` (a file, or a non-empty folder
+    without ``force`` / without ``marker``, is refused), then yields a new temporary folder
+    beside ``out``. When the block finishes, the temporary folder replaces ``out`` (an earlier
+    result is removed only then); when it fails, it is deleted. A crash or kill half-way leaves
+    at most a hidden ``.NAME.*.partial`` folder, never a half-written ``out`` that blocks the
+    rerun.
+    """
+    import shutil
+    import tempfile
+
+    out = prepare_out_dir(out, force, marker)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- built-in set
@@ -326,43 +396,63 @@ def _object_colours(
     return _random_patch(photo, side, size, rng).astype(np.float32)
 
 
-def make_segmentation_set(
-    out: str | os.PathLike[str],
-    variant: str = "texture",
-    seed: int = 0,
-    size: int = 64,
-    n_train: int = 2000,
-    n_test: int = 200,
-    n_backgrounds: int = 2000,
-    shape_class: str = "bird",
-    margin: tuple[float, float] = (0.04, 0.14),
-) -> dict[str, Any]:
-    """Write the built-in foreground-segmentation set (see the module docstring).
+#: Largest number of image bytes a data command holds in memory (refused up front above it).
+MAX_SET_BYTES = 4 * 2**30
 
-    Args:
-        out: new folder (must not exist, or be empty).
-        variant: ``"texture"`` (objects painted with real-photo textures; hard for colour
-            models) or ``"flat"`` (one flat colour per object; GrabCut's easy case).
-        seed: RNG seed; the same seed writes the same files.
-        size: crop size ``S`` (images are ``S x S``; backgrounds too).
-        n_train, n_test, n_backgrounds: how many images of each kind.
-        shape_class: built-in silhouette class (``maskgen.data.builtin.silhouette_class_names``).
-            The first 80 % of the class's shapes feed ``train/``, the rest ``test/``.
-        margin: the box margin per side, drawn uniformly from this range (fraction of ``S``).
 
-    Returns:
-        the ``info.json`` dict.
-    """
+def check_set_counts(size: int, counts: dict[str, int], seed: int) -> None:
+    """Validate a data command's numbers before any work: ``size`` in [16, 1024], every count
+    at least 1, a non-negative seed, and all images fitting in :data:`MAX_SET_BYTES`."""
+    if not 16 <= size <= 1024:
+        raise MaskgenError(f"--size {size}: must be between 16 and 1024")
+    if seed < 0:
+        raise MaskgenError(f"--seed {seed}: must be >= 0")
+    for name, n in counts.items():
+        if n < 1:
+            raise MaskgenError(f"--{name.replace('_', '-')} {n}: must be >= 1")
+    total = sum(counts.values()) * size * size * 3
+    if total > MAX_SET_BYTES:
+        raise MaskgenError(
+            f"--{max(counts, key=counts.get).replace('_', '-')} {max(counts.values())}: "
+            f"{sum(counts.values())} images of {size}x{size} need {total / 2**30:.1f} GiB in "
+            f"memory (at most {MAX_SET_BYTES / 2**30:.0f} GiB)"
+        )
+
+
+def _segmentation_readme(variant: str, seed: int, size: int, shape_class: str) -> str:
+    return (
+        f"# Built-in foreground-segmentation set ({variant})\n\n"
+        f"Made by `maskgen data segmentation-set --variant {variant} --seed {seed} --size {size}`.\n"
+        f"Objects: silhouettes of the built-in '{shape_class}' class (train and test use disjoint "
+        "shapes), "
+        + (
+            "painted with patches of real photos (" + ", ".join(OBJECT_TEXTURE_PHOTOS) + ")"
+            if variant == "texture"
+            else "filled with one flat random colour each"
+        )
+        + ", composited on patches of other real photos ("
+        + ", ".join(BACKGROUND_PHOTOS)
+        + ") and cropped by the object box plus a random margin.\n\n"
+        "- `train/images`: box crops for training (no masks).\n"
+        "- `test/images`, `test/masks`: held-back crops and their exact masks (0/255).\n"
+        "- `backgrounds`: background-only patches drawn like the crops' backgrounds.\n"
+        "Photos: scikit-image sample data (see its licence notes).\n"
+    )
+
+
+def _segmentation_samples(
+    variant: str,
+    seed: int,
+    size: int,
+    counts: tuple[int, int, int],
+    shape_class: str,
+    margin: tuple[float, float],
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """The set's train crops, ``(test crop, mask)`` pairs and background patches."""
     from maskgen.core.compositing import composite
     from maskgen.data.builtin import load_silhouettes, texture_images
 
-    if variant not in ("texture", "flat"):
-        raise MaskgenError(f"unknown variant {variant!r}; choose texture or flat")
-    if size < 16:
-        raise MaskgenError(f"--size {size} is too small (at least 16)")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaskgenError(f"{out}: already exists and is not empty; choose a new --out")
+    n_train, n_test, n_backgrounds = counts
     shapes, _, _ = load_silhouettes([shape_class])
     shapes = shapes[shapes.reshape(len(shapes), -1).sum(1) >= 20]
     n_tr_shapes = int(0.8 * len(shapes))
@@ -383,12 +473,51 @@ def make_segmentation_set(
     tr = [sample(train_shapes)[0] for _ in range(n_train)]
     te = [sample(test_shapes) for _ in range(n_test)]
     bgs = [_background_patch(bg_photos, size, rng) for _ in range(n_backgrounds)]
-    write_image_folder(out / "train" / "images", np.stack(tr))
-    names = write_image_folder(out / "test" / "images", np.stack([t[0] for t in te]))
-    write_image_folder(
-        out / "test" / "masks", np.stack([t[1].astype(np.uint8) * 255 for t in te]), names
+    return tr, te, bgs
+
+
+def make_segmentation_set(
+    out: str | os.PathLike[str],
+    variant: str = "texture",
+    seed: int = 0,
+    size: int = 64,
+    n_train: int = 2000,
+    n_test: int = 200,
+    n_backgrounds: int = 2000,
+    shape_class: str = "bird",
+    margin: tuple[float, float] = (0.04, 0.14),
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write the built-in foreground-segmentation set (see the module docstring).
+
+    Args:
+        out: new folder (missing or empty; with ``force``, an earlier set is replaced). The
+            set is written to a temporary folder renamed to ``out`` at the end.
+        variant: ``"texture"`` (objects painted with real-photo textures; hard for colour
+            models) or ``"flat"`` (one flat colour per object; GrabCut's easy case).
+        seed: RNG seed; the same seed writes the same files.
+        size: crop size ``S`` (images are ``S x S``; backgrounds too).
+        n_train, n_test, n_backgrounds: how many images of each kind.
+        shape_class: built-in silhouette class (``maskgen.data.builtin.silhouette_class_names``).
+            The first 80 % of the class's shapes feed ``train/``, the rest ``test/``.
+        margin: the box margin per side, drawn uniformly from this range (fraction of ``S``).
+
+    Returns:
+        the ``info.json`` dict.
+    """
+    from maskgen.data.builtin import silhouette_class_names
+
+    if variant not in ("texture", "flat"):
+        raise MaskgenError(f"--variant {variant}: unknown; choose texture or flat")
+    counts = dict(n_train=n_train, n_test=n_test, n_backgrounds=n_backgrounds)
+    check_set_counts(size, counts, seed)
+    if shape_class not in silhouette_class_names():
+        names = ", ".join(silhouette_class_names())
+        raise MaskgenError(f"--class {shape_class}: unknown (choose from {names})")
+    prepare_out_dir(out, force, marker="info.json")
+    tr, te, bgs = _segmentation_samples(
+        variant, seed, size, (n_train, n_test, n_backgrounds), shape_class, margin
     )
-    write_image_folder(out / "backgrounds", np.stack(bgs))
     info = {
         "kind": "segmentation-set",
         "variant": variant,
@@ -403,26 +532,14 @@ def make_segmentation_set(
         "margin": list(margin),
         "test_fg_fraction": float(np.mean([t[1].mean() for t in te])),
     }
-    write_json(out / "info.json", info)
-    write_text(
-        out / "README.md",
-        f"# Built-in foreground-segmentation set ({variant})\n\n"
-        f"Made by `maskgen data segmentation-set --variant {variant} --seed {seed} --size {size}`.\n"
-        f"Objects: silhouettes of the built-in '{shape_class}' class (train and test use disjoint "
-        "shapes), "
-        + (
-            "painted with patches of real photos (" + ", ".join(OBJECT_TEXTURE_PHOTOS) + ")"
-            if variant == "texture"
-            else "filled with one flat random colour each"
-        )
-        + ", composited on patches of other real photos ("
-        + ", ".join(BACKGROUND_PHOTOS)
-        + ") and cropped by the object box plus a random margin.\n\n"
-        "- `train/images`: box crops for training (no masks).\n"
-        "- `test/images`, `test/masks`: held-back crops and their exact masks (0/255).\n"
-        "- `backgrounds`: background-only patches drawn like the crops' backgrounds.\n"
-        "Photos: scikit-image sample data (see its licence notes).\n",
-    )
+    with staged_output(out, force, marker="info.json") as tmp:
+        write_image_folder(tmp / "train" / "images", np.stack(tr))
+        names = write_image_folder(tmp / "test" / "images", np.stack([t[0] for t in te]))
+        masks = np.stack([t[1].astype(np.uint8) * 255 for t in te])
+        write_image_folder(tmp / "test" / "masks", masks, names)
+        write_image_folder(tmp / "backgrounds", np.stack(bgs))
+        write_text(tmp / "README.md", _segmentation_readme(variant, seed, size, shape_class))
+        write_json(tmp / "info.json", info)
     return info
 
 
@@ -476,33 +593,13 @@ def _open_video(path: Path) -> list[np.ndarray]:
     return frames
 
 
-def make_pedestrian_set(
-    video: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    size: int = 64,
-    seed: int = 0,
-    frame_step: int = 4,
-    n_backgrounds: int = 2000,
-    min_height: int = 50,
-    margin: float = 0.12,
-    test_fraction: float = 0.2,
-) -> dict[str, Any]:
-    """Pedestrian crops from a static-camera video (e.g. OpenCV's ``vtest.avi``).
-
-    The median of the frames is the background; pixels differing from it by more than a
-    threshold (after opening/closing) form blobs; blobs at least ``min_height`` tall with a
-    person-like aspect give boxes, which are grown by ``margin`` and cropped (resized to
-    ``size``). Background patches are random boxes with the same size distribution cut from
-    the median frame. The last ``test_fraction`` of the video gives ``test/``; its masks are
-    the subtraction masks -- a **rough reference** (shadows, merged people, holes), not truth.
-    """
+def _detect_people(
+    frames: list[np.ndarray], size: int, frame_step: int, min_height: int, margin: float
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]], list[tuple[int, int]]]:
+    """Median background, ``(frame index, crop, mask)`` of each person-shaped foreground blob,
+    and the boxes' ``(h, w)``."""
     import cv2
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MaskgenError(f"{out}: already exists and is not empty; choose a new --out")
-    frames = _open_video(Path(video))
-    rng = np.random.default_rng(seed)
     stack = np.stack(frames[:: max(1, len(frames) // 60)])
     median = np.median(stack, axis=0).astype(np.uint8)
     H, W = median.shape[:2]
@@ -531,25 +628,79 @@ def make_pedestrian_set(
             m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) > 127
             crops.append((fi, img, m))
             box_sizes.append((y1 - y0, x1 - x0))
-    if len(crops) < 10:
-        raise MaskgenError(f"{video}: found only {len(crops)} people by background subtraction")
-    split = int((1 - test_fraction) * len(frames))
-    train = [c for c in crops if c[0] < split]
-    test = [c for c in crops if c[0] >= split]
+    return median, crops, box_sizes
+
+
+def _median_patches(
+    median: np.ndarray, box_sizes: list[tuple[int, int]], n: int, size: int, seed: int
+) -> list[np.ndarray]:
+    """``n`` random patches of the median frame with the boxes' size distribution."""
+    rng = np.random.default_rng(seed)
+    H, W = median.shape[:2]
     bgs = []
-    for _ in range(n_backgrounds):
+    for _ in range(n):
         bh, bw = box_sizes[int(rng.integers(len(box_sizes)))]
         y = int(rng.integers(0, H - bh + 1))
         x = int(rng.integers(0, W - bw + 1))
         p = resize_rgb(np.ascontiguousarray(median[y : y + bh, x : x + bw]), size)
         bgs.append(p[:, ::-1] if rng.random() < 0.5 else p)
-    write_image_folder(out / "train" / "images", np.stack([c[1] for c in train]))
-    names = write_image_folder(out / "test" / "images", np.stack([c[1] for c in test]))
-    write_image_folder(
-        out / "test" / "masks", np.stack([c[2].astype(np.uint8) * 255 for c in test]), names
+    return bgs
+
+
+def _pedestrian_readme(video: str, n_train: int, n_test: int, test_fraction: float) -> str:
+    return (
+        "# Pedestrian crops (OpenCV vtest.avi)\n\n"
+        f"Made by `maskgen data pedestrians --video {video}`. Static camera: the median of the "
+        "frames is the background (`median_frame.png`); background subtraction (colour "
+        "difference > 35, opening/closing, person-shaped blobs) gives the boxes.\n\n"
+        f"- `train/images`: {n_train} crops from the first {int(100 * (1 - test_fraction))} % of the video.\n"
+        f"- `test/images`: {n_test} crops from the rest.\n"
+        "- `test/masks`: the background-subtraction masks. **They are a rough reference only, "
+        "not ground truth**: shadows, people walking together, colours close to the background "
+        "and the fixed threshold all make them wrong in places. Treat scores against them as "
+        "agreement with a crude baseline.\n"
+        "- `backgrounds`: patches of the median frame with the crops' size distribution.\n"
     )
-    write_image_folder(out / "backgrounds", np.stack(bgs))
-    write_image(out / "median_frame.png", median)
+
+
+def make_pedestrian_set(
+    video: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    size: int = 64,
+    seed: int = 0,
+    frame_step: int = 4,
+    n_backgrounds: int = 2000,
+    min_height: int = 50,
+    margin: float = 0.12,
+    test_fraction: float = 0.2,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Pedestrian crops from a static-camera video (e.g. OpenCV's ``vtest.avi``).
+
+    The median of the frames is the background; pixels differing from it by more than a
+    threshold (after opening/closing) form blobs; blobs at least ``min_height`` tall with a
+    person-like aspect give boxes, which are grown by ``margin`` and cropped (resized to
+    ``size``). Background patches are random boxes with the same size distribution cut from
+    the median frame. The last ``test_fraction`` of the video gives ``test/``; its masks are
+    the subtraction masks -- a **rough reference** (shadows, merged people, holes), not truth.
+    ``out`` must be missing or empty (with ``force``, an earlier set is replaced); the set is
+    written to a temporary folder renamed to ``out`` at the end.
+    """
+    check_set_counts(size, {"n_backgrounds": n_backgrounds}, seed)
+    if frame_step < 1:
+        raise MaskgenError(f"--frame-step {frame_step}: must be >= 1")
+    require_file(video, "video")
+    prepare_out_dir(out, force, marker="info.json")
+    frames = _open_video(Path(video))
+    median, crops, box_sizes = _detect_people(frames, size, frame_step, min_height, margin)
+    if len(crops) < 10:
+        raise MaskgenError(f"{video}: found only {len(crops)} people by background subtraction")
+    split = int((1 - test_fraction) * len(frames))
+    train = [c for c in crops if c[0] < split]
+    test = [c for c in crops if c[0] >= split]
+    if not train or not test:
+        raise MaskgenError(f"{video}: people found only in one part of the video")
+    bgs = _median_patches(median, box_sizes, n_backgrounds, size, seed)
     info = {
         "kind": "pedestrian-set",
         "video": str(video),
@@ -562,21 +713,17 @@ def make_pedestrian_set(
         "n_backgrounds": n_backgrounds,
         "test_masks": "rough reference from background subtraction, not ground truth",
     }
-    write_json(out / "info.json", info)
-    write_text(
-        out / "README.md",
-        "# Pedestrian crops (OpenCV vtest.avi)\n\n"
-        f"Made by `maskgen data pedestrians --video {video}`. Static camera: the median of the "
-        "frames is the background (`median_frame.png`); background subtraction (colour "
-        "difference > 35, opening/closing, person-shaped blobs) gives the boxes.\n\n"
-        f"- `train/images`: {len(train)} crops from the first {int(100 * (1 - test_fraction))} % of the video.\n"
-        f"- `test/images`: {len(test)} crops from the rest.\n"
-        "- `test/masks`: the background-subtraction masks. **They are a rough reference only, "
-        "not ground truth**: shadows, people walking together, colours close to the background "
-        "and the fixed threshold all make them wrong in places. Treat scores against them as "
-        "agreement with a crude baseline.\n"
-        "- `backgrounds`: patches of the median frame with the crops' size distribution.\n",
-    )
+    with staged_output(out, force, marker="info.json") as tmp:
+        write_image_folder(tmp / "train" / "images", np.stack([c[1] for c in train]))
+        names = write_image_folder(tmp / "test" / "images", np.stack([c[1] for c in test]))
+        masks = np.stack([c[2].astype(np.uint8) * 255 for c in test])
+        write_image_folder(tmp / "test" / "masks", masks, names)
+        write_image_folder(tmp / "backgrounds", np.stack(bgs))
+        write_image(tmp / "median_frame.png", median)
+        write_text(
+            tmp / "README.md", _pedestrian_readme(str(video), len(train), len(test), test_fraction)
+        )
+        write_json(tmp / "info.json", info)
     return info
 
 
@@ -593,5 +740,6 @@ __all__ = [
     "make_pedestrian_set",
     "make_segmentation_set",
     "resize_rgb",
+    "staged_output",
     "write_image_folder",
 ]

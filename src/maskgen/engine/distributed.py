@@ -4,7 +4,7 @@ A plain ``python -m maskgen ...`` (no ``WORLD_SIZE`` in the environment) runs at
 and never creates a process group. Under ``torchrun`` the environment variables ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``) select the process; the
 backend is gloo on CPU (so two processes on one machine exercise the real distributed path)
-and nccl on CUDA (DESIGN §6).
+and nccl on CUDA (docs/design.md, "The engine contract").
 """
 
 from __future__ import annotations
@@ -50,19 +50,31 @@ def _env_int(name: str, default: int) -> int:
         raise MaskgenError(f"environment variable {name}={value!r}: not an integer") from None
 
 
-def _parse_device(device: str | torch.device) -> str:
-    """Return ``"cpu"`` or ``"cuda"`` for a user's ``--device`` value (``cuda:N`` accepted)."""
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device when this torch build and machine have it (``cpu``,
+    ``cuda``, ``cuda:N``).
+
+    Raises:
+        MaskgenError: naming ``--device``: an unknown device string, CUDA on a torch build or
+            machine without it, or a CUDA index beyond the visible devices.
+    """
     text = str(device).strip().lower()
     if text == "cpu":
-        return "cpu"
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise MaskgenError(
-                f"--device {device}: CUDA is not available on this machine (torch "
-                f"{torch.__version__}); use --device cpu"
-            )
-        return "cuda"
-    raise MaskgenError(f"--device {device}: expected cpu or cuda")
+        return torch.device("cpu")
+    if text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise MaskgenError(f"--device {device}: expected cpu or cuda (cuda:N for one device)")
+    if not torch.cuda.is_available():
+        raise MaskgenError(
+            f"--device {device}: CUDA is not available on this machine (torch "
+            f"{torch.__version__}); use --device cpu"
+        )
+    dev = torch.device(text)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MaskgenError(
+            f"--device {device}: CUDA device {dev.index} requested but only "
+            f"{torch.cuda.device_count()} visible"
+        )
+    return dev
 
 
 def init_distributed(device: str | torch.device = "cpu") -> DistContext:
@@ -79,7 +91,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistContext:
     Raises:
         MaskgenError: an unknown device, or ``cuda`` when CUDA is not available.
     """
-    kind = _parse_device(device)
+    kind = check_device(device).type
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank if world_size > 1 else 0)

@@ -1,4 +1,4 @@
-"""Model folders: ``config.json`` + ``model.safetensors``, loaded strictly (DESIGN §6).
+"""Model folders: ``config.json`` + ``model.safetensors``, loaded strictly (docs/design.md, "The engine contract").
 
 ``config.json`` = ``{"kind", "maskgen_version", "format": "maskgen-model", "config", **extra}``.
 ``kind`` names the model family (e.g. ``"amodal-vae"``), so pointing one system's command at

@@ -1,4 +1,4 @@
-"""Progress display: tqdm that stays silent in logs and on ranks other than 0 (DESIGN §6)."""
+"""Progress display: tqdm that stays silent in logs and on ranks other than 0 (docs/design.md, "The engine contract")."""
 
 from __future__ import annotations
 

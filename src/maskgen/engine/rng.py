@@ -1,7 +1,7 @@
 """Seeding and random-state capture for exact resume.
 
 :func:`capture_rng_state` returns only tensors and plain Python values, so it can be stored in
-a checkpoint that ``torch.load(weights_only=True)`` reads (DESIGN §6).
+a checkpoint that ``torch.load(weights_only=True)`` reads (docs/design.md, "The engine contract").
 """
 
 from __future__ import annotations

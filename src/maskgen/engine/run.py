@@ -8,7 +8,7 @@ Layout of a run folder::
     RUN/model/               the model folder (see :mod:`maskgen.engine.model_io`)
     RUN/DONE, RUN/stage1.done, ...     markers of finished work
 
-Only rank 0 writes; every rank validates and reads (DESIGN §6; edm2's run-folder resume).
+Only rank 0 writes; every rank validates and reads (docs/design.md, "The engine contract"; edm2's run-folder resume).
 """
 
 from __future__ import annotations
@@ -124,9 +124,10 @@ class RunFolder:
         exists = config_path.is_file()
         if self.path.exists() and not self.path.is_dir():
             raise MaskgenError(f"{self.path}: exists and is not a folder")
-        if exists:
-            self._validate(read_json(config_path))
-        elif self.path.is_dir() and any(p for p in self.path.iterdir()):
+        stale = exists and not self._validate(read_json(config_path))
+        if stale:  # a start that trained nothing: the corrected command replaces its header
+            exists = False
+        elif not exists and self.path.is_dir() and any(p for p in self.path.iterdir()):
             raise MaskgenError(
                 f"{self.path}: folder exists and is not a maskgen run (no config.json); "
                 "choose a new --out"
@@ -135,6 +136,8 @@ class RunFolder:
             barrier()
         if self.ctx.is_main:
             self.path.mkdir(parents=True, exist_ok=True)
+            if stale and self.metrics_path.exists():
+                self.metrics_path.unlink()
             if not exists:
                 header = {
                     "kind": kind,
@@ -149,7 +152,15 @@ class RunFolder:
         _last_run = self
 
     # ------------------------------------------------------------------ setup
-    def _validate(self, header: Any) -> None:
+    def _has_progress(self) -> bool:
+        """Whether an earlier invocation trained anything here (a checkpoint or a marker)."""
+        ckpts = self.checkpoint_dir.is_dir() and any(self.checkpoint_dir.glob("*.pt"))
+        markers = any(self.path.glob("*.done")) or (self.path / "DONE").exists()
+        return bool(ckpts or markers)
+
+    def _validate(self, header: Any) -> bool:
+        """Check an existing run header; False when it may be replaced (a different config,
+        but nothing was trained under it)."""
         if not isinstance(header, dict) or "kind" not in header or "config" not in header:
             raise MaskgenError(f"{self.path}: config.json is not a maskgen run header")
         if header.get("format") not in (None, RUN_FORMAT):
@@ -161,6 +172,8 @@ class RunFolder:
         old = header["config"] if isinstance(header["config"], dict) else {}
         new = self.config
         diffs = sorted(k for k in set(old) | set(new) if old.get(k, ...) != new.get(k, ...))
+        if diffs and not self._has_progress():
+            return False
         if diffs:
             parts = []
             for k in diffs[:6]:
@@ -172,6 +185,7 @@ class RunFolder:
                 f"{self.path} was started with a different config ({'; '.join(parts)}{more}); "
                 "use a new --out or the same flags"
             )
+        return True
 
     def _repair_metrics(self) -> None:
         """Cut a half-written last line left by a killed process."""

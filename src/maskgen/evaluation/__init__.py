@@ -12,7 +12,7 @@ Public API::
     plot_iou_vs_visible(result, path)
     write_report(result, out_dir, force=False, command=None) -> list[Path]
 
-The metric definitions are in :mod:`maskgen.core.metrics` (DESIGN §4).
+The metric definitions are in :mod:`maskgen.core.metrics` (``docs/design.md``, "Evaluation").
 """
 
 from maskgen.evaluation.baselines import (

@@ -1,4 +1,4 @@
-"""The amodal evaluation harness: ground truth + a predictor -> every metric of DESIGN §4.
+"""The amodal evaluation harness: ground truth + a predictor -> every metric (``docs/design.md``, "Evaluation").
 
 Public API::
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from maskgen.core.io import atomic_path, refuse_overwrite, write_json, write_text
+from maskgen.core.io import atomic_path, prepare_out_dir, write_json, write_text
 from maskgen.core.metrics import OCCLUSION_BUCKETS
 
 __all__ = ["markdown_report", "plot_iou_vs_visible", "write_report"]
@@ -181,15 +181,21 @@ def _csv(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_MARKER = "metrics.json"
+
+
 def write_report(
     result: dict[str, Any],
     out_dir: str | os.PathLike[str],
     force: bool = False,
     command: str | None = None,
 ) -> list[Path]:
-    """Write the four report files into ``out_dir`` (see the module docstring); returns them."""
-    out = Path(out_dir)
-    refuse_overwrite(out, force)
+    """Write the four report files into ``out_dir`` (see the module docstring); returns them.
+
+    ``out_dir`` may be missing or empty; an earlier report (holding ``metrics.json``) is
+    replaced only with ``force``; any other non-empty folder or a file is refused.
+    """
+    out = prepare_out_dir(out_dir, force, marker=REPORT_MARKER)
     out.mkdir(parents=True, exist_ok=True)
     summary = {k: v for k, v in result.items() if k != "per_instance"}
     if command:

@@ -1,18 +1,25 @@
-"""Prediction with a trained foreground segmenter (teacher or distilled student), and the
-GrabCut baseline, with a numpy-facing API beside the tensor one.
+"""The trained foreground segmenter (teacher or distilled student) as one model API, its
+numpy-facing predictor, prediction of a folder, and the GrabCut baseline.
 
-- :func:`load_segmenter` reads a model folder (kind ``segment-unet``; a run folder's ``model/``
-  is found automatically).
-- :func:`predict_soft_masks`: ``N x H x W x 3`` uint8 images (any ``H x W``; one size per call)
-  -> ``N x H x W`` float32 soft masks in ``[0, 1]`` at the images' own size.
+- :class:`Segmenter`: the foreground UNet provider with its binarisation ``threshold``;
+  ``Segmenter.from_folder(path, device)`` reads a ``segment-unet`` model folder (a segment or
+  distill run folder's ``model/`` is found automatically), strictly and kind-checked;
+  ``model.save_folder(path)`` writes one.
+- :class:`SegmentPredictor`: ``predict(crops)`` maps ``N x H x W x 3`` uint8 box crops (any
+  ``H x W``; one size per call) to ``N x H x W`` float32 soft masks in ``[0, 1]`` at the crops'
+  own size; ``predict_binary`` thresholds them at the model's threshold.
 - :func:`predict_folder`: the ``maskgen segment predict`` command's work: ``OUT/soft/*.png``
-  (mask x 255) and ``OUT/binary/*.png`` (0/255 at the model's threshold).
+  (mask x 255) and ``OUT/binary/*.png`` (0/255 at the threshold), written to a temporary folder
+  and renamed into place at the end.
 - :func:`grabcut_mask`: OpenCV GrabCut initialised with a rectangle a few pixels inside the
   crop (the box-level label), the classical baseline of ``segment evaluate --method grabcut``.
+
+Results of the trained models: ``benchmarks/RESULTS.md``, section ``segment``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -21,34 +28,79 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskgen.engine.distributed import check_device
 from maskgen.errors import MaskgenError
 from maskgen.independence.providers import ForegroundUNetProvider, UNetConfig
 
 MODEL_KIND = "segment-unet"
+#: config.json keys of a model folder that describe where it came from (kept on load/save).
+_INFO_KEYS = ("stage", "trained_steps", "run", "teacher")
 
 
-def load_segmenter(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> tuple[ForegroundUNetProvider, dict[str, Any]]:
-    """Load a ``segment-unet`` model folder (or a segment run folder holding ``model/``).
-
-    Returns:
-        ``(provider in eval mode on device, config.json dict)``. ``header["threshold"]`` is the
-        binarisation threshold (0.5 unless tuned).
-
-    Raises:
-        MaskgenError: missing/corrupt folder, another system's folder, or mismatched weights.
-    """
-    from maskgen.engine import load_model_folder, load_state_dict_strict
-
-    header, state = load_model_folder(path, MODEL_KIND, device=device)
+def check_threshold(value: float, what: str = "--threshold") -> float:
+    """``value`` as a float when it is a finite number in ``[0, 1]``; a one-line error if not."""
     try:
-        cfg = UNetConfig.from_dict(header["config"]["unet"])
-    except (KeyError, TypeError, ValueError):
-        raise MaskgenError(f"{path}: config.json has no valid 'unet' settings") from None
-    model = ForegroundUNetProvider(cfg)
-    load_state_dict_strict(model, state, path)
-    return model.to(device).eval(), header
+        v = float(value)
+    except (TypeError, ValueError):
+        raise MaskgenError(f"{what} {value!r}: must be a number in [0, 1]") from None
+    if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+        raise MaskgenError(f"{what} {value}: must be a finite number in [0, 1]")
+    return v
+
+
+class Segmenter(ForegroundUNetProvider):
+    """A foreground segmenter: the UNet provider plus its binarisation threshold.
+
+    Same network and state dict as :class:`ForegroundUNetProvider` (forward: ``N x 3 x S x S``
+    float in ``[0, 1]`` -> ``(images, alpha N x 1 x S x S)``).
+
+    Args:
+        cfg: the UNet's settings (``cfg.size`` is the input side ``S``).
+        threshold: soft mask value at and above which a pixel is foreground (0.5 unless tuned).
+        info: where the model came from (``stage`` teacher/student, ``trained_steps``, ``run``,
+            ``teacher``), stored in ``config.json``.
+    """
+
+    def __init__(
+        self, cfg: UNetConfig, threshold: float = 0.5, info: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(cfg)
+        self.threshold = check_threshold(threshold, "threshold")
+        self.info = dict(info or {})
+
+    @classmethod
+    def from_folder(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> Segmenter:
+        """Load a ``segment-unet`` model folder (or a run folder holding ``model/``), in eval
+        mode on ``device``. The weights are read on the CPU, then moved.
+
+        Raises:
+            MaskgenError: missing/corrupt folder, another system's folder, mismatched weights
+                or a threshold outside ``[0, 1]``.
+        """
+        from maskgen.engine import load_model_folder, load_state_dict_strict
+
+        device = check_device(device)
+        header, state = load_model_folder(path, MODEL_KIND, device="cpu")
+        try:
+            cfg = UNetConfig.from_dict(header["config"]["unet"])
+        except (KeyError, TypeError, ValueError):
+            raise MaskgenError(f"{path}: config.json has no valid 'unet' settings") from None
+        thr = check_threshold(header.get("threshold", 0.5), f"{path}: threshold")
+        model = cls(cfg, thr, {k: header[k] for k in _INFO_KEYS if k in header})
+        load_state_dict_strict(model, state, path)
+        return model.to(device).eval()
+
+    def save_folder(self, path: str | os.PathLike[str], **info: Any) -> Path:
+        """Write this model as a ``segment-unet`` model folder (``info`` updates :attr:`info`)."""
+        from maskgen.engine import save_model_folder
+
+        self.info.update(info)
+        extra = {"threshold": self.threshold, **self.info}
+        return save_model_folder(
+            path, MODEL_KIND, {"unet": self.cfg.to_dict()}, self.state_dict(), extra=extra
+        )
 
 
 @torch.no_grad()
@@ -61,36 +113,61 @@ def predict_soft_tensor(
     return torch.cat(outs) if outs else images.new_zeros((0, 1, *images.shape[2:]))
 
 
-@torch.no_grad()
-def predict_soft_masks(
-    model: ForegroundUNetProvider,
-    images: np.ndarray,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Soft masks for ``N x H x W x 3`` uint8 images, returned at ``H x W`` (float32, [0, 1]).
+class SegmentPredictor:
+    """Numpy-facing prediction with a :class:`Segmenter`.
 
-    Images are resized to the model's ``S x S`` (bilinear, antialiased) and the masks resized
-    back (bilinear), as box crops are handled during training.
+    Args:
+        model: the segmenter (moved to ``device``, eval mode).
+        device: where to run it (default: the model's device).
+        batch_size: crops per forward pass.
     """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be N x H x W x 3, got {images.shape}")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    s = model.cfg.size
-    n, h, w, _ = images.shape
-    x = (
-        torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
-        .to(dev)
-        .permute(0, 3, 1, 2)
-        .float()
-        / 255.0
-    )
-    if (h, w) != (s, s):
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-    m = predict_soft_tensor(model, x, batch_size)
-    if (h, w) != (s, s):
-        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
-    return m[:, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+    def __init__(
+        self, model: Segmenter, device: str | torch.device | None = None, batch_size: int = 64
+    ) -> None:
+        self.device = (
+            torch.device(device) if device is not None else next(model.parameters()).device
+        )
+        self.model = model.to(self.device).eval()
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_folder(
+        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> SegmentPredictor:
+        """A predictor for the model folder (or run folder) ``path``."""
+        return cls(Segmenter.from_folder(path, device), device)
+
+    @property
+    def threshold(self) -> float:
+        """The model's binarisation threshold."""
+        return self.model.threshold
+
+    @torch.no_grad()
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Soft masks: ``N x H x W x 3`` uint8 -> ``N x H x W`` float32 in ``[0, 1]``.
+
+        Crops are resized to the model's ``S x S`` (bilinear, antialiased) and the masks resized
+        back (bilinear), as box crops are handled during training.
+        """
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+            raise ValueError(f"crops must be N x H x W x 3 uint8, got {crops.shape} {crops.dtype}")
+        s = self.model.cfg.size
+        n, h, w, _ = crops.shape
+        x = torch.from_numpy(np.array(crops, copy=True)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        if (h, w) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        m = predict_soft_tensor(self.model, x, self.batch_size)
+        if (h, w) != (s, s):
+            m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+        return m[:, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+    def predict_binary(self, crops: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Binary masks ``N x H x W`` bool: soft mask ``>= threshold`` (default: the model's)."""
+        thr = self.threshold if threshold is None else check_threshold(threshold)
+        return self.predict(crops) >= thr
 
 
 def predict_folder(
@@ -101,31 +178,35 @@ def predict_folder(
     threshold: float | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Predict every image of a folder; write ``out/soft`` and ``out/binary`` PNGs.
+    """Predict every image of a folder; write ``out/soft``, ``out/binary`` and
+    ``out/predict.json``.
 
-    Each image is predicted at its own size (resized to the model's and back). Returns a
-    summary dict (count, threshold, folders).
+    Everything is checked before anything is written; the results go to a temporary folder that
+    replaces ``out`` at the end, so a failed run leaves no partial ``out``. An existing ``out``
+    is replaced only with ``force`` and only when it is an earlier prediction (has
+    ``predict.json``). Each image is predicted at its own size. Returns the summary dict.
     """
-    from maskgen.core.io import read_image, refuse_overwrite, write_image, write_json
-    from maskgen.data.segmentation_sets import list_images
+    from maskgen.core.io import prepare_out_dir, read_image, write_image, write_json
+    from maskgen.data.segmentation_sets import list_images, staged_output
 
-    out = Path(out)
-    model, header = load_segmenter(model_path, device)
+    if threshold is not None:
+        check_threshold(threshold)
+    prepare_out_dir(out, force, marker="predict.json")
+    predictor = SegmentPredictor.from_folder(model_path, device)
     files = list_images(images, "image folder")
-    refuse_overwrite(out / "binary", force)
-    thr = float(header.get("threshold", 0.5) if threshold is None else threshold)
-    for p in files:
-        img = read_image(p, "RGB")
-        soft = predict_soft_masks(model, img[None], device=device)[0]
-        write_image(out / "soft" / f"{p.stem}.png", (soft * 255 + 0.5).astype(np.uint8))
-        write_image(out / "binary" / f"{p.stem}.png", (soft >= thr).astype(np.uint8) * 255)
-    summary = {
-        "n_images": len(files),
-        "threshold": thr,
-        "model": str(model_path),
-        "stage": header.get("stage"),
-    }
-    write_json(out / "predict.json", summary)
+    thr = predictor.threshold if threshold is None else float(threshold)
+    with staged_output(out, force, marker="predict.json") as tmp:
+        for p in files:
+            soft = predictor.predict(read_image(p, "RGB")[None])[0]
+            write_image(tmp / "soft" / f"{p.stem}.png", (soft * 255 + 0.5).astype(np.uint8))
+            write_image(tmp / "binary" / f"{p.stem}.png", (soft >= thr).astype(np.uint8) * 255)
+        summary = {
+            "n_images": len(files),
+            "threshold": thr,
+            "model": str(model_path),
+            "stage": predictor.model.info.get("stage"),
+        }
+        write_json(tmp / "predict.json", summary)
     return summary
 
 
@@ -135,11 +216,17 @@ def grabcut_mask(
     """GrabCut (OpenCV) for one box crop: ``H x W x 3`` uint8 RGB -> ``H x W`` bool.
 
     Initialised with the rectangle ``inset`` pixels inside the crop on each side (the box-level
-    label: everything outside is background). ``seed`` fixes OpenCV's RNG (its GMM init uses it).
+    label: everything outside is background); an inset above a quarter of the crop's side is
+    reduced to that. ``seed`` fixes OpenCV's RNG (its GMM init uses it).
+
+    Raises:
+        MaskgenError: the rectangle would be empty (``2 * inset + 2 >= min(H, W)``).
     """
     import cv2
 
     h, w = image.shape[:2]
+    if inset < 0 or 2 * inset + 2 >= min(h, w):
+        raise MaskgenError(f"--inset {inset}: leaves no rectangle inside a {w}x{h} crop")
     inset = max(1, min(inset, (min(h, w) - 2) // 4))
     rect = (inset, inset, w - 2 * inset, h - 2 * inset)
     mask = np.zeros((h, w), np.uint8)
@@ -159,7 +246,8 @@ def grabcut_mask(
 def evaluate_masks(
     pred: dict[str, np.ndarray], gt: dict[str, np.ndarray], where: str = "prediction"
 ) -> dict[str, Any]:
-    """Foreground metrics (DESIGN §4, fixed polarity) of binary masks keyed by image name.
+    """Foreground metrics of binary masks keyed by image name, with a fixed polarity
+    (foreground = the mask, never flipped; ``docs/design.md``, "Evaluation").
 
     Uses :class:`maskgen.core.metrics.ForegroundAccumulator`: ``dataset`` (counts summed over all
     pixels), ``per_image_mean`` and ``per_image`` (name -> fg_iou, bg_iou, miou, pixel_acc).
@@ -190,20 +278,30 @@ def evaluate_masks(
 
 
 def grabcut_folder(images: str | os.PathLike[str], inset: int = 3) -> dict[str, np.ndarray]:
-    """:func:`grabcut_mask` of every image of a folder, keyed by file stem."""
+    """:func:`grabcut_mask` of every image of a folder, keyed by file stem (all images are
+    read and the inset checked against each before GrabCut runs)."""
     from maskgen.core.io import read_image
     from maskgen.data.segmentation_sets import list_images
 
-    return {p.stem: grabcut_mask(read_image(p, "RGB"), inset=inset) for p in list_images(images)}
+    crops = {p.stem: read_image(p, "RGB") for p in list_images(images)}
+    for name, im in crops.items():
+        h, w = im.shape[:2]
+        if inset < 0 or 2 * inset + 2 >= min(h, w):
+            raise MaskgenError(
+                f"--inset {inset}: larger than the crop {name} ({w}x{h}) allows "
+                f"(at most {(min(h, w) - 3) // 2})"
+            )
+    return {n: grabcut_mask(im, inset=inset) for n, im in crops.items()}
 
 
 __all__ = [
     "MODEL_KIND",
+    "SegmentPredictor",
+    "Segmenter",
+    "check_threshold",
     "evaluate_masks",
     "grabcut_folder",
     "grabcut_mask",
-    "load_segmenter",
     "predict_folder",
-    "predict_soft_masks",
     "predict_soft_tensor",
 ]

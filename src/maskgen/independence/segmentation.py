@@ -6,31 +6,33 @@ a real background patch (alpha 1), background first, foreground on top, layout `
 (paper eq. 4-5). Discriminator: SN-GAN (Table 1). Losses: eq. 6-7 with ``λ = 1000, a = 0.25``
 (Table 3). Adam ``β = (0.5, 0.999)``, lr 2e-4 (D) / 4e-4 (G).
 
-:func:`train_segmentation` is one explicit function whose keyword arguments are the config
-(edm2 style); one iteration runs the named phases ``generate`` -> ``discriminator_step`` ->
-``generator_step`` (:mod:`maskgen.independence.gan`). Runs resume automatically from the run
-folder (engine :class:`~maskgen.engine.RunFolder`, kind ``"segment"``).
+The settings live in :class:`SegmentConfig` (presets ``cpu``, ``paper``, ``tiny`` as tables of
+overrides; the CLI flags are generated from it). :class:`SegmentTrainer` is one iteration made of
+the named phases ``generate`` -> ``discriminator_step`` -> ``generator_step``
+(:mod:`maskgen.independence.gan`); :func:`train_segmentation` runs it on the engine's
+:func:`~maskgen.engine.training_loop` in a run folder of kind ``"segment"`` (automatic resume)
+and writes the teacher as a :class:`~maskgen.independence.predict.Segmenter` model folder.
 
 Stability additions (all switchable; ``preset="paper"`` turns them off): a linear warm-up of the
-area weight, instance noise on D's inputs annealed to 0, and an EMA of the UNet used for the
-saved model. See ``benchmarks/RESULTS.md`` for what they changed.
+area weight, instance noise on D's inputs annealed to 0, an EMA of the UNet used for the saved
+model, a binarisation term and straight-through hard composites. What they changed:
+``benchmarks/RESULTS.md``, section ``segment``.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
-import time
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from maskgen.engine.config import param
+from maskgen.engine.loop import RunOptions
 from maskgen.errors import MaskgenError
 from maskgen.independence.composition import compose
-from maskgen.independence.discriminator import DISCRIMINATOR_PRESETS, SNDiscriminator
 from maskgen.independence.gan import (
     area_weight_at,
     detect_collapse,
@@ -39,39 +41,144 @@ from maskgen.independence.gan import (
     generator_step,
 )
 from maskgen.independence.layout import identity_layout
-from maskgen.independence.providers import (
-    UNET_PRESETS,
-    BackgroundPatchProvider,
-    ForegroundUNetProvider,
-    UNetConfig,
-)
+from maskgen.independence.predict import MODEL_KIND, Segmenter
+from maskgen.independence.providers import BackgroundPatchProvider, UNetConfig
 
 RUN_KIND = "segment"
-MODEL_KIND = "segment-unet"
+#: Discriminator presets of application 1 (:data:`~maskgen.independence.discriminator.
+#: DISCRIMINATOR_PRESETS`).
+DISC_CHOICES = ("app1-small", "app1-cpu", "app1-paper", "tiny")
+#: Largest ``batch_size * size * size`` accepted (a batch of that many pixels, ~3 GiB of
+#: activations per UNet layer at float32, is far beyond any machine this runs on).
+MAX_BATCH_PIXELS = 2**26
 
 
-@dataclass(frozen=True)
-class TrainPreset:
-    """Defaults a preset sets (every one can be overridden by a keyword/flag)."""
+@dataclasses.dataclass
+class SegmentConfig:
+    """Every setting of ``segment train`` (stored in the run folder; model and path fields are
+    the resume check). ``cpu`` (default): 32x32 narrow nets, stabilised, sized for a 2-core CPU;
+    ``paper``: Table 1 networks at 128x128 and the paper's plain training; ``tiny``: tests."""
 
-    unet: str
-    disc: str
-    batch_size: int
-    steps: int
-    area_warmup: int
-    instance_noise: float
-    ema: float
-    binary_weight: float
-    hard_composite: bool
+    PRESETS = {  # noqa: RUF012
+        "cpu": {},
+        "paper": dict(
+            size=128,
+            unet_widths=(64, 128, 256, 512, 512, 512),
+            last_kernel=2,
+            upsample="deconv",
+            disc="app1-paper",
+            batch_size=64,
+            steps=20000,
+            area_warmup=0,
+            ema_decay=0.0,
+        ),
+        "tiny": dict(
+            unet_widths=(8, 16, 16),
+            disc="tiny",
+            batch_size=8,
+            steps=20,
+            area_warmup=5,
+            instance_noise=0.05,
+            ema_decay=0.9,
+            binary_weight=1.0,
+            hard_composite=True,
+        ),
+    }
+    preset: str = param("cpu", "preset name", flag=False)
+    images: str = param(
+        "", "folder of box-cropped images (or of full images with --boxes)", role="path"
+    )
+    backgrounds: str = param(
+        "", "folder of background images (each at least the crop size)", role="path"
+    )
+    boxes: str | None = param(
+        None, "COCO JSON with a bbox per annotation to crop --images by", role="path"
+    )
+    box_margin: float = param(0.1, "box growth per side with --boxes", low=0, high=1)
+    size: int = param(32, "UNet input side (images are resized to it)", low=16, high=1024)
+    unet_widths: tuple[int, ...] = param(
+        (16, 32, 64, 64), "UNet encoder channels, e.g. 16,32,64,64", low=1, high=4096
+    )
+    last_kernel: int = param(4, "kernel of the innermost UNet conv (Table 1: 2)", choices=(2, 4))
+    norm: str = param("batch", "UNet normalisation", choices=("batch", "none"))
+    upsample: str = param(
+        "bilinear", "UNet decoder upsampling (paper: deconv)", choices=("deconv", "bilinear")
+    )
+    disc: str = param("app1-small", "discriminator preset", choices=DISC_CHOICES)
+    steps: int = param(3000, "training steps", low=1, high=10**8)
+    batch_size: int = param(32, "composites per step", low=1, high=4096)
+    lr_d: float = param(2e-4, "Adam learning rate of D (paper: 2e-4)", low=0, low_open=True, high=1)
+    lr_g: float = param(4e-4, "Adam learning rate of G (paper: 4e-4)", low=0, low_open=True, high=1)
+    betas: tuple[float, ...] = param(
+        (0.5, 0.999), "Adam betas of D and G (paper: 0.5,0.999)", low=0, high=1, high_open=True
+    )
+    area_weight: float = param(1000.0, "lambda of eq. 7 (paper: 1000)", low=0)
+    area_target: float = param(
+        0.25, "a of eq. 7, the target mask area (paper: 0.25)", low=0, high=1
+    )
+    area_warmup: int = param(300, "steps of linear warm-up of lambda (paper: 0)", low=0)
+    instance_noise: float = param(0.0, "std of noise on D's inputs at step 0 (paper: 0)", low=0)
+    noise_steps: int | None = param(
+        None, "steps over which the instance noise anneals to 0 (None: half of --steps)", low=1
+    )
+    ema_decay: float = param(
+        0.99,
+        "EMA decay of the saved UNet (0 = save the raw UNet, as the paper)",
+        low=0,
+        high=1,
+        high_open=True,
+    )
+    binary_weight: float = param(
+        0.0, "weight of mean(alpha * (1 - alpha)) in G's loss (not in the paper; 0 = off)", low=0
+    )
+    hard_composite: bool = param(
+        False, "composite with alpha > 0.5, soft gradient (straight-through; not in the paper)"
+    )
+    loss: str = param("nonsaturating", "adversarial loss", choices=("nonsaturating", "hinge"))
+    seed: int = param(0, "RNG seed (same seed, same machine -> same run)", low=0, high=2**31 - 1)
+
+    def check(self) -> None:
+        """Cross-field rules (called by ``make_config``)."""
+        if not self.images:
+            raise MaskgenError("--images: required (a folder of box crops)")
+        if not self.backgrounds:
+            raise MaskgenError("--backgrounds: required (a folder of background images)")
+        check_unet_size(self.size, self.unet_widths)
+        if len(self.betas) != 2:
+            shown = ",".join(f"{b:g}" for b in self.betas)
+            raise MaskgenError(f"--betas {shown}: expected two values, e.g. 0.5,0.999")
+        check_batch(self.batch_size, self.size)
+
+    def unet(self) -> UNetConfig:
+        """The generator's UNet settings."""
+        return UNetConfig(
+            self.size, tuple(self.unet_widths), self.last_kernel, self.norm, self.upsample
+        )
+
+    def noise_at(self, step: int) -> float:
+        """Instance-noise std at ``step``: linear from ``instance_noise`` to 0 over
+        ``noise_steps`` (default: half of ``steps``)."""
+        end = self.noise_steps if self.noise_steps is not None else max(1, self.steps // 2)
+        return self.instance_noise * max(0.0, 1.0 - step / end)
 
 
-#: ``cpu``: default, sized for the 2-core CPU time target. ``paper``: Table 1 networks at 128x128
-#: and the paper's plain training (no warm-up, noise or EMA). ``tiny``: tests only.
-TRAIN_PRESETS: dict[str, TrainPreset] = {
-    "cpu": TrainPreset("cpu", "app1-small", 32, 3000, 300, 0.0, 0.99, 0.0, False),
-    "paper": TrainPreset("paper", "app1-paper", 64, 20000, 0, 0.0, 0.0, 0.0, False),
-    "tiny": TrainPreset("tiny", "tiny", 8, 20, 5, 0.05, 0.9, 1.0, True),
-}
+def check_unet_size(size: int, widths: tuple[int, ...]) -> None:
+    """A UNet of ``len(widths)`` stride-2 levels needs ``size`` divisible by ``2**levels``."""
+    if not widths:
+        raise MaskgenError("--unet-widths: needs at least one width")
+    if size % (2 ** len(widths)):
+        raise MaskgenError(
+            f"--size {size}: not divisible by 2**{len(widths)} (one halving per UNet level)"
+        )
+
+
+def check_batch(batch_size: int, size: int) -> None:
+    """Refuse batches too large for memory before anything is allocated."""
+    if batch_size * size * size > MAX_BATCH_PIXELS:
+        raise MaskgenError(
+            f"--batch-size {batch_size}: {batch_size} images of {size}x{size} per step do not "
+            f"fit in memory (at most {MAX_BATCH_PIXELS // (size * size)} at this size)"
+        )
 
 
 def load_training_images(
@@ -94,7 +201,7 @@ def load_training_images(
     return f.images, int(crop), f.notes
 
 
-def load_backgrounds(backgrounds: str, crop: int) -> tuple[list[np.ndarray], list[str]]:
+def load_backgrounds(backgrounds: str, crop: int) -> list[np.ndarray]:
     """Background images (any sizes, each at least ``crop`` on both sides) as uint8 RGB arrays.
 
     Raises:
@@ -112,15 +219,7 @@ def load_backgrounds(backgrounds: str, crop: int) -> tuple[list[np.ndarray], lis
                 f"{crop}x{crop} crop the images need"
             )
         out.append(a)
-    return out, []
-
-
-def build_models(unet_cfg: UNetConfig, disc: str) -> tuple[ForegroundUNetProvider, SNDiscriminator]:
-    if disc not in DISCRIMINATOR_PRESETS:
-        raise MaskgenError(
-            f"unknown discriminator {disc!r}; choose from {', '.join(DISCRIMINATOR_PRESETS)}"
-        )
-    return ForegroundUNetProvider(unet_cfg), SNDiscriminator(disc)
+    return out
 
 
 def _to_float(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -132,300 +231,205 @@ def _hflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
 
 
-def train_segmentation(
-    *,
-    images: str,
-    backgrounds: str,
-    out: str,
-    boxes: str | None = None,
-    box_margin: float = 0.1,
-    preset: str = "cpu",
-    size: int | None = None,
-    unet_widths: list[int] | None = None,
-    upsample: str | None = None,
-    disc: str | None = None,
-    steps: int | None = None,
-    batch_size: int | None = None,
-    lr_d: float = 2e-4,
-    lr_g: float = 4e-4,
-    beta1: float = 0.5,
-    beta2: float = 0.999,
-    area_weight: float = 1000.0,
-    area_target: float = 0.25,
-    area_warmup: int | None = None,
-    instance_noise: float | None = None,
-    noise_anneal: float = 0.5,
-    ema: float | None = None,
-    binary_weight: float | None = None,
-    hard_composite: bool | None = None,
-    loss: str = "nonsaturating",
-    seed: int = 0,
-    device: str = "cpu",
-    log_every: int = 50,
-    ckpt_every: int = 200,
-    threads: int | None = None,
-    stop_after: int | None = None,
-    quiet: bool = False,
-) -> Path:
-    """Train the foreground provider against an SN discriminator (paper eq. 6-7).
+class SegmentTrainer:
+    """One adversarial iteration of application 1 per :meth:`step` (engine trainer protocol).
 
     Args:
-        images: folder of box-cropped images, or (with ``boxes``) of full images.
-        backgrounds: folder of background images (each at least the crop size).
-        out: run folder (created; an existing ``segment`` run with the same config resumes).
-        boxes: COCO JSON with ``bbox`` per annotation to crop ``images`` by.
-        box_margin: box growth per side when cropping from ``boxes``.
-        preset: ``cpu`` (default), ``paper`` (Table 1, 128x128, plain training) or ``tiny``.
-        size, unet_widths, upsample, disc, steps, batch_size: override the preset.
-        lr_d, lr_g, beta1, beta2: Adam (paper: 2e-4, 4e-4, 0.5, 0.999).
-        area_weight, area_target: ``λ`` and ``a`` of eq. 7 (Table 3: 1000, 0.25).
-        area_warmup: steps of linear warm-up of ``λ`` (0 = paper).
-        instance_noise: std of Gaussian noise on D inputs at step 0, annealed linearly to 0 at
-            ``noise_anneal * steps`` (0 = paper).
-        ema: decay of the UNet EMA saved as the model (0 = save the raw UNet, as the paper).
-        binary_weight: weight of ``mean(alpha * (1 - alpha))`` added to the generator loss
-            (pushes soft masks off the uniform-grey saddle; not in the paper, 0 = off), warmed
-            up together with the area weight.
-        hard_composite: composite with the binarised mask ``alpha > 0.5`` in the forward pass
-            and the soft mask's gradient in the backward pass (straight-through estimator), so
-            D always sees crisp cut-and-paste composites, never semi-transparent ghosts (not in
-            the paper; off in the ``paper`` preset). The area penalty then counts hard pixels.
-        loss: ``nonsaturating`` (eq. 6-7) or ``hinge``.
-        seed: RNG seed (same seed, same machine -> same run).
-        device: ``cpu`` or ``cuda``.
-        log_every: steps per logging tick (metrics.jsonl line + image grid PNG).
-        ckpt_every: steps per checkpoint.
-        threads: torch CPU threads (default: torch's choice).
-        stop_after: stop (without finishing) after this step -- for tests of resume.
-        quiet: no console lines.
+        cfg: the settings.
+        images: ``N x S x S x 3`` uint8 training crops (``S = cfg.size``).
+        crop: the crops' native side (backgrounds are cut at it, then resized to ``S``).
+        backgrounds: uint8 RGB arrays, each at least ``crop`` on both sides.
+        ctx: the engine's :class:`~maskgen.engine.DistContext`.
+        grids: folder for the image grid written at each logging tick (None = no grids).
+        quiet: no collapse warnings on stderr.
 
-    Returns:
-        the run folder; its ``model/`` is the trained model folder (kind ``segment-unet``).
+    Seeds the global RNG (``cfg.seed``) before building the networks, so a run is reproducible.
     """
-    from maskgen.engine import (
-        RunFolder,
-        autocast_context,
-        capture_rng_state,
-        init_distributed,
-        load_state_dict_strict,
-        progress,
-        restore_rng_state,
-        save_image_grid,
-        save_model_folder,
-        seed_everything,
-        unwrap,
-        wrap_ddp,
-    )
 
-    if preset not in TRAIN_PRESETS:
-        raise MaskgenError(f"unknown preset {preset!r}; choose from {', '.join(TRAIN_PRESETS)}")
-    p = TRAIN_PRESETS[preset]
-    base = UNET_PRESETS[p.unet]
-    unet_cfg = UNetConfig(
-        size=int(size or base.size),
-        widths=tuple(unet_widths) if unet_widths else base.widths,
-        last_kernel=base.last_kernel,
-        norm=base.norm,
-        upsample=upsample or base.upsample,
-    )
-    cfg: dict[str, Any] = {
-        "images": str(Path(images).resolve()),
-        "backgrounds": str(Path(backgrounds).resolve()),
-        "boxes": str(Path(boxes).resolve()) if boxes else None,
-        "box_margin": box_margin,
-        "preset": preset,
-        "unet": unet_cfg.to_dict(),
-        "disc": disc or p.disc,
-        "steps": int(steps if steps is not None else p.steps),
-        "batch_size": int(batch_size or p.batch_size),
-        "lr_d": lr_d,
-        "lr_g": lr_g,
-        "betas": [beta1, beta2],
-        "area_weight": area_weight,
-        "area_target": area_target,
-        "area_warmup": int(area_warmup if area_warmup is not None else p.area_warmup),
-        "instance_noise": float(instance_noise if instance_noise is not None else p.instance_noise),
-        "noise_anneal": noise_anneal,
-        "ema": float(ema if ema is not None else p.ema),
-        "binary_weight": float(binary_weight if binary_weight is not None else p.binary_weight),
-        "hard_composite": bool(hard_composite if hard_composite is not None else p.hard_composite),
-        "loss": loss,
-        "seed": seed,
-        "log_every": log_every,
-        "ckpt_every": ckpt_every,
-    }
-    if loss not in ("nonsaturating", "hinge"):
-        raise MaskgenError(f"unknown loss {loss!r}; choose nonsaturating or hinge")
-    if cfg["steps"] < 1 or cfg["batch_size"] < 1:
-        raise MaskgenError("--steps and --batch-size must be positive")
-    if threads:
-        torch.set_num_threads(threads)
-    ctx = init_distributed(device)
-    say = (lambda *a: None) if quiet or not ctx.is_main else (lambda *a: print(*a, file=sys.stderr))
+    def __init__(
+        self,
+        cfg: SegmentConfig,
+        images: np.ndarray,
+        crop: int,
+        backgrounds: list[np.ndarray],
+        ctx: Any,
+        grids: Path | None = None,
+        quiet: bool = False,
+    ) -> None:
+        from maskgen.engine import autocast_context, seed_everything, wrap_ddp
+        from maskgen.independence.discriminator import SNDiscriminator
 
-    # Data first, so bad input fails before a run folder is created.
-    imgs, crop, notes = load_training_images(images, unet_cfg.size, boxes, box_margin)
-    bgs, _ = load_backgrounds(backgrounds, crop)
-    for n in notes:
-        say(f"note: {n}")
-    run = RunFolder(out, kind=RUN_KIND, config=cfg, ctx=ctx)
-    if run.is_finished():
-        say(f"{run.path}: training already finished (model in {run.model_dir()})")
-        return run.path
-    seed_everything(seed, ctx.rank)
-    dev = ctx.device
-    g = torch.Generator().manual_seed(seed * 1000 + ctx.rank)
-
-    fg, d = build_models(unet_cfg, cfg["disc"])
-    fg.to(dev)
-    d.to(dev)
-    fg_ema = copy.deepcopy(fg).eval().requires_grad_(False) if cfg["ema"] > 0 else None
-    fg_t, d_t = wrap_ddp(fg, ctx), wrap_ddp(d, ctx)
-    opt_g = torch.optim.Adam(fg.parameters(), lr=lr_g, betas=(beta1, beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=lr_d, betas=(beta1, beta2))
-    bg_provider = BackgroundPatchProvider(bgs, unet_cfg.size, crop, device=dev)
-    data = torch.from_numpy(imgs)  # N x S x S x 3 uint8 (CPU)
-    history: list[dict[str, float]] = []
-    start = 0
-    state = run.load_latest_checkpoint(map_location=dev)
-    if state is not None:
-        load_state_dict_strict(unwrap(fg), state["unet"], run.loaded_checkpoint)
-        load_state_dict_strict(d, state["disc"], run.loaded_checkpoint)
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if fg_ema is not None:
-            load_state_dict_strict(fg_ema, state["ema"], run.loaded_checkpoint)
-        g.set_state(state["gen"])
-        restore_rng_state(state["rng"])
-        history = list(state["history"])
-        start = int(state["step"])
-        say(f"resuming {run.path} from step {start}")
-    autocast = autocast_context(dev)
-    total = cfg["steps"]
-    bs = cfg["batch_size"]
-    n_img = data.shape[0]
-    noise_end = max(1, int(noise_anneal * total))
-    fixed = _to_float(data[torch.arange(min(8, n_img))], dev)
-    fixed_bg, _ = bg_provider.sample(fixed.shape[0], torch.Generator().manual_seed(seed + 7))
-    tick: dict[str, list[float]] = {}
-    t_tick = time.monotonic()
-    warned: str | None = None
-
-    def checkpoint(step: int) -> None:
-        run.save_checkpoint(
-            step,
-            {
-                "step": step,
-                "unet": unwrap(fg).state_dict(),
-                "disc": d.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "ema": fg_ema.state_dict() if fg_ema is not None else {},
-                "gen": g.get_state(),
-                "rng": capture_rng_state(),
-                "history": history,
-            },
+        self.cfg, self.ctx, self.grids, self.quiet = cfg, ctx, grids, quiet
+        seed_everything(cfg.seed, ctx.rank)
+        dev = self.dev = ctx.device
+        self.g = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank)
+        self.fg = Segmenter(cfg.unet()).to(dev)
+        self.d = SNDiscriminator(cfg.disc).to(dev)
+        self.fg_ema = (
+            copy.deepcopy(self.fg).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
         )
+        self.fg_t, self.d_t = wrap_ddp(self.fg, ctx), wrap_ddp(self.d, ctx)
+        betas = (cfg.betas[0], cfg.betas[1])
+        self.opt_g = torch.optim.Adam(self.fg.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+        self.bg = BackgroundPatchProvider(backgrounds, cfg.size, crop, device=dev)
+        self.data = torch.from_numpy(images)  # N x S x S x 3 uint8 (CPU)
+        self.autocast = autocast_context(dev)
+        self.history: dict[str, Any] = {"ticks": []}
+        self.warned: str | None = None
+        self.fixed = _to_float(self.data[torch.arange(min(8, len(self.data)))], dev)
+        self.fixed_bg, _ = self.bg.sample(
+            len(self.fixed), torch.Generator().manual_seed(cfg.seed + 7)
+        )
+        self.resumable = {
+            "unet": self.fg,
+            "disc": self.d,
+            "opt_g": self.opt_g,
+            "opt_d": self.opt_d,
+            "ema": self.fg_ema,
+            "gen": self.g,
+            "history": self.history,
+        }
+        self.fg.train()
+        self.d.train()
 
-    fg.train()
-    d.train()
-    for step in progress(range(start, total), desc="segment train", initial=start, ctx=ctx):
-        # Phase "generate": providers -> layout (identity) -> composition (bg first, fg on top).
-        real = _hflip(_to_float(data[torch.randint(0, n_img, (bs,), generator=g)], dev), g)
-        img = _hflip(_to_float(data[torch.randint(0, n_img, (bs,), generator=g)], dev), g)
-        bg_rgb, _ = bg_provider.sample(bs, g)
-        with autocast:
-            rgb, alpha = fg_t(img)
+    def generate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Phase "generate": real crops, and composites of other crops' cut-outs (identity layout,
+        background first, foreground on top). Returns ``(real, fake, alpha)``."""
+        cfg, g, n = self.cfg, self.g, len(self.data)
+        real = _hflip(
+            _to_float(self.data[torch.randint(0, n, (cfg.batch_size,), generator=g)], self.dev), g
+        )
+        img = _hflip(
+            _to_float(self.data[torch.randint(0, n, (cfg.batch_size,), generator=g)], self.dev), g
+        )
+        bg_rgb, _ = self.bg.sample(cfg.batch_size, g)
+        with self.autocast:
+            rgb, alpha = self.fg_t(img)
         alpha = alpha.float()
-        if cfg["hard_composite"]:
+        if cfg.hard_composite:
             alpha = alpha + ((alpha > 0.5).float() - alpha).detach()  # straight-through
         fg_l = identity_layout(torch.cat([rgb, alpha], 1))
         fake = compose([(fg_l[:, :3], fg_l[:, 3:])], background=bg_rgb)
-        noise = cfg["instance_noise"] * max(0.0, 1.0 - step / noise_end)
-        lam = area_weight_at(step, area_weight, cfg["area_warmup"])
-        # Phase "D", then phase "G".
+        return real, fake, alpha
+
+    def step(self, step: int) -> dict[str, Any]:
+        """Phases generate -> D -> G (paper eq. 6-7), then the EMA update."""
+        from maskgen.engine import unwrap
+
+        cfg = self.cfg
+        real, fake, alpha = self.generate()
+        noise = cfg.noise_at(step)
+        lam = area_weight_at(step, cfg.area_weight, cfg.area_warmup)
         md = discriminator_step(
-            d_t, opt_d, real, fake, loss=loss, instance_noise=noise, step=step, autocast=autocast
+            self.d_t,
+            self.opt_d,
+            real,
+            fake,
+            loss=cfg.loss,
+            instance_noise=noise,
+            step=step,
+            autocast=self.autocast,
         )
         extra = None
-        if cfg["binary_weight"] > 0:
-            bw = area_weight_at(step, cfg["binary_weight"], cfg["area_warmup"])
+        if cfg.binary_weight > 0:
+            bw = area_weight_at(step, cfg.binary_weight, cfg.area_warmup)
             extra = bw * (alpha * (1.0 - alpha)).mean()
         mg = generator_step(
-            d_t,
-            opt_g,
+            self.d_t,
+            self.opt_g,
             fake,
             [alpha],
             extra_loss=extra,
             area_weight=lam,
-            area_target=area_target,
-            loss=loss,
+            area_target=cfg.area_target,
+            loss=cfg.loss,
             instance_noise=noise,
             step=step,
-            autocast=autocast,
+            autocast=self.autocast,
         )
-        if fg_ema is not None:
-            ema_update(fg_ema, unwrap(fg), cfg["ema"])
-        for k, v in {**md, **mg}.items():
-            tick.setdefault(k, []).append(v)
-        done = step + 1
-        if done % log_every == 0 or done == total:
-            rec = {k: float(np.mean(v)) for k, v in tick.items()}
-            rec["lambda"] = lam
-            rec["noise"] = noise
-            rec["sec_per_iter"] = (time.monotonic() - t_tick) / max(1, len(tick.get("loss_d", [1])))
-            tick, t_tick = {}, time.monotonic()
-            history.append(
-                {k: rec[k] for k in ("mask_area", "d_real", "d_fake", "loss_d", "loss_g")}
+        if self.fg_ema is not None:
+            ema_update(self.fg_ema, unwrap(self.fg), cfg.ema_decay)
+        return {**md, **mg, "lambda": lam, "noise": noise}
+
+    def final_model(self) -> Segmenter:
+        """The model to save: the EMA copy when there is one, else the raw UNet."""
+        from maskgen.engine import unwrap
+
+        return self.fg_ema if self.fg_ema is not None else unwrap(self.fg)
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        """Image grid and collapse diagnosis at each logging tick (rank 0)."""
+        from maskgen.engine import warn
+
+        keys = ("mask_area", "d_real", "d_fake", "loss_d", "loss_g")
+        self.history["ticks"].append({k: metrics[k] for k in keys if k in metrics})
+        if self.grids is not None:
+            save_grid(
+                self.grids / f"grid-{step:08d}.png", self.final_model(), self.fixed, self.fixed_bg
             )
-            run.log(done, **rec)
-            if ctx.is_main:
-                _save_grid(
-                    run.path / "grids" / f"grid-{done:08d}.png",
-                    fg_ema or unwrap(fg),
-                    fixed,
-                    fixed_bg,
-                    save_image_grid,
-                )
-            msg = detect_collapse(history)
-            if msg and msg != warned:
-                say(f"warning: step {done}: {msg}")
-            warned = msg
-            say(
-                f"step {done}/{total}  loss_d {rec['loss_d']:.3f}  loss_g {rec['loss_g']:.3f}  "
-                f"mask_area {rec['mask_area']:.3f}  D(real) {rec['d_real']:.2f}  D(fake) {rec['d_fake']:.2f}"
-            )
-        if done % ckpt_every == 0 and done < total:
-            checkpoint(done)
-        if stop_after is not None and done >= stop_after and done < total:
-            checkpoint(done)
-            return run.path
-    final = fg_ema if fg_ema is not None else unwrap(fg)
-    save_model_folder(
-        run.model_dir(),
-        MODEL_KIND,
-        {"unet": unet_cfg.to_dict()},
-        final.state_dict(),
-        extra={"stage": "teacher", "threshold": 0.5, "trained_steps": total, "run": str(run.path)},
-    )
-    checkpoint(total)
-    run.mark_finished()
-    say(f"model written to {run.model_dir()}")
+        msg = detect_collapse(self.history["ticks"])
+        if msg and msg != self.warned and not self.quiet:
+            warn(f"step {step}: {msg}")
+        self.warned = msg
+
+
+def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | None = None) -> Path:
+    """Train the foreground provider against an SN discriminator (paper eq. 6-7).
+
+    Validates the device and reads the data before the run folder ``out`` is created or opened
+    (an existing ``segment`` run with the same model and path settings resumes). Returns the run
+    folder; its ``model/`` is the trained :class:`Segmenter` (kind ``segment-unet``, stage
+    ``teacher``), written with ``DONE`` once all ``cfg.steps`` are done.
+    """
+    from maskgen.engine import RunFolder, init_distributed, resume_key, training_loop
+
+    opts = opts or RunOptions()
+    ctx = init_distributed(opts.device)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    imgs, crop, notes = load_training_images(cfg.images, cfg.size, cfg.boxes, cfg.box_margin)
+    bgs = load_backgrounds(cfg.backgrounds, crop)
+    # Everything that can fail is built before the run folder is created or opened, so a
+    # failed start leaves nothing that blocks the corrected command.
+    trainer = SegmentTrainer(cfg, imgs, crop, bgs, ctx, Path(out) / "grids", opts.quiet)
+    run = RunFolder(out, kind=RUN_KIND, config=resume_key(cfg), ctx=ctx)
+    say = _sayer(opts, ctx)
+    for n in notes:
+        say(f"note: {n}")
+    if run.is_finished():
+        say(f"{run.path}: training already finished (model in {run.model_dir()})")
+        return run.path
+    res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="segment train")
+    if res.finished:
+        trainer.final_model().save_folder(
+            run.model_dir(), stage="teacher", trained_steps=cfg.steps, run=str(run.path)
+        )
+        run.mark_finished()
+        say(f"model written to {run.model_dir()}")
     return run.path
 
 
+def _sayer(opts: RunOptions, ctx: Any):
+    import sys
+
+    if opts.quiet or not ctx.is_main:
+        return lambda text: None
+    return lambda text: print(text, file=sys.stderr, flush=True)
+
+
 @torch.no_grad()
-def _save_grid(
-    path: Path, model: ForegroundUNetProvider, images: torch.Tensor, bgs: torch.Tensor, save
-) -> None:
+def save_grid(path: Path, model: Segmenter, images: torch.Tensor, bgs: torch.Tensor) -> None:
     """Rows: input, soft mask, cut-out composited on a new background."""
+    from maskgen.engine import save_image_grid
+
     was = model.training
     model.eval()
     alpha = model.alpha(images)
     model.train(was)
     comp = compose([(images, alpha)], background=bgs)
     grid = torch.cat([images, alpha.expand(-1, 3, -1, -1), comp])
-    save(path, grid, nrow=images.shape[0])
+    save_image_grid(path, grid, nrow=images.shape[0])
 
 
 def sec_per_iter(history_file: Path) -> float | None:
@@ -440,4 +444,12 @@ def sec_per_iter(history_file: Path) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
-__all__ = ["MODEL_KIND", "RUN_KIND", "TRAIN_PRESETS", "train_segmentation"]
+__all__ = [
+    "MODEL_KIND",
+    "RUN_KIND",
+    "SegmentConfig",
+    "SegmentTrainer",
+    "load_backgrounds",
+    "load_training_images",
+    "train_segmentation",
+]

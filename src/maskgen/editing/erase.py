@@ -1,4 +1,4 @@
-"""Scene editing with Amodal-VAE: erase an occluder, complete what it hid, inpaint.
+"""One-shot scene editing with Amodal-VAE: erase an occluder, complete what it hid, inpaint.
 
 The application of supplementary Fig. 6 ("we remove a foreground instance, complete the
 previously occluded object, and inpaint the previously invisible part of the object as well as

@@ -1,0 +1,269 @@
+"""Occlusion order from amodal completions: which instance of a pair is in front.
+
+Amodal-VAE completes each instance's shape behind the others (supplementary §3.2); an instance
+whose completion grows into another instance's *visible* pixels is behind it. This module turns
+that into pairwise decisions and a depth ranking, the layer order the editing of supplementary
+§3.3 / Fig. 6 needs::
+
+    comps = predictor.complete_image(visible_masks)          # return_probability=True
+    order = occlusion_order(visible_masks, comps)
+    order.pairs      # [(front, back), ...] input indices of the pairs judged in occlusion
+    order.ranking    # input indices, nearest the camera first
+
+**Evidence** for "``i`` is behind ``j``" (:func:`pair_evidence`), per ordered pair:
+
+- ``llr[i, j] = sum over V_j of -log(1 - p_i)``: ``p_i`` is the decoder's Bernoulli probability
+  map of ``i``'s completion (the posterior mode, pasted in the image, before the predictor's
+  restriction). It is the log-likelihood ratio of ``i``'s observation between "``i`` is behind
+  ``j``" (the pixels of ``V_j`` are unknown for ``i``) and "``i`` is in front of ``j``" (they are
+  known not to be ``i``): a completion that confidently claims ``j``'s visible pixels says ``i`` is
+  behind ``j``.
+- the posterior spread (``Completion.uncertainty``): occluded instances have wider posteriors
+  (supplementary Fig. 4);
+- convex-hull intrusion ``|hull(V_i) n V_j|`` and the visible areas, two geometric cues that are
+  cheap and partly independent of the completion.
+
+The **direction** is the sign of a linear score of those cues (:data:`DEFAULT_WEIGHTS`, a
+logistic regression fitted on the built-in scenes' validation split; ``benchmarks/editing_bench.py
+--fit`` refits it, ``COMPLETION_ONLY_WEIGHTS`` uses the completion cues alone). A pair is judged
+**in occlusion** when the two visible masks touch (8-neighbourhood) or either completion claims
+at least ``min_llr`` nats of the other's visible pixels.
+
+The **ranking** (:func:`rank_from_pairs`) orders all instances so that as few judged pairs as
+possible, weighted by their confidence, point the wrong way: judged pairs may form cycles (they
+are decided independently), so a greedy feedback-arc-set ordering (Eades, Lin & Smyth 1993) is
+used instead of a topological sort; instances in no pair keep their input order. The pairs are
+then reported in the ranking's direction (a pair the ranking overrules is flipped), so the output
+never holds a cycle.
+
+Conventions: visible masks are ``K x H x W`` bool, pairwise disjoint; indices refer to their
+first axis; ``(front, back)`` tuples; rankings list the nearest instance first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from maskgen.amodal.predictor import AmodalPredictor, Completion
+from maskgen.data.types import ImageRecord
+
+__all__ = [
+    "COMPLETION_ONLY_WEIGHTS",
+    "DEFAULT_WEIGHTS",
+    "OcclusionOrder",
+    "PairEvidence",
+    "convex_hulls",
+    "occlusion_order",
+    "order_json",
+    "order_records",
+    "pair_evidence",
+    "rank_from_pairs",
+]
+
+# Weights of the direction score (cue differences, "i behind j" positive). Fitted by logistic
+# regression on the built-in scenes' val split with the shipped model (editing_bench.py --fit).
+DEFAULT_WEIGHTS = {"llr": 1.502, "hull": 0.028, "uncertainty": 0.701, "area": -1.081}
+# The completion cues alone (an ablation; llr and spread fitted on the val split).
+COMPLETION_ONLY_WEIGHTS = {"llr": 0.91, "hull": 0.0, "uncertainty": 0.32, "area": 0.0}
+DEFAULT_MIN_LLR = 1.0  # nats of claimed visible pixels that make a non-touching pair occluded
+_P_MAX = 1.0 - 1e-4  # probabilities are clipped so that -log(1 - p) stays finite
+
+
+@dataclass
+class PairEvidence:
+    """Per ordered pair cues, ``K x K`` float64 arrays (diagonal zero).
+
+    Attributes:
+        llr: ``llr[i, j]``: nats by which ``i``'s completion claims ``j``'s visible pixels.
+        hull: ``hull[i, j] = |hull(V_i) n V_j|`` pixels.
+        contact: ``contact[i, j]``: True when ``V_i`` and ``V_j`` touch (8-neighbourhood), bool.
+        uncertainty: ``(K,)`` posterior spread of each completion.
+        area: ``(K,)`` visible areas in pixels.
+    """
+
+    llr: np.ndarray
+    hull: np.ndarray
+    contact: np.ndarray
+    uncertainty: np.ndarray
+    area: np.ndarray
+
+    def direction_scores(self, weights: dict[str, float] | None = None) -> np.ndarray:
+        """``K x K`` antisymmetric scores; ``s[i, j] > 0`` says ``i`` is behind ``j``."""
+        w = DEFAULT_WEIGHTS if weights is None else weights
+        llr, hull = np.log1p(self.llr), np.log1p(self.hull)
+        u, a = self.uncertainty, np.log(np.maximum(self.area, 1.0))
+        return (
+            w.get("llr", 0.0) * (llr - llr.T)
+            + w.get("hull", 0.0) * (hull - hull.T)
+            + w.get("uncertainty", 0.0) * (u[:, None] - u[None, :])
+            + w.get("area", 0.0) * (a[:, None] - a[None, :])
+        )
+
+
+@dataclass
+class OcclusionOrder:
+    """The occlusion order of one image.
+
+    Attributes:
+        pairs: ``(front, back)`` input indices of the pairs judged in occlusion.
+        confidence: ``|score|`` of each pair (same order as ``pairs``).
+        ranking: all input indices, nearest the camera first.
+        evidence: the :class:`PairEvidence` the decisions came from.
+    """
+
+    pairs: list[tuple[int, int]]
+    confidence: list[float]
+    ranking: list[int]
+    evidence: PairEvidence
+
+
+def convex_hulls(visible_masks: np.ndarray) -> np.ndarray:
+    """``K x H x W`` bool filled convex hulls of the visible masks (empty mask, empty hull)."""
+    vm = np.asarray(visible_masks, dtype=bool)
+    out = np.zeros(vm.shape, np.uint8)
+    for k, m in enumerate(vm):
+        pts = cv2.findNonZero(m.astype(np.uint8))
+        if pts is not None:
+            cv2.fillPoly(out[k], [cv2.convexHull(pts)], 1)
+    return out.astype(bool)
+
+
+def _touching(vm: np.ndarray) -> np.ndarray:
+    """``K x K`` bool: visible masks that touch or overlap (8-neighbourhood)."""
+    k = len(vm)
+    grown = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)) for m in vm])
+    flat_g = grown.reshape(k, -1).astype(np.float32)
+    flat_v = vm.reshape(k, -1).astype(np.float32)
+    c = (flat_g @ flat_v.T) > 0
+    c = c | c.T
+    np.fill_diagonal(c, False)
+    return c
+
+
+def pair_evidence(visible_masks: np.ndarray, completions: Sequence[Completion]) -> PairEvidence:
+    """The cues of the module docstring for every ordered pair of one image.
+
+    Args:
+        visible_masks: ``K x H x W`` bool visible masks (pairwise disjoint).
+        completions: ``K`` completions in input order, made with ``return_probability=True``
+            (a completion without a probability map falls back to its amodal mask as ``p = 1``).
+    """
+    vm = np.asarray(visible_masks, dtype=bool)
+    k = len(vm)
+    flat_v = vm.reshape(k, -1).astype(np.float32)
+    nll = np.zeros((k, vm[0].size), np.float32)
+    for i, comp in enumerate(completions):
+        x0, y0, x1, y1 = comp.region
+        local = comp.local_prob if comp.local_prob is not None else comp.local_mask
+        p = np.clip(np.asarray(local, np.float32), 0.0, _P_MAX)
+        full = np.zeros(vm.shape[1:], np.float32)
+        full[y0:y1, x0:x1] = -np.log1p(-p)
+        nll[i] = full.ravel()
+    llr = (nll @ flat_v.T).astype(np.float64)
+    hulls = convex_hulls(vm).reshape(k, -1).astype(np.float32)
+    hull = (hulls @ flat_v.T).astype(np.float64)
+    np.fill_diagonal(llr, 0.0)
+    np.fill_diagonal(hull, 0.0)
+    return PairEvidence(
+        llr=llr,
+        hull=hull,
+        contact=_touching(vm),
+        uncertainty=np.array([c.uncertainty for c in completions], np.float64),
+        area=flat_v.sum(axis=1).astype(np.float64),
+    )
+
+
+def rank_from_pairs(
+    num: int, pairs: Sequence[tuple[int, int]], weights: Sequence[float]
+) -> list[int]:
+    """Order ``num`` items nearest first so that few weighted ``(front, back)`` pairs are broken.
+
+    Greedy feedback-arc-set: repeatedly take, among the items left, the one whose weight of
+    "in front of" pairs minus "behind" pairs (counting only items left) is largest; ties go to
+    the lower index. Exact when the pairs have no cycle.
+    """
+    w = np.zeros((num, num))
+    for (f, b), c in zip(pairs, weights, strict=True):
+        w[f, b] += float(c)
+    left = list(range(num))
+    ranking: list[int] = []
+    while left:
+        sub = w[np.ix_(left, left)]
+        net = sub.sum(axis=1) - sub.sum(axis=0)
+        pick = left[int(np.argmax(net))]
+        ranking.append(pick)
+        left.remove(pick)
+    return ranking
+
+
+def occlusion_order(
+    visible_masks: np.ndarray,
+    completions: Sequence[Completion],
+    weights: dict[str, float] | None = None,
+    min_llr: float = DEFAULT_MIN_LLR,
+) -> OcclusionOrder:
+    """Pairs in occlusion, their direction and a depth ranking (module docstring).
+
+    Args:
+        visible_masks: ``K x H x W`` bool visible masks of one image.
+        completions: their completions, in input order (``return_probability=True``).
+        weights: direction-score weights (default :data:`DEFAULT_WEIGHTS`).
+        min_llr: nats of claimed visible pixels that make a non-touching pair occluded.
+    """
+    ev = pair_evidence(visible_masks, completions)
+    score = ev.direction_scores(weights)
+    occluded = ev.contact | (np.maximum(ev.llr, ev.llr.T) >= min_llr)
+    pairs, conf = [], []
+    for i, j in zip(*np.nonzero(np.triu(occluded, 1)), strict=True):
+        s = float(score[i, j])
+        pairs.append((int(j), int(i)) if s > 0 else (int(i), int(j)))  # s > 0: i behind j
+        conf.append(abs(s))
+    ranking = rank_from_pairs(len(ev.area), pairs, [c + 1e-6 for c in conf])
+    # Report each pair in the ranking's direction: a pair outvoted by the rest of the image
+    # (a cycle broken by the ranking) is most likely the wrong one, and the output is acyclic.
+    pos = {k: n for n, k in enumerate(ranking)}
+    pairs = [(f, b) if pos[f] < pos[b] else (b, f) for f, b in pairs]
+    return OcclusionOrder(pairs=pairs, confidence=conf, ranking=ranking, evidence=ev)
+
+
+def order_records(
+    records: Iterable[ImageRecord],
+    predictor: AmodalPredictor,
+    weights: dict[str, float] | None = None,
+    min_llr: float = DEFAULT_MIN_LLR,
+) -> Iterator[tuple[ImageRecord, list[int], OcclusionOrder | None]]:
+    """:func:`occlusion_order` for every image of a dataset.
+
+    Yields:
+        ``(record, ids, order)``: ``ids`` are the annotation ids of the image's instances with a
+        non-empty visible mask, which the indices of ``order`` refer to; ``order`` is None when
+        there are fewer than two of them.
+    """
+    from maskgen.amodal.completion import decode_visible
+
+    for rec in records:
+        if not rec.instances:
+            yield rec, [], None
+            continue
+        vm, _ = decode_visible(rec)
+        keep = np.flatnonzero(vm.reshape(len(vm), -1).any(axis=1))
+        ids = [int(rec.instances[k].id) for k in keep]
+        if len(keep) < 2:
+            yield rec, ids, None
+            continue
+        comps = predictor.complete_image(vm[keep], return_probability=True)
+        yield rec, ids, occlusion_order(vm[keep], comps, weights=weights, min_llr=min_llr)
+
+
+def order_json(rec: ImageRecord, ids: list[int], order: OcclusionOrder | None) -> dict[str, object]:
+    """One image's entry of the ``amodal order`` output: ``{"image_id", "pairs": [[front id,
+    back id], ...], "ranking": [id, ...]}`` with ids as in the input. Instances outside ``ids``
+    (empty visible masks: nothing can be said of them) are ranked last."""
+    pairs = [[ids[f], ids[b]] for f, b in order.pairs] if order else []
+    ranking = [ids[k] for k in order.ranking] if order else list(ids)
+    ranking += [int(i.id) for i in rec.instances if int(i.id) not in ranking]
+    return {"image_id": int(rec.id), "pairs": pairs, "ranking": ranking}
