@@ -135,28 +135,33 @@ def make_batches(cfg: InpaintConfig, data: InpaintData, step: int) -> tuple[Batc
     return bg, instance_batch(rng, data, cfg.batch_size)
 
 
-_WORKER: dict[str, Any] = {}  # what a forked sampling process reads (inherited, not pickled)
+_WORKER: dict[str, Any] = {}  # what a sampling process draws from (set by _init_worker)
 
 
 def _worker_batches(step: int) -> tuple[Batch, Batch]:
     return make_batches(_WORKER["cfg"], _WORKER["data"], step)
 
 
-def _init_worker() -> None:
+def _init_worker(cfg: InpaintConfig, data: InpaintData) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    _WORKER.update(cfg=cfg, data=data)
 
 
 def _start_pool(cfg: InpaintConfig, data: InpaintData) -> Any:
-    """``cfg.workers`` forked processes sharing ``data`` (copy-on-write)."""
+    """``cfg.workers`` sampling processes, each with its own copy of ``data``.
+
+    Started with ``spawn``: a forked child of a process whose torch/OpenCV thread pools are
+    running can deadlock.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    _WORKER.update(cfg=cfg, data=data)
-    ctx = multiprocessing.get_context("fork")
-    return ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker)
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        cfg.workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg, data)
+    )
 
 
 class InpaintTrainer:
