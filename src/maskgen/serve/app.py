@@ -435,12 +435,131 @@ def read_polygons(text: str, height: int, width: int) -> tuple[np.ndarray, list[
 # ---------------------------------------------------------------------------------- the app
 
 
-def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None) -> Any:
-    """The ASGI app (Starlette, wrapped in :class:`~maskgen.serve.security.Guard`)."""
-    cfg = config or ServeConfig()
-    store = SessionStore(cfg.max_scenes)
+def instance_id(request: Request) -> int:
+    """The ``{iid}`` path parameter as an int (a 404 for anything that is not one)."""
+    v = request.path_params["iid"]
+    if not re.fullmatch(r"-?[0-9]{1,12}", v):
+        raise NotFound(f"instance {v[:40]!r}: not found (instance ids are integers)")
+    return int(v)
 
-    def new_session(image, masks, ids, labels, *, depth=None, categories=None, name="scene.png"):
+
+async def index(request: Request) -> Response:
+    return static_file("index.html")
+
+
+async def favicon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+async def static(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in STATIC_FILES or name == "index.html":
+        raise NotFound(f"static file {name[:40]!r}: not found")
+    return static_file(name)
+
+
+def get_state(s: Session, request: Request) -> Response:
+    return JSONResponse(state_json(s))
+
+
+def get_render(s: Session, request: Request) -> Response:
+    return Response(png_bytes(s.rendered().image), media_type="image/png")
+
+
+def get_instance(s: Session, request: Request) -> Response:
+    return JSONResponse(instance_json(s, instance_id(request)))
+
+
+def get_uncertainty(s: Session, request: Request) -> Response:
+    return Response(uncertainty_png(s, instance_id(request)), media_type="image/png")
+
+
+def get_export(s: Session, request: Request) -> Response:
+    fmt = request.query_params.get("format", "coco")
+    disp = {"content-disposition": f'attachment; filename="scene_{s.id}_{fmt}.json"'}
+    if fmt == "coco":
+        return JSONResponse(export_json(s), headers=disp)
+    if fmt == "kins2020":
+        return Response(export_kins(s), media_type="application/json", headers=disp)
+    raise MaskgenError(f"format: {fmt[:40]!r} unknown (expected coco or kins2020)")
+
+
+def get_zip(s: Session, request: Request) -> Response:
+    disp = {"content-disposition": f'attachment; filename="scene_{s.id}_layers.zip"'}
+    return Response(layers_zip(s), media_type="application/zip", headers=disp)
+
+
+async def maskgen_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status", 404 if isinstance(exc, NotFound) else 400)
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    msg = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": f"{request.url.path[:80]}: {msg}"}, status_code=exc.status_code)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s", request.url.path)
+    return JSONResponse(
+        {"error": f"internal error ({type(exc).__name__}); see the server's log"},
+        status_code=500,
+    )
+
+
+async def read_scene_form(request: Request, max_upload_mb: float) -> dict[str, Any]:
+    """The parts of a ``POST /api/scenes`` multipart body: image bytes and name, masks bytes
+    and name (or None), polygons text (or None), image_id (or None)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise MaskgenError(
+            "request: expected multipart/form-data with an 'image' file "
+            "(and optional 'masks' or 'polygons')"
+        )
+    max_part = int(max_upload_mb * 2**20) + 1
+    try:
+        form = await request.form(max_files=2, max_fields=8, max_part_size=max_part)
+    except HTTPException as e:
+        raise MaskgenError(f"request: malformed multipart body ({e.detail})") from None
+    try:
+        image_part = form.get("image")
+        if image_part is None or isinstance(image_part, str):
+            raise MaskgenError("image: missing (send the image as the multipart file 'image')")
+        out: dict[str, Any] = {
+            "image": await image_part.read(),
+            "image_name": Path(image_part.filename or "scene.png").name[:80],
+            "masks": None,
+            "masks_name": None,
+        }
+        masks_part = form.get("masks")
+        if masks_part is not None and not isinstance(masks_part, str):
+            out["masks"] = await masks_part.read()
+            out["masks_name"] = masks_part.filename or "masks.json"
+        elif isinstance(masks_part, str) and masks_part:
+            out["masks"], out["masks_name"] = masks_part.encode(), "masks.json"
+        poly = form.get("polygons")
+        if poly is not None and not isinstance(poly, str):
+            poly = (await poly.read()).decode("utf-8", "replace")
+        out["polygons"] = poly
+        image_id = form.get("image_id")
+        out["image_id"] = image_id if isinstance(image_id, str) and image_id else None
+        return out
+    finally:
+        await form.close()
+
+
+class Editor:
+    """The app's state (models, limits, scenes) and the handlers that need it."""
+
+    def __init__(self, predictor: Any, inpainter: Any, cfg: ServeConfig) -> None:
+        self.predictor, self.inpainter, self.cfg = predictor, inpainter, cfg
+        self.store = SessionStore(cfg.max_scenes)
+
+    def new_session(self, image, masks, ids, labels, *, depth=None, categories=None,
+                    name="scene.png") -> dict[str, Any]:  # fmt: skip
+        """Decompose a scene, keep it in the store and return its state JSON."""
+        cfg = self.cfg
         if len(masks) == 0:
             raise MaskgenError("masks: no instance with a visible mask in this image")
         if len(masks) > cfg.max_instances:
@@ -448,38 +567,20 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
                 f"masks: {len(masks)} instances, more than the limit of {cfg.max_instances}"
             )
         s = Session(
-            store.new_id(), image, masks, ids, labels, predictor, inpainter,
+            self.store.new_id(), image, masks, ids, labels, self.predictor, self.inpainter,
             depth=depth, categories=categories, file_name=name, samples=cfg.samples,
         )  # fmt: skip
-        store.add(s)
+        self.store.add(s)
         with s.lock:
             return state_json(s)
 
-    def session(request: Request) -> Session:
+    def session(self, request: Request) -> Session:
         sid = request.path_params["scene_id"]
         if not SCENE_ID.fullmatch(sid):
             raise NotFound(f"scene {sid[:40]!r}: not found (scene ids are 16 hex digits)")
-        return store.get(sid)
+        return self.store.get(sid)
 
-    def instance_id(request: Request) -> int:
-        v = request.path_params["iid"]
-        if not re.fullmatch(r"-?[0-9]{1,12}", v):
-            raise NotFound(f"instance {v[:40]!r}: not found (instance ids are integers)")
-        return int(v)
-
-    async def index(request: Request) -> Response:
-        return static_file("index.html")
-
-    async def favicon(request: Request) -> Response:
-        return Response(status_code=204)
-
-    async def static(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in STATIC_FILES or name == "index.html":
-            raise NotFound(f"static file {name[:40]!r}: not found")
-        return static_file(name)
-
-    async def open_example(request: Request) -> Response:
+    async def open_example(self, request: Request) -> Response:
         from maskgen.serve.example import EXAMPLE_IMAGE, EXAMPLE_MASKS
 
         def work():
@@ -488,68 +589,41 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
                 EXAMPLE_MASKS.read_bytes(), EXAMPLE_MASKS.name, EXAMPLE_IMAGE.name,
                 image.shape[0], image.shape[1], None,
             )  # fmt: skip
-            return new_session(image, masks, ids, labels, depth=depth, categories=cats,
-                               name=EXAMPLE_IMAGE.name)  # fmt: skip
+            return self.new_session(image, masks, ids, labels, depth=depth, categories=cats,
+                                    name=EXAMPLE_IMAGE.name)  # fmt: skip
 
         return JSONResponse(await run_in_threadpool(work))
 
-    async def open_scene(request: Request) -> Response:
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
-            raise MaskgenError(
-                "request: expected multipart/form-data with an 'image' file "
-                "(and optional 'masks' or 'polygons')"
+    def _open_from_form(self, f: dict[str, Any]) -> dict[str, Any]:
+        image = read_upload_image(f["image"], self.cfg.max_side)
+        h, w = image.shape[:2]
+        if f["masks"] is not None and f["polygons"]:
+            raise MaskgenError("masks, polygons: send one of them, not both")
+        if f["masks"] is not None:
+            masks, ids, labels, depth, cats = read_upload_masks(
+                f["masks"], f["masks_name"], f["image_name"], h, w, f["image_id"]
             )
-        max_part = int(cfg.max_upload_mb * 2**20) + 1
-        try:
-            form = await request.form(max_files=2, max_fields=8, max_part_size=max_part)
-        except HTTPException as e:
-            raise MaskgenError(f"request: malformed multipart body ({e.detail})") from None
-        try:
-            image_part = form.get("image")
-            if image_part is None or isinstance(image_part, str):
-                raise MaskgenError("image: missing (send the image as the multipart file 'image')")
-            image_bytes = await image_part.read()
-            image_name = Path(image_part.filename or "scene.png").name[:80]
-            masks_part = form.get("masks")
-            masks_bytes = masks_name = None
-            if masks_part is not None and not isinstance(masks_part, str):
-                masks_bytes = await masks_part.read()
-                masks_name = masks_part.filename or "masks.json"
-            elif isinstance(masks_part, str) and masks_part:
-                masks_bytes, masks_name = masks_part.encode(), "masks.json"
-            poly = form.get("polygons")
-            if poly is not None and not isinstance(poly, str):
-                poly = (await poly.read()).decode("utf-8", "replace")
-            image_id = form.get("image_id")
-            image_id = image_id if isinstance(image_id, str) and image_id else None
-        finally:
-            await form.close()
+            return self.new_session(image, masks, ids, labels, depth=depth, categories=cats,
+                                    name=f["image_name"])  # fmt: skip
+        if f["polygons"]:
+            masks, ids, labels = read_polygons(f["polygons"], h, w)
+            cats = [{"id": v, "name": f"object {v}"} for v in sorted(set(labels))]
+            return self.new_session(image, masks, ids, labels, categories=cats,
+                                    name=f["image_name"])  # fmt: skip
+        raise MaskgenError(
+            "masks: missing (send a COCO/KINS/COCOA 'masks' file or drawn 'polygons')"
+        )
 
-        def work():
-            image = read_upload_image(image_bytes, cfg.max_side)
-            h, w = image.shape[:2]
-            if masks_bytes is not None and poly:
-                raise MaskgenError("masks, polygons: send one of them, not both")
-            if masks_bytes is not None:
-                masks, ids, labels, depth, cats = read_upload_masks(
-                    masks_bytes, masks_name, image_name, h, w, image_id
-                )
-                return new_session(image, masks, ids, labels, depth=depth, categories=cats,
-                                   name=image_name)  # fmt: skip
-            if poly:
-                masks, ids, labels = read_polygons(poly, h, w)
-                cats = [{"id": v, "name": f"object {v}"} for v in sorted(set(labels))]
-                return new_session(image, masks, ids, labels, categories=cats, name=image_name)
-            raise MaskgenError(
-                "masks: missing (send a COCO/KINS/COCOA 'masks' file or drawn 'polygons')"
-            )
+    async def open_scene(self, request: Request) -> Response:
+        form = await read_scene_form(request, self.cfg.max_upload_mb)
+        return JSONResponse(await run_in_threadpool(self._open_from_form, form))
 
-        return JSONResponse(await run_in_threadpool(work))
+    def locked(self, fn):
+        """An endpoint that runs ``fn(session, request)`` in a thread, holding the scene's lock
+        (requests on one scene are serialised)."""
 
-    def locked(fn):
         async def endpoint(request: Request) -> Response:
-            s = session(request)
+            s = self.session(request)
 
             def work():
                 with s.lock:
@@ -559,33 +633,8 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
 
         return endpoint
 
-    def get_state(s: Session, request: Request) -> Response:
-        return JSONResponse(state_json(s))
-
-    def get_render(s: Session, request: Request) -> Response:
-        return Response(png_bytes(s.rendered().image), media_type="image/png")
-
-    def get_instance(s: Session, request: Request) -> Response:
-        return JSONResponse(instance_json(s, instance_id(request)))
-
-    def get_uncertainty(s: Session, request: Request) -> Response:
-        return Response(uncertainty_png(s, instance_id(request)), media_type="image/png")
-
-    def get_export(s: Session, request: Request) -> Response:
-        fmt = request.query_params.get("format", "coco")
-        disp = {"content-disposition": f'attachment; filename="scene_{s.id}_{fmt}.json"'}
-        if fmt == "coco":
-            return JSONResponse(export_json(s), headers=disp)
-        if fmt == "kins2020":
-            return Response(export_kins(s), media_type="application/json", headers=disp)
-        raise MaskgenError(f"format: {fmt[:40]!r} unknown (expected coco or kins2020)")
-
-    def get_zip(s: Session, request: Request) -> Response:
-        disp = {"content-disposition": f'attachment; filename="scene_{s.id}_layers.zip"'}
-        return Response(layers_zip(s), media_type="application/zip", headers=disp)
-
-    async def post_op(request: Request) -> Response:
-        s = session(request)
+    async def post_op(self, request: Request) -> Response:
+        s = self.session(request)
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -600,51 +649,41 @@ def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None
 
         return await run_in_threadpool(work)
 
-    async def maskgen_error(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status", 404 if isinstance(exc, NotFound) else 400)
-        return JSONResponse({"error": str(exc)}, status_code=status)
+    def routes(self) -> list[Route]:
+        scene = "/api/scenes/{scene_id}"
+        return [
+            Route("/", index),
+            Route("/favicon.ico", favicon),
+            Route("/static/{name}", static),
+            Route("/api/scenes", self.open_scene, methods=["POST"]),
+            Route("/api/scenes/example", self.open_example, methods=["POST"]),
+            Route(scene, self.locked(get_state)),
+            Route(f"{scene}/render.png", self.locked(get_render)),
+            Route(f"{scene}/ops", self.post_op, methods=["POST"]),
+            Route(f"{scene}/instances/{{iid}}", self.locked(get_instance)),
+            Route(f"{scene}/instances/{{iid}}/uncertainty.png", self.locked(get_uncertainty)),
+            Route(f"{scene}/export", self.locked(get_export)),
+            Route(f"{scene}/layers.zip", self.locked(get_zip)),
+        ]
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        msg = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
-        return JSONResponse(
-            {"error": f"{request.url.path[:80]}: {msg}"}, status_code=exc.status_code
-        )
 
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse(
-            {"error": f"internal error ({type(exc).__name__}); see the server's log"},
-            status_code=500,
-        )
-
-    routes = [
-        Route("/", index),
-        Route("/favicon.ico", favicon),
-        Route("/static/{name}", static),
-        Route("/api/scenes", open_scene, methods=["POST"]),
-        Route("/api/scenes/example", open_example, methods=["POST"]),
-        Route("/api/scenes/{scene_id}", locked(get_state)),
-        Route("/api/scenes/{scene_id}/render.png", locked(get_render)),
-        Route("/api/scenes/{scene_id}/ops", post_op, methods=["POST"]),
-        Route("/api/scenes/{scene_id}/instances/{iid}", locked(get_instance)),
-        Route("/api/scenes/{scene_id}/instances/{iid}/uncertainty.png", locked(get_uncertainty)),
-        Route("/api/scenes/{scene_id}/export", locked(get_export)),
-        Route("/api/scenes/{scene_id}/layers.zip", locked(get_zip)),
-    ]
+def create_app(predictor: Any, inpainter: Any, config: ServeConfig | None = None) -> Any:
+    """The ASGI app (Starlette, wrapped in :class:`~maskgen.serve.security.Guard`)."""
+    cfg = config or ServeConfig()
+    editor = Editor(predictor, inpainter, cfg)
     app = Starlette(
-        routes=routes,
+        routes=editor.routes(),
         exception_handlers={
             MaskgenError: maskgen_error,
             HTTPException: http_error,
             Exception: server_error,
         },
     )
-    app.state.store = store
+    app.state.store = editor.store
     app.state.config = cfg
     hosts = allowed_host_values(cfg.host, cfg.port, cfg.allow_hosts)
     guard = Guard(app, hosts, int(cfg.max_upload_mb * 2**20))
-    guard.store = store  # type: ignore[attr-defined]
+    guard.store = editor.store  # type: ignore[attr-defined]
     return guard
 
 
