@@ -119,6 +119,38 @@ def erase_and_complete(
     Raises:
         MaskgenError: bad shapes, an index out of range, nothing to erase or nothing left.
     """
+    img, vm, erased, kept = _check_edit(image, visible_masks, erase)
+    # 1. Complete the remaining instances; all K masks are passed so the erased ones still
+    # count as occluders.
+    completions = _complete_kept(vm, kept, predictor, amodal_boxes, restrict_to_occluders)
+    # 2. Revealed region: pixels that showed an erased instance and no remaining one.
+    revealed = vm[erased].any(axis=0) & ~vm[kept].any(axis=0)
+    # 3. Each revealed pixel goes to the most probable completion claiming it, else background.
+    assignment = _assign_revealed(revealed, completions)
+    # 4. Appearance: each instance from its own visible pixels, background from background.
+    out = _paint_revealed(img, vm, assignment, completions, inpaint_radius)
+    h, w = img.shape[:2]
+    new_visible = vm[kept] | (assignment[None] == kept[:, None, None])
+    amodal = np.zeros((len(kept), h, w), bool)
+    for j, k in enumerate(kept.tolist()):
+        if k in completions:
+            amodal[j] = completions[k].amodal_mask
+    return EditResult(
+        image=out,
+        kept=kept,
+        visible_masks=new_visible,
+        amodal_masks=amodal,
+        assignment=assignment,
+        revealed=revealed,
+        erased=erased,
+        completions=completions,
+    )
+
+
+def _check_edit(
+    image: np.ndarray, visible_masks: np.ndarray, erase: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(image, K x H x W bool masks, erased indices, kept indices)``, validated."""
     img = np.asarray(image)
     vm = np.asarray(visible_masks, dtype=bool)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -139,30 +171,37 @@ def erase_and_complete(
     kept = np.flatnonzero(keep_sel).astype(np.int64)
     if kept.size == 0:
         raise MaskgenError(f"erase: erases all {k_total} instances; nothing left to complete")
+    return img, vm, erased, kept
 
-    # 1. Complete the remaining non-empty instances; all K masks are passed so the erased ones
-    # still count as occluders.
-    nonempty = vm.any(axis=(1, 2))
-    complete_sel = keep_sel & nonempty
-    completions: dict[int, Completion] = {}
-    if complete_sel.any():
-        item = ImageInput(vm, amodal_boxes=amodal_boxes, complete=complete_sel)
-        comps = next(
-            iter(
-                predictor.complete_images(
-                    [item], restrict_to_occluders=restrict_to_occluders, return_probability=True
-                )
+
+def _complete_kept(
+    vm: np.ndarray,
+    kept: np.ndarray,
+    predictor: AmodalPredictor,
+    amodal_boxes: np.ndarray | None,
+    restrict_to_occluders: bool,
+) -> dict[int, Completion]:
+    """Completions of the kept instances with a non-empty visible mask, by input index."""
+    complete_sel = np.zeros(len(vm), bool)
+    complete_sel[kept] = True
+    complete_sel &= vm.any(axis=(1, 2))
+    if not complete_sel.any():
+        return {}
+    item = ImageInput(vm, amodal_boxes=amodal_boxes, complete=complete_sel)
+    comps = next(
+        iter(
+            predictor.complete_images(
+                [item], restrict_to_occluders=restrict_to_occluders, return_probability=True
             )
         )
-        completions = dict(zip(np.flatnonzero(complete_sel).tolist(), comps, strict=True))
+    )
+    return dict(zip(np.flatnonzero(complete_sel).tolist(), comps, strict=True))
 
-    # 2. Revealed region.
-    h, w = img.shape[:2]
-    kept_visible = vm[kept].any(axis=0)
-    revealed = vm[erased].any(axis=0) & ~kept_visible
 
-    # 3. Assign each revealed pixel to the completed instance with the highest probability there.
-    assignment = np.full((h, w), UNCHANGED, np.int32)
+def _assign_revealed(revealed: np.ndarray, completions: dict[int, Completion]) -> np.ndarray:
+    """``H x W`` int32 assignment (see :class:`EditResult`): the completion with the highest
+    probability claims a revealed pixel; ties go to the lower index."""
+    assignment = np.full(revealed.shape, UNCHANGED, np.int32)
     assignment[revealed] = BACKGROUND
     best = np.full(int(revealed.sum()), -1.0, np.float32)
     for k, comp in completions.items():  # ascending k: on a tie the lower index keeps the pixel
@@ -176,8 +215,18 @@ def erase_and_complete(
         sub = assignment[revealed]
         sub[win] = k
         assignment[revealed] = sub
+    return assignment
 
-    # 4. Appearance: each instance from its own visible pixels, background from background.
+
+def _paint_revealed(
+    img: np.ndarray,
+    vm: np.ndarray,
+    assignment: np.ndarray,
+    completions: dict[int, Completion],
+    inpaint_radius: int,
+) -> np.ndarray:
+    """The edited image: each instance's revealed pixels inpainted from its own visible
+    pixels, the background's from visible-background pixels only."""
     out = img.copy()
     for k in completions:
         target = assignment == k
@@ -190,19 +239,4 @@ def erase_and_complete(
             out[bg_target] = inpaint_from(img, bg_source, bg_target, inpaint_radius)
         else:  # the instances cover the whole image: no background colour to continue
             out[bg_target] = np.median(img.reshape(-1, 3), axis=0).astype(np.uint8)
-
-    new_visible = vm[kept] | (assignment[None] == kept[:, None, None])
-    amodal = np.zeros((len(kept), h, w), bool)
-    for j, k in enumerate(kept.tolist()):
-        if k in completions:
-            amodal[j] = completions[k].amodal_mask
-    return EditResult(
-        image=out,
-        kept=kept,
-        visible_masks=new_visible,
-        amodal_masks=amodal,
-        assignment=assignment,
-        revealed=revealed,
-        erased=erased,
-        completions=completions,
-    )
+    return out

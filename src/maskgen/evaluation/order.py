@@ -1,4 +1,4 @@
-"""Occlusion-order evaluation (DESIGN §4): direction accuracy, pair precision / recall / F1, and
+"""Occlusion-order evaluation (docs/design.md, "Evaluation"): direction accuracy, pair precision / recall / F1, and
 three baselines on the same ground-truth pairs.
 
 Ground truth (:func:`gt_pairs`), per image, as ``(front id, back id)`` annotation-id pairs:

@@ -13,7 +13,7 @@ input and left out of the loss, so the target is ``hole & background`` and the c
 ``background & ~hole``.
 
 **Instance holes** (§3.3 "Instance Inpainting"): an instance whose visible mask is likely
-complete -- the rule of Amodal-VAE's stage 1 (DESIGN §2): its visible mask touches no other
+complete -- the rule of Amodal-VAE's stage 1 (docs/design.md, "Amodal-VAE"): its visible mask touches no other
 instance's visible mask (overlap or 8-neighbour contact) and not the image border, and it has at
 least ``MIN_INSTANCE_PIXELS`` pixels -- is cut out by :func:`instance_window` (its box, made square
 with a margin) and resized to ``instance_size``; another instance's mask, randomly scaled and
