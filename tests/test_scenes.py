@@ -310,7 +310,7 @@ def test_out_exists_needs_force(tiny: Path, tmp_path: Path, capsys):
     generate_scenes(out, cfg=_tiny_cfg(), progress=False)
     before = _tree_digest(out)
     err = _run_err(capsys, ["data", "scenes", "--out", str(out), *TINY, "--seed", "5"])
-    assert "already exists; pass --force" in err
+    assert "folder is not empty; pass --force" in err
     assert _tree_digest(out) == before
     # --force replaces a scenes folder (with the new seed's content).
     assert main(["data", "scenes", "--out", str(out), *TINY, "--seed", "5", "--force"]) == 0
@@ -321,7 +321,10 @@ def test_out_exists_needs_force(tiny: Path, tmp_path: Path, capsys):
     precious.mkdir()
     (precious / "thesis.tex").write_text("x")
     err = _run_err(capsys, ["data", "scenes", "--out", str(precious), *TINY, "--force"])
-    assert "not a scenes folder" in err and (precious / "thesis.tex").read_text() == "x"
+    assert (
+        "not an earlier result of this command (no summary.json)" in err
+        and (precious / "thesis.tex").read_text() == "x"
+    )
     f = tmp_path / "file"
     f.write_text("x")
     assert "not a folder" in _run_err(capsys, ["data", "scenes", "--out", str(f), *TINY])

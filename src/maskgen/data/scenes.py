@@ -58,6 +58,7 @@ import numpy as np
 
 from maskgen.core.boxes import mask_to_box
 from maskgen.core.compositing import composite, visible_masks
+from maskgen.core.io import prepare_out_dir
 from maskgen.core.metrics import OCCLUSION_BUCKETS, occlusion_bucket
 from maskgen.core.rle import encode_rle
 from maskgen.data.shapes import SPLITS, ShapeSet, load_shapes, split_shape_pools
@@ -458,18 +459,6 @@ _WORKER_STATE: dict[str, Any] = {}
 MAX_INSTANCES_PER_IMAGE = 10  # ids are allotted in blocks so that workers need not talk
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise MaskgenError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise MaskgenError(f"{out}: already exists; pass --force to overwrite it")
-        if not (out / "summary.json").is_file():
-            raise MaskgenError(
-                f"{out}: exists and is not a scenes folder (no summary.json); refusing to replace it even with --force"
-            )
-
-
 def generate_scenes(
     out: str | os.PathLike[str],
     shapes: str | Path = "builtin",
@@ -497,16 +486,12 @@ def generate_scenes(
     Returns:
         the summary dict written to ``out/summary.json``.
     """
-    from tqdm import tqdm
-
     from maskgen.data.builtin import texture_images
-    from maskgen.data.coco import write_coco
-    from maskgen.data.kins import write_kins2020
 
     cfg = cfg or SceneConfig()
     cfg.validate()
     out = Path(out)
-    _check_out_dir(out, force)
+    prepare_out_dir(out, force, marker="summary.json")
     shape_set = load_shapes(shapes)
     pools, shared = split_shape_pools(shape_set)
     textures = list(texture_images().values())
@@ -537,44 +522,9 @@ def generate_scenes(
         if workers > 1 and "fork" in mp.get_all_start_methods():  # else: one process
             pool_ctx = mp.get_context("fork").Pool(workers)
         for split_index, split in enumerate(SPLITS):
-            n = cfg.num_images.get(split, 0)
-            images_dir = tmp / "images" / split
-            images_dir.mkdir(parents=True)
-            jobs = [
-                (split_index, i, i * MAX_INSTANCES_PER_IMAGE + 1, str(images_dir)) for i in range(n)
-            ]
-            results = (
-                pool_ctx.imap(_generate_one, jobs, chunksize=16)
-                if pool_ctx
-                else map(_generate_one, jobs)
+            summary["splits"][split] = _generate_split(
+                split_index, split, tmp, out, pool_ctx, len(pools[split]), categories, progress
             )
-            stats = SplitStats(images=n, shapes_in_pool=len(pools[split]))
-            records, ratios = [], []
-            for rec, st, mode in tqdm(
-                results,
-                total=n,
-                desc=f"scenes {split}",
-                disable=None if progress is None else not progress,
-                leave=False,
-            ):
-                records.append(rec)
-                stats.drawn_instances += st["drawn_instances"]
-                stats.annotated_instances += st["annotated_instances"]
-                stats.dropped_small_visible += st["dropped_small_visible"]
-                stats.complete_by_rule += st["complete_by_rule"]
-                stats.complete_by_rule_truly_unoccluded += st["complete_by_rule_truly_unoccluded"]
-                stats.touching_border += st["touching_border"]
-                stats.density_modes[mode] += 1
-                ratios.extend(st["ratios"])
-                for bucket in st["buckets"]:
-                    stats.occlusion_histogram[bucket] += 1
-            stats.mean_occlusion = round(float(np.mean(ratios)), 4) if ratios else 0.0
-            dataset = Dataset(
-                images=records, categories=categories, source=str(out), layout="kins-2020"
-            )
-            write_kins2020(dataset, tmp / "annotations" / f"{split}_kins2020.json")
-            write_coco(dataset, tmp / "annotations" / f"{split}_coco.json")
-            summary["splits"][split] = asdict(stats)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _replace_dir(tmp, out)
     finally:
@@ -586,6 +536,49 @@ def generate_scenes(
             shutil.rmtree(tmp)
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     return summary
+
+
+def _generate_split(
+    split_index: int,
+    split: str,
+    tmp: Path,
+    out: Path,
+    pool_ctx: Any,
+    pool_size: int,
+    categories: list[dict[str, Any]],
+    progress: bool | None,
+) -> dict[str, Any]:
+    """Render one split's images into ``tmp``, write its annotations; its statistics."""
+    from tqdm import tqdm
+
+    from maskgen.data.coco import write_coco
+    from maskgen.data.kins import write_kins2020
+
+    n = _WORKER_STATE["cfg"].num_images.get(split, 0)
+    images_dir = tmp / "images" / split
+    images_dir.mkdir(parents=True)
+    jobs = [(split_index, i, i * MAX_INSTANCES_PER_IMAGE + 1, str(images_dir)) for i in range(n)]
+    results = (
+        pool_ctx.imap(_generate_one, jobs, chunksize=16) if pool_ctx else map(_generate_one, jobs)
+    )
+    stats = SplitStats(images=n, shapes_in_pool=pool_size)
+    records, ratios = [], []
+    bar = tqdm(results, total=n, desc=f"scenes {split}", leave=False,
+               disable=None if progress is None else not progress)  # fmt: skip
+    for rec, st, mode in bar:
+        records.append(rec)
+        for key in ("drawn_instances", "annotated_instances", "dropped_small_visible",
+                    "complete_by_rule", "complete_by_rule_truly_unoccluded", "touching_border"):  # fmt: skip
+            setattr(stats, key, getattr(stats, key) + st[key])
+        stats.density_modes[mode] += 1
+        ratios.extend(st["ratios"])
+        for bucket in st["buckets"]:
+            stats.occlusion_histogram[bucket] += 1
+    stats.mean_occlusion = round(float(np.mean(ratios)), 4) if ratios else 0.0
+    dataset = Dataset(images=records, categories=categories, source=str(out), layout="kins-2020")
+    write_kins2020(dataset, tmp / "annotations" / f"{split}_kins2020.json")
+    write_coco(dataset, tmp / "annotations" / f"{split}_coco.json")
+    return asdict(stats)
 
 
 def _replace_dir(new: Path, out: Path) -> None:
