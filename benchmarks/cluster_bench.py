@@ -97,32 +97,18 @@ def yn(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-def stage_synthetic(
-    work: Path,
-    minutes: float,
-    extra: list[str],
-    shape: str = "fruit",
-    data_flags: str = "",
-    label: str = "",
-    figures: bool = True,
-) -> tuple[str, dict | None]:
+def _synthetic_run(
+    work: Path, minutes: float, extra: list[str], shape: str, data_flags: str, sfx: str
+) -> tuple[Path, Path, float, float]:
+    """The synthetic image (rendered once per shape and data flags) and its trained run.
+
+    Trains (or resumes) ``run-synthetic{sfx}`` unless it finished with these very flags before.
+    Returns ``(data folder, run folder, wall seconds, CPU seconds)``.
+    """
     data = work / f"synthetic{'' if shape == 'fruit' else '-' + shape}"
-    # Run, samples and figures per setting (--label); the image is shared by the settings.
-    sfx = ("" if shape == "fruit" else f"-{shape}") + (f"-{label}" if label else "")
     if not (data / "image.png").is_file():
-        sh(
-            maskgen(
-                "data",
-                "cluster",
-                "--kind",
-                "synthetic",
-                "--shape",
-                shape,
-                "--out",
-                str(data),
-                *data_flags.split(),
-            )
-        )
+        argv = ["data", "cluster", "--kind", "synthetic", "--shape", shape, "--out", str(data)]
+        sh(maskgen(*argv, *data_flags.split()))
     run = work / f"run-synthetic{sfx}"
     timing = work / f"timing-synthetic{sfx}.json"
     flags = {"train": list(extra), "data": data_flags}
@@ -135,21 +121,22 @@ def stage_synthetic(
             "use another --work or --label, or delete it"
         )
     if (run / "DONE").is_file() and "wall" in saved:  # re-render without retraining
-        wall, cpu = saved["wall"], saved["cpu"]
-    else:
-        timing.write_text(json.dumps({"flags": flags}))
-        wall, cpu = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
-        timing.write_text(json.dumps({"flags": flags, "wall": wall, "cpu": cpu}))
-    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    last = metrics[-1]
-    finished = (run / "DONE").is_file()
-    if not finished:
-        msg = f"Training did not finish within {minutes} minutes (stopped at step {last['step']})."
-        return msg, None
+        return data, run, saved["wall"], saved["cpu"]
+    timing.write_text(json.dumps({"flags": flags}))
+    wall, cpu = train_and_time(str(data / "image.png"), 32, run, minutes, extra)
+    timing.write_text(json.dumps({"flags": flags, "wall": wall, "cpu": cpu}))
+    return data, run, wall, cpu
+
+
+def _generator_rows(run: Path, data: Path, work: Path) -> tuple[dict, float, list]:
+    """Metrics of up to four generators of one config (256 layers, seed 0, eval-mode BN):
+    untrained with / without the prior, trained as saved, trained with the prior removed.
+
+    Returns ``(model config, prior scale saved, [(label, prior scale, metrics), ...])``.
+    """
     header = json.loads((run / "model" / "config.json").read_text())
     cfg = header["config"]
     final_scale = float(header.get("prior_scale_final", 1.0 if cfg["alpha_prior"] else 0.0))
-    # Four generators, same config and evaluation (256 layers, seed 0, eval-mode BN):
     rows = [
         ("untrained, alpha prior at full strength (what training starts from)", "init", 1.0),
         ("untrained, no prior (random generator)", "init", 0.0),
@@ -161,8 +148,11 @@ def stage_synthetic(
     for label, which, scale in rows:
         m = generator_metrics(run, data, work, trained=which == "trained", prior_scale=scale)
         results.append((label, scale if scale is not None else final_scale, m))
-    m = results[2][2]
-    base = results[0][2]
+    return cfg, final_scale, results
+
+
+def _references(results: list, shape: str, data: Path) -> dict:
+    """The blob references, and each generator's scores against the *complete* GT shapes."""
     import numpy as np
 
     from maskgen.independence.cluster_eval import (
@@ -173,33 +163,31 @@ def stage_synthetic(
         read_label_map,
     )
 
+    m = results[2][2]
     P, win = m["patch_size"], m["window"]
     full = complete_shapes(shape, data, win, P)
-    bg_visible = float((read_label_map(data / "labels.png") == 0).mean())
-    # The best centred disk vs the visible GT shapes comes with evaluate_cluster's metrics.
-    disk_r, disk_iou = m["best_disk_radius_patch_px"], m["best_disk_iou"]
-    disk_rf, disk_iou_f = best_disk(full, P, canvas=2 * P)
-    disk_cov_f = disk_family_coverage(full, P, canvas=2 * P)
     for _, _, r in results:
         r["iou_complete"] = float(np.mean(best_match_iou(r["_masks"], full, canvas=2 * P)))
         r["coverage_complete"] = float(np.mean(coverage_iou(r["_masks"], full, canvas=2 * P)))
         r["self_iou"] = r["mean_pairwise_iou"]
+    disk_rf, disk_iou_f = best_disk(full, P, canvas=2 * P)
+    # The best centred disk vs the visible GT shapes comes with evaluate_cluster's metrics.
+    return dict(
+        disk_r=m["best_disk_radius_patch_px"],
+        disk_iou=m["best_disk_iou"],
+        disk_rf=disk_rf,
+        disk_iou_f=disk_iou_f,
+        disk_cov_f=disk_family_coverage(full, P, canvas=2 * P),
+        bg_visible=float((read_label_map(data / "labels.png") == 0).mean()),
+    )
+
+
+def _samples_and_figures(run: Path, data: Path, work: Path, sfx: str, figures: bool) -> None:
+    """``maskgen cluster sample`` of the run; its layers and last training grid as figures."""
     samples = work / f"samples-synthetic{sfx}"
     shutil.rmtree(samples, ignore_errors=True)
-    sh(
-        maskgen(
-            "cluster",
-            "sample",
-            "--model",
-            str(run),
-            "--out",
-            str(samples),
-            "--num",
-            "16",
-            "--image",
-            str(data / "image.png"),
-        )
-    )
+    argv = ["cluster", "sample", "--model", str(run), "--out", str(samples), "--num", "16"]
+    sh(maskgen(*argv, "--image", str(data / "image.png")))
     if figures:
         FIG.mkdir(parents=True, exist_ok=True)
         shutil.copy(samples / "layers.png", FIG / f"cluster_synthetic{sfx}_layers.png")
@@ -207,9 +195,26 @@ def stage_synthetic(
             sorted((run / "grids").iterdir())[-1],
             FIG / f"cluster_synthetic{sfx}_training_grid.png",
         )
-    so, iou = m["single_object_rate"], m["best_match_iou_mean"]
-    threads = THREADS
 
+
+def _verdicts(m: dict, ref: dict) -> dict:
+    """The trained generator's scores and which bars it clears."""
+    so, iou = m["single_object_rate"], m["best_match_iou_mean"]
+    ic, cov = m["iou_complete"], m["coverage_complete"]
+    return dict(
+        so=so,
+        iou=iou,
+        ic=ic,
+        cov=cov,
+        beats=iou > ref["disk_iou"],
+        beats_f=ic > ref["disk_iou_f"],
+        covers=cov > ref["disk_cov_f"],
+        varies=m["self_iou"] < VARIETY_BAR,
+        own=iou >= 0.6 and so >= 0.8,
+    )
+
+
+def _generators_table(results: list, ref: dict) -> list[str]:
     table = [
         "| generator | prior scale | one plausible object | best-match IoU | "
         "best-match IoU vs complete shapes | coverage IoU of complete shapes | "
@@ -232,117 +237,150 @@ def stage_synthetic(
             f"{yn(r['single_object_rate'] >= 0.8 and r['best_match_iou_mean'] >= 0.6)} |"
         )
     table.append(
-        f"| reference: the best centred disk of any size (radius {disk_r:g} / {disk_rf:g} px) "
-        f"| | | {disk_iou:.3f} | {disk_iou_f:.3f} | | | | | | |"
+        f"| reference: the best centred disk of any size (radius {ref['disk_r']:g} / "
+        f"{ref['disk_rf']:g} px) | | | {ref['disk_iou']:.3f} | {ref['disk_iou_f']:.3f} "
+        f"| | | | | | |"
     )
     table.append(
         f"| reference: centred disks of every radius (coverage's blob reference) "
-        f"| | | | | {disk_cov_f:.3f} | | | | | |"
+        f"| | | | | {ref['disk_cov_f']:.3f} | | | | | |"
     )
-    ic, cov = m["iou_complete"], m["coverage_complete"]
-    beats, beats_f, covers = iou > disk_iou, ic > disk_iou_f, cov > disk_cov_f
-    varies = m["self_iou"] < VARIETY_BAR
-    targets = [
+    return table
+
+
+def _targets_table(v: dict, ref: dict, m: dict, wall: float, cpu: float, last: dict) -> list[str]:
+    so, iou, ic, cov, threads = v["so"], v["iou"], v["ic"], v["cov"], THREADS
+    return [
         "| target (trained generator, as saved) | measured | target | met |",
         "|---|---|---|---|",
         f"| layers holding exactly one plausible object | {so:.1%} | >= 80 % | {yn(so >= 0.8)} |",
         f"| best-match IoU | {iou:.3f} | >= 0.6 | {yn(iou >= 0.6)} |",
         f"| trained generator beats the best centred disk (best-match IoU) | {iou:.3f} vs "
-        f"{disk_iou:.3f} | > disk | {yn(beats)} |",
-        f"| ... and vs complete shapes | {ic:.3f} vs {disk_iou_f:.3f} | > disk | {yn(beats_f)} |",
+        f"{ref['disk_iou']:.3f} | > disk | {yn(v['beats'])} |",
+        f"| ... and vs complete shapes | {ic:.3f} vs {ref['disk_iou_f']:.3f} | > disk | "
+        f"{yn(v['beats_f'])} |",
         f"| coverage IoU of complete shapes beats centred disks of every radius | {cov:.3f} vs "
-        f"{disk_cov_f:.3f} | > disks | {yn(covers)} |",
+        f"{ref['disk_cov_f']:.3f} | > disks | {yn(v['covers'])} |",
         f"| masks vary with z: mean pairwise IoU of generated masks | {m['self_iou']:.3f} | "
-        f"< {VARIETY_BAR:g} (our bar; a blob scores 0.88-0.97) | {yn(varies)} |",
+        f"< {VARIETY_BAR:g} (our bar; a blob scores 0.88-0.97) | {yn(v['varies'])} |",
         f"| training CPU time / {threads} thread(s) (~ wall time on an idle machine) | "
         f"{cpu / threads / 60:.1f} min | <= 20 min | {yn(cpu / threads <= 1200)} |",
         f"| training wall time (CPU shared with other jobs: inflated) | {wall / 60:.1f} min | "
         f"<= 20 min | {yn(wall <= 1200)} |",
-        f"| seconds per iteration, wall (mean over the run, contended) | "
+        f"| seconds per iteration, wall (last logging tick, contended) | "
         f"{last['sec_per_iter']:.3f} | | |",
     ]
+
+
+def _prior_text(cfg: dict, final_scale: float) -> str:
     anneal = cfg.get("prior_anneal", 0)
-    prior_txt = (
-        f"alpha prior {cfg['alpha_prior']:g} annealed linearly to 0 over the first {anneal} steps "
-        "(`--prior-anneal`; the saved generator has no prior)"
-        if cfg["alpha_prior"] and anneal and final_scale == 0
-        else (
-            f"fixed alpha prior {cfg['alpha_prior']:g} (kept in the saved generator)"
-            if cfg["alpha_prior"]
-            else "no alpha prior"
+    if cfg["alpha_prior"] and anneal and final_scale == 0:
+        return (
+            f"alpha prior {cfg['alpha_prior']:g} annealed linearly to 0 over the first {anneal} "
+            "steps (`--prior-anneal`; the saved generator has no prior)"
         )
-    )
-    own = iou >= 0.6 and so >= 0.8
-    if beats and beats_f and varies:
-        shape_verdict = (
+    if cfg["alpha_prior"]:
+        return f"fixed alpha prior {cfg['alpha_prior']:g} (kept in the saved generator)"
+    return "no alpha prior"
+
+
+def _shape_verdict(v: dict, ref: dict) -> str:
+    iou, ic, cov = v["iou"], v["ic"], v["cov"]
+    if v["beats"] and v["beats_f"] and v["varies"]:
+        return (
             "The trained generator beats the best centred disk on both measures and its masks "
             "vary with z: it has learned something of the objects' shape."
         )
-    elif beats_f and covers and varies and own:
-        shape_verdict = (
+    if v["beats_f"] and v["covers"] and v["varies"] and v["own"]:
+        return (
             f"The trained generator beats the best centred disk on complete shapes "
-            f"({ic:.3f} vs {disk_iou_f:.3f}) and centred disks of every radius on coverage "
-            f"({cov:.3f} vs {disk_cov_f:.3f}), and its masks vary with z: it has learned "
+            f"({ic:.3f} vs {ref['disk_iou_f']:.3f}) and centred disks of every radius on coverage "
+            f"({cov:.3f} vs {ref['disk_cov_f']:.3f}), and its masks vary with z: it has learned "
             f"something of the objects' shape. It does not beat the disk on visible masks "
-            f"({iou:.3f} vs {disk_iou:.3f}): that reference is the most disk-like of hundreds of "
-            f"visible fragments of partly hidden instances."
+            f"({iou:.3f} vs {ref['disk_iou']:.3f}): that reference is the most disk-like of "
+            f"hundreds of visible fragments of partly hidden instances."
         )
-    elif beats or beats_f or covers:
-        won = [
-            n
-            for n, ok in (
-                ("the visible-mask IoU", beats),
-                ("complete shapes", beats_f),
-                ("coverage", covers),
-            )
-            if ok
-        ]
-        shape_verdict = (
+    if v["beats"] or v["beats_f"] or v["covers"]:
+        named = (
+            ("the visible-mask IoU", v["beats"]),
+            ("complete shapes", v["beats_f"]),
+            ("coverage", v["covers"]),
+        )
+        won = [n for n, ok in named if ok]
+        return (
             f"The trained generator beats the blob references on {' and '.join(won)} only "
-            f"(best-match {iou - disk_iou:+.3f} / {ic - disk_iou_f:+.3f} visible / complete, "
-            f"coverage {cov - disk_cov_f:+.3f})"
-            + ("" if varies else " and its masks barely vary with z")
-            + ("" if own else ", and it misses the issue targets")
+            f"(best-match {iou - ref['disk_iou']:+.3f} / {ic - ref['disk_iou_f']:+.3f} visible / "
+            f"complete, coverage {cov - ref['disk_cov_f']:+.3f})"
+            + ("" if v["varies"] else " and its masks barely vary with z")
+            + ("" if v["own"] else ", and it misses the issue targets")
             + ": not enough to claim that it learned the objects' shape."
         )
-    else:
-        shape_verdict = (
-            "The trained generator does NOT beat the best centred disk: its masks are an "
-            "object-sized blob, so the IoU target alone proves no shape learning on this image."
-        )
+    return (
+        "The trained generator does NOT beat the best centred disk: its masks are an "
+        "object-sized blob, so the IoU target alone proves no shape learning on this image."
+    )
+
+
+def _reading(v: dict, cfg: dict, final_scale: float, results: list) -> str:
+    base, iou, ic, own = results[0][2], v["iou"], v["ic"], v["own"]
     if final_scale == 0 and cfg["alpha_prior"]:
         bc = base["iou_complete"]
-        reading = (
+        return (
             f"The saved generator has no prior, so these scores are its own. Against the untrained "
             f"prior-only generator: best-match IoU {base['best_match_iou_mean']:.3f} -> {iou:.3f} "
             f"({iou - base['best_match_iou_mean']:+.3f}), vs complete shapes {bc:.3f} -> {ic:.3f} "
             f"({ic - bc:+.3f}); the issue-5 targets (>= 80 %, >= 0.6) are "
             f"{'met' if own else 'NOT met'} by the trained generator alone. "
         )
-    elif cfg["alpha_prior"]:
+    if cfg["alpha_prior"]:
         alone = results[3][2]
-        reading = (
+        return (
             f"The saved generator keeps the prior: its scores include it (untrained prior-only "
             f"IoU {base['best_match_iou_mean']:.3f}; trained {iou:.3f}). With the prior removed "
             f"the trained generator scores {alone['single_object_rate']:.1%} / "
             f"{alone['best_match_iou_mean']:.3f}. "
         )
-    else:
-        reading = f"No prior: the scores are the generator's own (targets {'met' if own else 'not met'}). "
-    reading += shape_verdict
+    return f"No prior: the scores are the generator's own (targets {'met' if own else 'not met'}). "
+
+
+def stage_synthetic(
+    work: Path,
+    minutes: float,
+    extra: list[str],
+    shape: str = "fruit",
+    data_flags: str = "",
+    label: str = "",
+    figures: bool = True,
+) -> tuple[str, dict | None]:
+    """Train one setting on a synthetic cluster, evaluate four generators against its labels
+    and complete shapes, and write the section's markdown; returns ``(markdown, summary)``
+    (summary None when training did not finish within ``minutes``)."""
+    # Run, samples and figures per setting (--label); the image is shared by the settings.
+    sfx = ("" if shape == "fruit" else f"-{shape}") + (f"-{label}" if label else "")
+    data, run, wall, cpu = _synthetic_run(work, minutes, extra, shape, data_flags, sfx)
+    last = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    if not (run / "DONE").is_file():
+        msg = f"Training did not finish within {minutes} minutes (stopped at step {last['step']})."
+        return msg, None
+    cfg, final_scale, results = _generator_rows(run, data, work)
+    ref = _references(results, shape, data)
+    _samples_and_figures(run, data, work, sfx, figures)
+    m = results[2][2]
+    v = _verdicts(m, ref)
+    reading = _reading(v, cfg, final_scale, results) + _shape_verdict(v, ref)
     lines = [
         f"Independence prior, application 2, on the built-in synthetic {shape} cluster "
         f"(`maskgen data cluster --kind synthetic{' ' + data_flags if data_flags else ''}`: "
         f"256x256, instance size 32 px, {m['true_count']} labelled instances, "
-        f"{bg_visible:.0%} of the background visible). Preset `{cfg['preset']}` "
+        f"{ref['bg_visible']:.0%} of the background visible). Preset `{cfg['preset']}` "
         f"({cfg['steps']} steps, batch {cfg['batch_size']}, {cfg['layers']} layers, "
         f"{cfg['patch_size']}x{cfg['patch_size']} patches, binarisation weight "
-        f"{cfg['binary_weight']:g}, {prior_txt})"
+        f"{cfg['binary_weight']:g}, {_prior_text(cfg, final_scale)})"
         f"{'; flags: `' + ' '.join(extra) + '`' if extra else ''}.",
         "",
-        *targets,
+        *_targets_table(v, ref, m, wall, cpu, last),
         "",
-        *table,
+        *_generators_table(results, ref),
         "",
         "**Reading.** " + reading,
         "",
@@ -356,19 +394,19 @@ def stage_synthetic(
     ]
     summary = dict(
         seed=cfg["seed"],
-        single=so,
-        iou=iou,
-        complete=ic,
-        coverage=cov,
+        single=v["so"],
+        iou=v["iou"],
+        complete=v["ic"],
+        coverage=v["cov"],
         pairwise=m["self_iou"],
         paint=m["dark_share"],
-        own=own,
-        beats_complete=beats_f,
-        covers=covers,
-        varies=varies,
-        cpu_min=cpu / threads / 60,
-        disk_complete=disk_iou_f,
-        disk_coverage=disk_cov_f,
+        own=v["own"],
+        beats_complete=v["beats_f"],
+        covers=v["covers"],
+        varies=v["varies"],
+        cpu_min=cpu / THREADS / 60,
+        disk_complete=ref["disk_iou_f"],
+        disk_coverage=ref["disk_cov_f"],
     )
     return "\n".join(lines), summary
 
@@ -477,29 +515,20 @@ def generator_metrics(
     """
     import torch
 
-    from maskgen.engine import save_model_folder
-    from maskgen.independence.cluster import KIND, ClusterConfig, build_networks
-
-    header = json.loads((run / "model" / "config.json").read_text())
-    cfg = ClusterConfig.from_dict(header["config"])
-    if trained:
-        from safetensors.torch import load_file
-
-        state = load_file(str(run / "model" / "model.safetensors"))
-    else:
-        torch.manual_seed(cfg.seed)
-        g, _, _ = build_networks(cfg)
-        state = {f"generator.{k}": v for k, v in g.state_dict().items()}
-    folder = work / "eval-model"
-    shutil.rmtree(folder, ignore_errors=True)
-    extra = {
-        k: v for k, v in header.items() if k not in ("kind", "maskgen_version", "format", "config")
-    }
-    if prior_scale is not None:
-        extra["prior_scale_final"] = float(prior_scale)
-    save_model_folder(folder, KIND, header["config"], state, extra=extra)
+    from maskgen.independence.cluster import ClusterGenerator, build_networks
     from maskgen.independence.cluster_eval import evaluate_cluster
 
+    g = ClusterGenerator.from_folder(run)
+    cfg = g.config
+    if not trained:
+        torch.manual_seed(cfg.seed)
+        g0, _, _ = build_networks(cfg)
+        g0.facts, g0.prior_scale, g = g.facts, g.prior_scale, g0
+    if prior_scale is not None:
+        g.prior_scale = float(prior_scale)
+    folder = work / "eval-model"
+    shutil.rmtree(folder, ignore_errors=True)
+    g.save_folder(folder)
     m = evaluate_cluster(folder, data / "labels.png", data / "image.png", foreground="all")
     m["iou_with_prior_disk"], m["_masks"], m["dark_share"] = iou_with_prior_disk(folder, cfg)
     return m
@@ -515,15 +544,14 @@ def iou_with_prior_disk(model: Path, cfg):
     with background colour around it, instead of cutting it out with alpha."""
     import numpy as np
 
-    from maskgen.independence.cluster import ClusterGenerator, generate_instances, load_generator
+    from maskgen.independence.cluster import ClusterGenerator, ClusterPredictor
     from maskgen.independence.cluster_eval import best_match_iou
 
-    g, _, _ = load_generator(model)
     disk_g = ClusterGenerator(
         cfg.z_dim, cfg.patch_size, cfg.g_channels, cfg.g_base_convs, 1.0, cfg.area_target
     )
     disk = (disk_g.logit_bias[0, 3] > 0).numpy()
-    inst = generate_instances(g, 256, seed=0)
+    inst = ClusterPredictor.from_folder(model).instances(256, seed=0)
     masks = (inst[:, 3] > 0.5).numpy()
     lum = np.einsum("nchw,c->nhw", inst[:, :3].numpy(), np.array([0.299, 0.587, 0.114], "f4"))
     dark = float((masks & (lum < DARK_LUMINANCE)).sum() / max(1, masks.sum()))
@@ -532,25 +560,21 @@ def iou_with_prior_disk(model: Path, cfg):
 
 
 def stage_speed(work: Path, presets: list[str]) -> str:
-    """Seconds per training iteration, timed on the training phases themselves.
+    """Seconds per training iteration, timed on the library's own training step.
 
-    One iteration = data + providers/layout/composition + discriminator step + generator step
-    (the loop body of ``train_cluster``). Reports CPU seconds (``time.process_time``, which other
-    jobs on a shared CPU inflate much less than wall time) and wall seconds, one torch thread,
-    plus the FLOPs of one iteration (``torch.utils.flop_counter``).
+    One iteration = :meth:`maskgen.independence.cluster.ClusterTrainer.step` (data +
+    providers/layout/composition + D phase + G phase + EMA when on), exactly what
+    ``maskgen cluster train`` runs. Reports CPU seconds (``time.process_time``, which other jobs
+    on a shared CPU inflate much less than wall time) and wall seconds, plus the FLOPs of one
+    iteration (``torch.utils.flop_counter``).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from maskgen.data.cluster_images import synthetic_cluster
-    from maskgen.independence.cluster import (
-        build_networks,
-        generate_composites,
-        make_config,
-        regularizers,
-    )
-    from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
-    from maskgen.independence.gan import discriminator_step, generator_step
+    from maskgen.engine import DistContext
+    from maskgen.independence.cluster import ClusterTrainer, make_config
+    from maskgen.independence.cluster_patches import PatchSampler
 
     del work
     load0 = os.getloadavg()[0]
@@ -561,38 +585,16 @@ def stage_speed(work: Path, presets: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in presets:
-        cfg = make_config(p)
+        cfg = make_config(p, instance_size=32)
         torch.manual_seed(0)
-        g, d, q = build_networks(cfg)
         s = PatchSampler(c.image, 32, cfg.patch_size, cfg.flips)
-        opt_g = torch.optim.Adam(
-            list(g.parameters()) + list(q.parameters()), cfg.lr_g, betas=cfg.betas
-        )
-        opt_d = torch.optim.Adam(d.parameters(), cfg.lr_d, betas=cfg.betas)
-
-        def it(cfg=cfg, g=g, d=d, q=q, s=s, opt_g=opt_g, opt_d=opt_d) -> None:
-            real = s.sample(cfg.batch_size)
-            bg = make_backgrounds(cfg.background, cfg.batch_size, s)
-            out = generate_composites(g, cfg, cfg.batch_size, bg)
-            discriminator_step(d, opt_d, real, out["composite"], loss=cfg.adv_loss)
-            reg = regularizers(q, out, cfg)
-            generator_step(
-                d,
-                opt_g,
-                out["composite"],
-                out["instances"][:, :, 3:4],
-                area_weight=cfg.area_weight,
-                area_target=cfg.area_target,
-                loss=cfg.adv_loss,
-                extra_loss=reg["extra"],
-            )
-
+        trainer = ClusterTrainer(cfg, s, DistContext())
         with FlopCounterMode(display=False) as fc:
-            it()  # also the warm-up
+            trainer.step(0)  # also the warm-up
         n = 5 if p == "cpu" else 1
         c0, w0 = time.process_time(), time.perf_counter()
-        for _ in range(n):
-            it()
+        for i in range(n):
+            trainer.step(1 + i)
         cpu = (time.process_time() - c0) / n
         wall = (time.perf_counter() - w0) / n
         rows.append(
@@ -600,14 +602,14 @@ def stage_speed(work: Path, presets: list[str]) -> str:
             f"{wall:.3f} | {fc.get_total_flops() / 1e9:.1f} | {n} |"
         )
         print(rows[-1], flush=True)
+    steps = make_config("cpu").steps
     return "\n".join(
         [
-            f"Training cost per iteration (one D step + one G step) with {THREADS} torch thread(s) on "
-            f"the synthetic cluster. The CPU was shared with other work (1-minute load average "
-            f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
-            f"{os.cpu_count()} cores): wall seconds are inflated; "
-            f"CPU seconds much less so. The default preset's {make_config('cpu').steps} steps cost "
-            f"{make_config('cpu').steps} x the CPU s.",
+            f"Training cost per iteration (`ClusterTrainer.step`: one D step + one G step) with "
+            f"{THREADS} torch thread(s) on the synthetic cluster. The CPU was shared with other "
+            f"work (1-minute load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+            f"the end, on {os.cpu_count()} cores): wall seconds are inflated; CPU seconds much "
+            f"less so. The default preset's {steps} steps cost {steps} x the CPU s.",
             "",
             *rows,
         ]

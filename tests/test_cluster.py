@@ -282,8 +282,16 @@ def test_label_map_reader_and_foreground(tmp_path):
     Image.fromarray(lab).save(tmp_path / "rgb.png")
     m = read_label_map(tmp_path / "rgb.png")
     assert m.shape == (10, 12) and len(np.unique(m)) == 3 and m[0, 0] == 0
-    Image.fromarray(np.arange(120, dtype=np.uint16).reshape(10, 12)).save(tmp_path / "g16.png")
-    assert read_label_map(tmp_path / "g16.png").max() == 119
+    blocks = np.kron(np.arange(12, dtype=np.uint16).reshape(3, 4) * 10, np.ones((4, 4), np.uint16))
+    Image.fromarray(blocks).save(tmp_path / "g16.png")
+    assert read_label_map(tmp_path / "g16.png").max() == 110
+    # A photo is no label map: its neighbouring pixels rarely share a colour.
+    photo = np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    with pytest.raises(MaskgenError, match="looks like a photo"):
+        read_label_map(tmp_path / "photo.png")
+    with pytest.raises(MaskgenError, match="is a folder"):
+        read_label_map(tmp_path)
     img = np.zeros((10, 10, 3), np.uint8)
     img[:3] = 250
     assert foreground_area(img, "bright") == 30
@@ -311,3 +319,47 @@ def test_coins_builtin():
 
     c = coins()
     assert c.image.shape == (303, 384, 3) and c.labels is None and c.instance_size == 60
+
+
+def test_generator_model_folder_round_trip_is_strict(tmp_path):
+    from maskgen.errors import MaskgenError
+    from maskgen.independence.cluster import ClusterPredictor
+
+    cfg = make_config("tiny", instance_size=20.0)
+    torch.manual_seed(0)
+    g = ClusterGenerator.from_config(cfg).eval()
+    g.facts = {"instance_size": 20.0, "window": 30, "image_size": [80, 80]}
+    g.prior_scale = 0.0
+    g.save_folder(tmp_path / "m")
+    back = ClusterGenerator.from_folder(tmp_path / "m")
+    assert back.config == cfg and back.facts["window"] == 30 and back.prior_scale == 0.0
+    z = torch.rand(3, cfg.z_dim) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(g(z), back(z))
+    pred = ClusterPredictor(back)
+    assert pred.window == 30 and pred.image_size == [80, 80]
+    # Weights of another architecture are refused with a one-line message naming the keys.
+    other = ClusterGenerator.from_config(make_config("tiny", z_dim=3))
+    other.facts = dict(g.facts)
+    other.save_folder(tmp_path / "other")
+    header = (tmp_path / "other" / "config.json").read_text().replace('"z_dim": 3', '"z_dim": 2')
+    (tmp_path / "other" / "config.json").write_text(header)
+    with pytest.raises(MaskgenError, match="weights do not match"):
+        ClusterGenerator.from_folder(tmp_path / "other")
+    with pytest.raises(MaskgenError, match="--num 0"):
+        pred.sample(0)
+
+
+def test_trainer_step_is_named_phases_and_finite():
+    from maskgen.engine import DistContext
+    from maskgen.independence.cluster import ClusterTrainer
+
+    c = synthetic_cluster(size=64, instance_size=20, seed=1)
+    cfg = make_config("tiny", instance_size=20.0, r1_weight=1.0, ema_decay=0.9)
+    torch.manual_seed(0)
+    t = ClusterTrainer(cfg, PatchSampler(c.image, 20, cfg.patch_size), DistContext())
+    assert set(t.resumable) == {"g", "d", "q", "opt_g", "opt_d", "ema"}
+    m = t.step(0)
+    assert {"loss_d", "d_real", "loss_g", "mask_area", "info_loss", "r1", "prior_scale"} <= set(m)
+    assert all(np.isfinite(float(v)) for v in m.values())
+    assert "r1" not in t.step(1)  # lazy R1: every r1_every (4) steps

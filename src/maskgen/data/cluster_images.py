@@ -93,29 +93,25 @@ def synthetic_cluster(
 ) -> ClusterImage:
     """A dense structure-free cluster of one object type with exact instance labels.
 
-    Objects are placed on a jittered grid of pitch ``spacing * instance_size`` (so the cluster is
-    dense and the dark background is nearly invisible, as in DSF-HOC images), each at a random
-    scale in ``scale_range`` (times ``instance_size``), random rotation, random colour jitter,
-    and random depth order; the layers are composited back to front with
-    :func:`maskgen.core.compositing.composite`, and the label map is the visible part of each
+    Objects sit on a jittered grid of pitch ``spacing * instance_size`` (dense, as in DSF-HOC
+    images) at random scale in ``scale_range`` (times ``instance_size``), rotation, colour
+    jitter and depth order; the layers are composited back to front
+    (:func:`maskgen.core.compositing.composite`); the label map is the visible part of each
     layer (:func:`maskgen.core.compositing.visible_masks` of the binarised alphas).
 
     Args:
         size: image side ``S`` or ``(H, W)`` in pixels.
         instance_size: width in pixels of the largest instance (major axis for ``fruit`` and ``seed``).
         shape: ``"fruit"`` (shaded ellipse with a highlight), ``"seed"`` (the same, minor/major
-            axis 0.36-0.46; spacing 0.5 leaves ~14 % of the background visible) or a silhouette
-            class from :func:`maskgen.data.builtin.silhouette_class_names`.
+            axis 0.36-0.46) or a silhouette class from
+            :func:`maskgen.data.builtin.silhouette_class_names`.
         scale_range: relative instance size range.
-        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion). 0.68
-            leaves ~8 % of the background visible for fruit, but 46-73 % for the thinner
-            silhouettes (spacing 0.3-0.35 hides it, at the price of mostly hidden instances).
+        spacing: grid pitch relative to ``instance_size`` (smaller = more occlusion; thin
+            silhouettes leave more background visible than fruit at the same spacing).
         seed: random seed (same seed, same image).
-        rim: darkening of each silhouette's outline band (0 = none; silhouettes only, fruit
-            have a shaded rim already): ``colour *= 1 - rim * exp(-d / 1.2)`` at ``d`` px
-            inside the outline, like the shadowed rim of real touching objects. With it every
-            instance's outline shows where it overlaps a neighbour of the same colour (without
-            it ~20 % of instance-instance boundary pixels differ by < 0.1 in summed RGB).
+        rim: darkening of each silhouette's outline band (0 = none; fruit have a shaded rim
+            already): ``colour *= 1 - rim * exp(-d / 1.2)`` at ``d`` px inside the outline, so
+            an outline shows where it overlaps a neighbour of the same colour.
         tint_jitter: std of the per-instance colour jitter (RGB, on a 0-1 scale).
 
     Returns:
@@ -131,88 +127,28 @@ def synthetic_cluster(
             f"instance size {instance_size}: must be between 6 and the image side {min(h, w)}"
         )
     rng = np.random.default_rng(seed)
-    pitch = spacing * instance_size
-    centres = []
-    for gy in np.arange(-0.3 * pitch, h + 0.3 * pitch, pitch * 0.866):
-        row = int(round(gy / (pitch * 0.866)))
-        off = 0.5 * pitch if row % 2 else 0.0
-        for gx in np.arange(-0.3 * pitch + off, w + 0.3 * pitch, pitch):
-            centres.append(
-                (gx + rng.uniform(-0.25, 0.25) * pitch, gy + rng.uniform(-0.25, 0.25) * pitch)
-            )
+    centres = _grid_centres(h, w, spacing * instance_size, rng)
     order = rng.permutation(len(centres))
-    base_hue = np.array([0.92, 0.45, 0.12], dtype=np.float32)  # orange
-    sil_masks = None
-    if shape not in ELLIPSE_ASPECT:
-        from maskgen.data.builtin import load_silhouettes
-
-        sil_masks = load_silhouettes([shape])[0]
-    alphas, colors = [], []
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    for k in order:
-        cx, cy = centres[k]
-        scale = rng.uniform(*scale_range)
-        angle = rng.uniform(0, np.pi)
-        tint = np.clip(base_hue + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
-        if sil_masks is None:
-            ra = 0.5 * instance_size * scale
-            rb = ra * rng.uniform(*ELLIPSE_ASPECT[shape])
-            alpha, rho = _ellipse_layer(h, w, cx, cy, ra, rb, angle)
-            # Lambert-like shading: light from the upper left, darker rim, small highlight.
-            lx, ly = (xx + 0.5 - cx) / ra, (yy + 0.5 - cy) / ra
-            shade = 0.55 + 0.45 * np.clip(1.0 - rho**2, 0, 1) ** 0.5 - 0.15 * (lx + ly)
-            spec = np.exp(-((lx + 0.35) ** 2 + (ly + 0.35) ** 2) / 0.02)
-            col = np.clip(tint[None, None] * shade[..., None] + 0.6 * spec[..., None], 0, 1)
-        else:
-            import cv2
-
-            from maskgen.data.builtin import upsample_shape
-
-            side = max(int(round(instance_size * scale)), 4)
-            m = upsample_shape(sil_masks[rng.integers(len(sil_masks))], side).astype(np.float32)
-            if rng.random() < 0.5:
-                m = m[:, ::-1]
-            rot = cv2.getRotationMatrix2D((side / 2, side / 2), float(np.degrees(angle)), 1.0)
-            rot[0, 2] += cx - side / 2
-            rot[1, 2] += cy - side / 2
-            alpha = cv2.warpAffine(m, rot, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32)
-            shade = 0.6 + 0.4 * np.clip(
-                1 - ((xx - cx) ** 2 + (yy - cy) ** 2) / (0.5 * side) ** 2, 0, 1
-            )
-            if rim > 0:
-                # Distance (px) inside the outline; the rim band darkens towards the outline.
-                inside = (alpha > 0.5).astype(np.uint8)
-                d = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
-                shade = shade * (1.0 - rim * np.exp(-np.maximum(d - 0.5, 0) / 1.2))
-            col = np.clip(tint[None, None] * shade[..., None], 0, 1)
-        alphas.append(alpha)
-        colors.append(col.astype(np.float32))
-    alphas_a = np.stack(alphas)
-    keep = alphas_a.reshape(len(alphas), -1).max(1) > 0.5
-    alphas_a = alphas_a[keep]
-    colors_a = np.stack(colors)[keep]
-    background = np.broadcast_to(np.array([0.08, 0.05, 0.03], np.float32), (h, w, 3))
-    img = composite(colors_a, alphas_a, background)
-    full = alphas_a > 0.5
-    vis = visible_masks(full)
-    labels = np.zeros((h, w), np.uint16)
-    k = 0
-    kept_full = []
-    for i in range(vis.shape[0]):
-        if vis[i].sum() >= 4:  # drop instances that are practically invisible
-            k += 1
-            labels[vis[i]] = k
-            kept_full.append(full[i])
-    image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    alphas, colors = _object_layers(
+        (h, w),
+        [centres[k] for k in order],
+        rng,
+        shape,
+        instance_size,
+        scale_range,
+        tint_jitter,
+        rim,
+    )
+    image, labels, kept_full = _render_and_label(np.stack(alphas), np.stack(colors))
     return ClusterImage(
         image=image,
         labels=labels,
         instance_size=int(instance_size),
-        full_masks=np.stack(kept_full) if kept_full else np.zeros((0, h, w), bool),
+        full_masks=kept_full,
         info={
             "name": f"synthetic-{shape}",
             "seed": seed,
-            "count": k,
+            "count": int(labels.max(initial=0)),
             "size": [h, w],
             # Everything needed to re-render the same image (and its complete masks).
             "params": {
@@ -225,6 +161,113 @@ def synthetic_cluster(
             },
         },
     )
+
+
+#: Base colour of every instance (orange), jittered per instance by ``tint_jitter``.
+BASE_HUE = np.array([0.92, 0.45, 0.12], dtype=np.float32)
+#: Colour of the background behind the cluster (dark brown).
+BACKGROUND_RGB = np.array([0.08, 0.05, 0.03], np.float32)
+
+
+def _object_layers(hw, centres, rng, shape, instance_size, scale_range, tint_jitter, rim):
+    """Alpha and colour layers of the objects at ``centres`` (back to front), drawn from
+    ``rng`` in a fixed order per object: scale, angle, tint, then the shape's own draws."""
+    sil_masks = None
+    if shape not in ELLIPSE_ASPECT:
+        from maskgen.data.builtin import load_silhouettes
+
+        sil_masks = load_silhouettes([shape])[0]
+    alphas, colors = [], []
+    for cx, cy in centres:
+        scale = rng.uniform(*scale_range)
+        angle = rng.uniform(0, np.pi)
+        tint = np.clip(BASE_HUE + rng.normal(0, tint_jitter, 3).astype(np.float32), 0, 1)
+        if sil_masks is None:
+            ra = 0.5 * instance_size * scale
+            rb = ra * rng.uniform(*ELLIPSE_ASPECT[shape])
+            alpha, col = _shaded_ellipse(hw, (cx, cy), ra, rb, angle, tint)
+        else:
+            side = max(int(round(instance_size * scale)), 4)
+            m = sil_masks[rng.integers(len(sil_masks))]
+            mirror = rng.random() < 0.5
+            alpha, col = _shaded_silhouette(hw, (cx, cy), m, side, mirror, angle, tint, rim)
+        alphas.append(alpha)
+        colors.append(col.astype(np.float32))
+    return alphas, colors
+
+
+def _grid_centres(h: int, w: int, pitch: float, rng: np.random.Generator) -> list:
+    """Object centres ``(x, y)`` on a hexagonal grid of ``pitch`` px, jittered by +-pitch/4."""
+    centres = []
+    for gy in np.arange(-0.3 * pitch, h + 0.3 * pitch, pitch * 0.866):
+        row = int(round(gy / (pitch * 0.866)))
+        off = 0.5 * pitch if row % 2 else 0.0
+        for gx in np.arange(-0.3 * pitch + off, w + 0.3 * pitch, pitch):
+            centres.append(
+                (gx + rng.uniform(-0.25, 0.25) * pitch, gy + rng.uniform(-0.25, 0.25) * pitch)
+            )
+    return centres
+
+
+def _shaded_ellipse(hw, centre, ra: float, rb: float, angle: float, tint: np.ndarray):
+    """Alpha ``H x W`` and colour ``H x W x 3`` of one shaded ellipse (fruit / seed).
+
+    Lambert-like shading: light from the upper left, darker rim, small highlight.
+    """
+    (h, w), (cx, cy) = hw, centre
+    alpha, rho = _ellipse_layer(h, w, cx, cy, ra, rb, angle)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    lx, ly = (xx + 0.5 - cx) / ra, (yy + 0.5 - cy) / ra
+    shade = 0.55 + 0.45 * np.clip(1.0 - rho**2, 0, 1) ** 0.5 - 0.15 * (lx + ly)
+    spec = np.exp(-((lx + 0.35) ** 2 + (ly + 0.35) ** 2) / 0.02)
+    return alpha, np.clip(tint[None, None] * shade[..., None] + 0.6 * spec[..., None], 0, 1)
+
+
+def _shaded_silhouette(hw, centre, mask, side: int, mirror: bool, angle: float, tint, rim: float):
+    """Alpha ``H x W`` and colour ``H x W x 3`` of one silhouette scaled to ``side`` px, mirrored
+    when ``mirror``, rotated by ``angle`` about ``centre``, shaded radially, optional rim."""
+    import cv2
+
+    from maskgen.data.builtin import upsample_shape
+
+    (h, w), (cx, cy) = hw, centre
+    m = upsample_shape(mask, side).astype(np.float32)
+    if mirror:
+        m = m[:, ::-1]
+    rot = cv2.getRotationMatrix2D((side / 2, side / 2), float(np.degrees(angle)), 1.0)
+    rot[0, 2] += cx - side / 2
+    rot[1, 2] += cy - side / 2
+    alpha = cv2.warpAffine(m, rot, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shade = 0.6 + 0.4 * np.clip(1 - ((xx - cx) ** 2 + (yy - cy) ** 2) / (0.5 * side) ** 2, 0, 1)
+    if rim > 0:
+        # Distance (px) inside the outline; the rim band darkens towards the outline.
+        inside = (alpha > 0.5).astype(np.uint8)
+        d = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+        shade = shade * (1.0 - rim * np.exp(-np.maximum(d - 0.5, 0) / 1.2))
+    return alpha, np.clip(tint[None, None] * shade[..., None], 0, 1)
+
+
+def _render_and_label(alphas: np.ndarray, colors: np.ndarray):
+    """Composite ``K`` layers (back to front) over the background; label the visible parts.
+
+    Returns ``(H x W x 3 uint8 image, H x W uint16 labels, K' x H x W bool complete masks)``;
+    layers entirely transparent or with fewer than 4 visible pixels get no label.
+    """
+    keep = alphas.reshape(len(alphas), -1).max(1) > 0.5
+    alphas, colors = alphas[keep], colors[keep]
+    h, w = alphas.shape[1:]
+    img = composite(colors, alphas, np.broadcast_to(BACKGROUND_RGB, (h, w, 3)))
+    full = alphas > 0.5
+    vis = visible_masks(full)
+    labels = np.zeros((h, w), np.uint16)
+    kept_full = []
+    for i in range(vis.shape[0]):
+        if vis[i].sum() >= 4:  # drop instances that are practically invisible
+            kept_full.append(full[i])
+            labels[vis[i]] = len(kept_full)
+    image = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    return image, labels, np.stack(kept_full) if kept_full else np.zeros((0, h, w), bool)
 
 
 def coins() -> ClusterImage:

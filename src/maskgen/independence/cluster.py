@@ -1,103 +1,37 @@
 """Independence prior, application 2: instance appearances and masks from ONE cluster image.
 
-Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image of HOC":
+Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image of HOC"
+(``docs/design.md``, "Independence prior"):
 
 - **Foreground providers**: ``N`` providers share one deconvolutional generator
   ``z -> RGBA`` (paper Table 2, :class:`ClusterGenerator`), each with its own independently
   sampled ``z`` ("to guarantee the independence between appearances").
 - **Layout**: structure-free -- each generated RGBA layer is zero-padded by ``pad`` px and
-  randomly cropped back (:func:`maskgen.independence.layout.pad_and_random_crop`; padding 30 /
-  32 / 26 px for the crowd / fruit / seed images, "Layout Details").
+  randomly cropped back (:func:`maskgen.independence.layout.pad_and_random_crop`).
 - **Background provider**: pure black, or real patches with a black disk of radius ~20 px in the
-  centre (:func:`maskgen.independence.cluster_patches.make_backgrounds`, "which work better").
+  centre (:func:`maskgen.independence.cluster_patches.make_backgrounds`).
 - **Composition**: eq. 5 back to front (:func:`maskgen.independence.composition.compose`).
 - **Losses**: SN discriminator (Table 2), adversarial loss (eq. 6-7), mask-area penalty
   ``lambda * E[(1/N) sum_i (|m_i|_1/A - a)^2]`` (eq. 7), and the appendix's "information
-  regularization term like InfoGAN" of weight ``beta`` (:class:`LatentPredictor`): a small
-  network Q predicts ``z`` back from each generated RGBA instance; G and Q minimise
-  ``beta * mean((Q(G(z)) - z)^2)`` (InfoGAN's continuous-code term with a fixed-variance
-  Gaussian), which keeps the generator using ``z`` (more diverse instances).
+  regularization term like InfoGAN" of weight ``beta`` (:class:`LatentPredictor`: Q predicts
+  ``z`` back from each generated instance; G and Q minimise ``beta * mean((Q(G(z)) - z)^2)``).
+- Not in the paper, on in the ``cpu`` preset only: a centred-disk logit bias on alpha that is
+  annealed to 0 during training (:func:`prior_scale_at`; the saved generator has none) and a
+  binarisation term ``mean(alpha (1 - alpha))``. Optional, off in every preset: lazy R1 on D,
+  instance noise, a warm-up of ``lambda``, an EMA of G.
 
-Presets (:data:`PRESETS`): ``crowd``, ``fruit``, ``seed`` follow paper Table 4 (layers 8/10/12,
-lambda 1000, dim z 6/5/2, a 0.1/0.25/0.25, beta 50) with Table 2's networks at 64x64; ``cpu``
-(the default) is sized for a 2-core CPU: 32x32 patches and narrower networks (see
-:data:`PRESETS` for every value and ``docs``/report for what was measured).
-
-Stability (measured on the synthetic clusters, CPU, 32x32, see benchmarks/RESULTS.md): with the
-paper's losses only (``--alpha-prior 0 --binary-weight 0``) the masks went *diffuse* within a few
-hundred steps -- alpha ~= a everywhere, which satisfies the area penalty while ~10 faint layers
-blend into an opaque mush (fruit, 500 steps: 0 % single-object layers, IoU 0.12); a binarisation
-term alone (weight 5) did not break that by step 325. Two additions, neither in the paper:
-
-- a centred-disk logit bias on alpha (``alpha_prior=4``, disk area = a) so every provider starts
-  as one centred object of the target area (D/G balance healthy: D(real) ~ 0.52, D(fake) ~ 0.46
-  instead of 0.97 / 0.05), plus the binarisation term ``mean(alpha (1 - alpha))`` (weight 5);
-- a *curriculum* (``prior_anneal``, :func:`prior_scale_at`): the bias decays linearly to 0 over
-  the first ``prior_anneal`` steps. It only gets training started; the saved generator carries
-  no prior (``prior_scale_final = 0`` in the model's config.json), so evaluation measures the
-  generator alone. A *fixed* prior (``--prior-anneal 0``) made the scores mostly the prior's:
-  the untrained generator already scored 100 % / IoU 0.887 on the fruit cluster (trained 0.865).
-
-  Measured with the curriculum (``cpu`` preset, 1500 steps, ``a`` 0.2 / 0.09 / 0.08 / 0.05 for
-  fruit / cat / horse / giraffe, benchmarks/RESULTS.md): the saved generator *alone* gives 100 %
-  single-object layers on all four clusters and best-match IoU 0.849 / 0.782 / 0.619 / 0.509
-  at training seed 0 (fruit and cat at seeds 0-2: 0.849-0.857 and 0.721-0.795, 100 % each),
-  but its masks are blobs of about the target area that beat the best centred disk on no
-  cluster's complete shapes (cat: 0.662-0.677 vs 0.741) -- no silhouette shape was learned.
-
-Why shapes are not learned (diagnosed on the synthetic cat cluster with trial runs of
-``benchmarks/cluster_bench.py --no-record``; the recorded sections show the "mask drawn in
-background colour" column): the silhouette clusters are *not* DSF-HOC -- 46-73 % of their dark
-background is visible -- and a transparent pixel over the black background disk looks exactly
-like an opaque pixel painted in the background colour. The generator uses that freedom: with
-``a`` = 0.2 (twice the cat's true area, 0.093) a third of each opaque mask was background-coloured
-paint around a smaller orange object, i.e. the shape lived in the RGB, not in alpha. With ``a``
-at the true area the paint stays (~24 %): 10 layers plus the disk background's real periphery
-make composites denser than the image (6.4 objects per patch), and painted dark blobs thin them
-out. Matching the density (6-7 layers, disk or black background) removes the paint (0 %), but
-then layers break into several fragments (0.8-32 % one object); 8 layers keep one object per
-layer with less paint (18 %) but match the shapes worse (IoU 0.676 vs 0.782 with 10). Outline rims on every instance
-(``data cluster --rim``) changed nothing; longer runs (2500 steps) varied the masks more but
-matched the shapes worse; R1 on D (``--r1-weight 1``) left D unable to tell real from fake
-(D(real) ~ 0.51) and the layers a soft grey haze. The paper's setting avoids the ambiguity by
-construction: a dense cluster hides its background, so nothing in a real patch is
-background-coloured; a dense rimmed cat cluster (``--spacing 0.35 --rim 0.6``, 30 layers to
-cover it) cost 2.5x per step and its D could not separate the texture from composites by step
-750 (D(real) 0.52), so it was not pursued at this budget.
-
-Where a shape *was* learned (session 3; ``cluster-synthetic-seed*`` in benchmarks/RESULTS.md,
-each setting trained at seeds 0, 1, 2): the built-in *seed* cluster (``data cluster --shape seed
---spacing 0.5``: shaded 2.2-2.8 : 1 ellipses, 14 % background visible), far from any disk.
-
-- ``cpu`` preset (10 layers, pad 16), ``--area-target 0.1``: seeds break into 3-4 lobes per
-  layer (0 % single-object layers in 3 of 3 runs).
-- ``--layers 16 --pad 12`` (fewer lobes needed to fill a patch, objects nearer its centre):
-  slightly elongated, squarish blobs (see the figure) that still beat the best centred disk on
-  complete shapes (0.638-0.662 vs 0.632) and
-  centred disks of every radius on coverage (0.596-0.605 vs 0.566) in 3 of 3 runs; the issue
-  targets in 2 of 3 (seed 1: 72 % single-object layers, some layers add a small second blob).
-- the same without binarisation (``--binary-weight 0``): more varied masks and the best run,
-  clearly elongated ellipses of varied orientation (complete 0.734, coverage 0.653), but 1 of 3 runs meets the targets (38.7 % and 3.9 % single-
-  object layers at seeds 1 and 2).
-
-- ``--layers 16 --pad 24 --patch-size 64`` (the paper's patch size with the ``cpu`` networks;
-  the seeds are upsampled from 48 px windows, so no new image detail): 3 of 3 runs meet the
-  issue targets (100 % single-object layers) and beat both references (complete 0.644-0.676 vs
-  0.625, coverage 0.608-0.626 vs 0.568) -- the most reliable setting, at ~21 CPU min per run
-  (over the ``cpu`` preset's 20-minute budget). The masks are rounded, partly elongated or
-  drop-shaped blobs, not clean ellipses.
-
-Margins are small and 7-13 % of each learned mask is painted in background colour (a dark hole
-that makes rendered seeds look like crescents: the paint ambiguity above, smaller). The same
-``--layers 16 --pad 12`` on fruit gave one mask shape for every ``z`` (pairwise IoU 1.000,
-best-match 0.840 vs 0.849) and on the cat 38 % paint (complete 0.706 vs disk 0.741), so the
-``cpu`` preset is unchanged.
-
-Paper presets (``--preset crowd|fruit|seed``) keep both terms at 0; the ``cpu`` preset with the
-paper's losses only is ``--alpha-prior 0 --binary-weight 0``.
+Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
+:class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
+R1) -> G phase (+ info / area / binary terms) -> EMA); :func:`train_cluster` validates, opens
+the run folder and writes the model folder. Trained models load with
+:meth:`ClusterGenerator.from_folder`; :class:`ClusterPredictor` samples them as numpy arrays.
 
 Tensors: generated instances are ``M x 4 x P x P`` float in ``[0, 1]`` (RGB + alpha, not
-premultiplied); composites and real patches ``N x 3 x P x P`` in ``[0, 1]``.
+premultiplied); composites and real patches ``N x 3 x P x P`` in ``[0, 1]``. The numpy side
+(:class:`ClusterPredictor`) is channels-last: ``N x P x P x 4`` RGBA.
+
+Measured results, the presets' history and what was tried: ``benchmarks/RESULTS.md``, sections
+``cluster-synthetic*``, ``cluster-speed``, ``cluster-figures`` and "cluster: what was tried".
 """
 
 from __future__ import annotations
@@ -105,7 +39,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +50,7 @@ from torch import nn
 
 from maskgen.errors import MaskgenError
 from maskgen.independence.cluster_config import (  # noqa: F401 (re-exported)
+    MAX_LAYER_ELEMENTS,
     PRESETS,
     ClusterConfig,
     make_config,
@@ -133,11 +68,8 @@ from maskgen.independence.gan import (
 from maskgen.independence.layout import pad_and_random_crop
 
 KIND = "cluster"
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration and presets
-# ---------------------------------------------------------------------------------------------
+#: Prefix of the generator's weights in a model folder's ``model.safetensors``.
+WEIGHTS_PREFIX = "generator."
 
 
 class ClusterGenerator(nn.Module):
@@ -193,6 +125,13 @@ class ClusterGenerator(nn.Module):
         #: prior, see :func:`prior_scale_at`; 0 = the generator alone).
         self.prior_scale = 1.0
 
+        #: the config this generator was built from (set by :meth:`from_config`).
+        self.config: ClusterConfig | None = None
+        #: facts of the training run kept with the model: ``instance_size``, ``window`` (patch
+        #: window in image px), ``image_size`` ``[H, W]``, ``image_sha`` (set by the trainer or
+        #: :meth:`from_folder`).
+        self.facts: dict[str, Any] = {}
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.bn0(self.fc(z)), 0.2)
         h = h.view(z.shape[0], self.c0, self.base, self.base)
@@ -200,6 +139,71 @@ class ClusterGenerator(nn.Module):
         if self.prior_scale != 0.0:
             h = h + self.prior_scale * self.logit_bias
         return torch.sigmoid(h)
+
+    # ------------------------------------------------------------------ one model API
+    @classmethod
+    def from_config(cls, cfg: ClusterConfig) -> ClusterGenerator:
+        """A fresh (untrained) generator for ``cfg``, with ``cfg`` attached."""
+        g = cls(
+            cfg.z_dim,
+            cfg.patch_size,
+            cfg.g_channels,
+            cfg.g_base_convs,
+            alpha_prior=cfg.alpha_prior,
+            area_target=cfg.area_target,
+        )
+        g.config = cfg
+        return g
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike[str], device: str = "cpu") -> ClusterGenerator:
+        """Load a trained generator (eval mode) from a model folder or a run folder's ``model/``.
+
+        The folder's kind must be ``"cluster"`` and its weights must match the config exactly.
+        ``prior_scale`` is the prior's strength at the end of training (0 for an annealed prior:
+        the generator alone). ``config`` and ``facts`` are attached.
+
+        Raises:
+            MaskgenError: a missing or corrupt folder, another kind of model, mismatched weights.
+        """
+        from maskgen.engine import load_model_folder, load_state_dict_strict
+
+        header, state = load_model_folder(path, KIND, device="cpu")
+        mconf = header["config"]
+        if not isinstance(mconf, dict):
+            raise MaskgenError(f"{path}: config.json holds no cluster config")
+        cfg = ClusterConfig.from_dict(mconf)
+        g = cls.from_config(cfg)
+        n = len(WEIGHTS_PREFIX)
+        gstate = {k[n:]: v for k, v in state.items() if k.startswith(WEIGHTS_PREFIX)}
+        if not gstate:
+            raise MaskgenError(f"{path}: model holds no generator weights")
+        load_state_dict_strict(g, gstate, path)
+        g.prior_scale = float(header.get("prior_scale_final", prior_scale_at(cfg.steps, cfg)))
+        g.facts = {k: mconf[k] for k in ("window", "image_size", "image_sha") if k in mconf}
+        g.facts["instance_size"] = header.get("instance_size", mconf.get("instance_size"))
+        return g.to(device).eval()
+
+    def save_folder(self, path: str | os.PathLike[str]) -> Path:
+        """Write this generator as a model folder (``config.json`` + ``model.safetensors``).
+
+        Needs the attached ``config`` and ``facts`` (``window`` at least); the saved
+        ``prior_scale_final`` is the current ``prior_scale``.
+        """
+        from maskgen.engine import save_model_folder
+        from maskgen.engine.config import config_to_dict
+
+        if self.config is None or "window" not in self.facts:
+            raise ValueError("save_folder needs the generator's config and facts (window)")
+        config = {**config_to_dict(self.config), **self.facts}
+        state = {WEIGHTS_PREFIX + k: v for k, v in self.state_dict().items()}
+        extra = {
+            "instance_size": float(self.facts["instance_size"]),
+            "window": self.facts["window"],
+            "patch_size": self.patch_size,
+            "prior_scale_final": float(self.prior_scale),
+        }
+        return save_model_folder(path, KIND, config, state, extra=extra)
 
 
 class LatentPredictor(nn.Module):
@@ -241,15 +245,9 @@ def prior_scale_at(step: int, cfg: ClusterConfig) -> float:
 
 
 def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminator, LatentPredictor]:
-    """Generator, discriminator and Q network for ``cfg``."""
-    g = ClusterGenerator(
-        cfg.z_dim,
-        cfg.patch_size,
-        cfg.g_channels,
-        cfg.g_base_convs,
-        alpha_prior=cfg.alpha_prior,
-        area_target=cfg.area_target,
-    )
+    """Generator, discriminator and Q network for ``cfg`` (built in this order from the global
+    RNG, so a seed fixes all three)."""
+    g = ClusterGenerator.from_config(cfg)
     d = SNDiscriminator(tuple(ConvSpec(*r) for r in cfg.d_specs), in_channels=3)
     q = LatentPredictor(cfg.z_dim, cfg.patch_size, cfg.q_channels)
     return g, d, q
@@ -295,11 +293,7 @@ def generate_composites(
     return {"z": z, "instances": inst, "layers": placed, "composite": comp}
 
 
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
-
-
+# --------------------------------------------------------------------------------- training
 def image_fingerprint(image: np.ndarray) -> str:
     """Short SHA-256 of an image's shape and pixels (a run refuses to resume on another image)."""
     h = hashlib.sha256(str(image.shape).encode())
@@ -370,264 +364,359 @@ def preview_grid(out: dict[str, torch.Tensor], real: torch.Tensor, k: int = 8) -
     )
 
 
+class ClusterTrainer:
+    """One training step of the cluster GAN, as named phases (engine trainer protocol).
+
+    ``step(i)``: :meth:`generate_phase` (real patches, backgrounds, providers -> layout ->
+    composition, paper Fig. 4) -> :meth:`d_phase` (eq. 6, + lazy R1) -> :meth:`g_phase` (eq. 7
+    adversarial + ``lambda`` area, + ``beta`` info and binarisation terms) -> :meth:`ema_phase`.
+    The random draws come from the global RNG in that order, which the loop checkpoints.
+
+    Args:
+        cfg: a validated :class:`ClusterConfig`.
+        sampler: real patches of the training image.
+        ctx: the :class:`~maskgen.engine.DistContext` (device, ranks).
+        run: the run folder for preview grids (None: no grids).
+    """
+
+    def __init__(self, cfg: ClusterConfig, sampler: PatchSampler, ctx: Any, run: Any = None):
+        from maskgen.engine import wrap_ddp
+
+        self.cfg, self.sampler, self.ctx, self.run = cfg, sampler, ctx, run
+        dev = ctx.device
+        g, d, q = build_networks(cfg)
+        self.g, self.d, self.q = g.to(dev), d.to(dev), q.to(dev)
+        self.opt_g = torch.optim.Adam(
+            list(self.g.parameters()) + list(self.q.parameters()), lr=cfg.lr_g, betas=cfg.betas
+        )
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.ema = copy.deepcopy(self.g).requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.gw, self.dw, self.qw = (
+            wrap_ddp(self.g, ctx),
+            wrap_ddp(self.d, ctx),
+            wrap_ddp(self.q, ctx),
+        )
+        self.per_rank = max(1, cfg.batch_size // ctx.world_size)
+        self.resumable: dict[str, Any] = {
+            "g": self.g,
+            "d": self.d,
+            "q": self.q,
+            "opt_g": self.opt_g,
+            "opt_d": self.opt_d,
+            "ema": self.ema,
+        }
+        self.history: list[dict[str, float]] = []
+        self.last_warning: str | None = None
+        self.last_batch: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+
+    def noise_at(self, step: int) -> float:
+        """Instance noise std at ``step``, annealed linearly to 0 over ``noise_steps``."""
+        cfg = self.cfg
+        if cfg.instance_noise <= 0 or cfg.noise_steps <= 0:
+            return 0.0
+        return cfg.instance_noise * max(0.0, 1.0 - step / cfg.noise_steps)
+
+    def _autocast(self):
+        from maskgen.engine import autocast_context
+
+        return autocast_context(self.ctx.device)
+
+    def generate_phase(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Real patches ``n x 3 x P x P`` and the generator's output for ``n`` composites."""
+        dev, n = self.ctx.device, self.per_rank
+        real = self.sampler.sample(n).to(dev)
+        bg = make_backgrounds(self.cfg.background, n, self.sampler, radius=self.cfg.disk_radius).to(
+            dev
+        )
+        with self._autocast():
+            out = generate_composites(self.gw, self.cfg, n, bg)
+        return real, out
+
+    def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
+        """Discriminator on real patches vs composites (eq. 6), then lazy R1 when due."""
+        from maskgen.engine import unwrap
+
+        cfg = self.cfg
+        m = discriminator_step(
+            self.dw,
+            self.opt_d,
+            real,
+            out["composite"],
+            loss=cfg.adv_loss,
+            instance_noise=self.noise_at(step),
+            step=step,
+            autocast=self._autocast(),
+        )
+        if cfg.r1_weight > 0 and step % cfg.r1_every == 0:
+            m["r1"] = r1_step(unwrap(self.dw), self.opt_d, real, cfg.r1_weight, cfg.r1_every)
+        return m
+
+    def g_phase(self, step: int, out: dict[str, torch.Tensor]) -> dict:
+        """Generator and Q: adversarial + lambda * area (eq. 7) + beta * info (+ binarisation)."""
+        from maskgen.engine import unwrap
+
+        cfg = self.cfg
+        with self._autocast():
+            reg = regularizers(self.qw, out, cfg)
+        m = generator_step(
+            unwrap(self.dw),
+            self.opt_g,
+            out["composite"],
+            out["instances"][:, :, 3:4],
+            area_weight=area_weight_at(step, cfg.area_weight, cfg.area_warmup),
+            area_target=cfg.area_target,
+            loss=cfg.adv_loss,
+            instance_noise=self.noise_at(step),
+            extra_loss=reg["extra"],
+            step=step,
+            autocast=self._autocast(),
+        )
+        m.update(info_loss=float(reg["info_loss"]), binary_loss=float(reg["binary_loss"]))
+        return m
+
+    def ema_phase(self) -> None:
+        """EMA of G's weights (when ``ema_decay > 0``)."""
+        if self.ema is not None:
+            ema_update(self.ema, self.g, self.cfg.ema_decay)
+
+    def step(self, step: int) -> dict[str, float]:
+        """One iteration: every phase, in order; returns its metrics (engine protocol)."""
+        scale = prior_scale_at(step, self.cfg)
+        self.g.prior_scale = scale
+        if self.ema is not None:
+            self.ema.prior_scale = scale
+        real, out = self.generate_phase()
+        metrics = self.d_phase(step, real, out)
+        metrics.update(self.g_phase(step, out))
+        self.ema_phase()
+        metrics["prior_scale"] = scale
+        self.last_batch = (out, real)
+        return metrics
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        """Rank 0, each logging tick: collapse warning and a preview grid."""
+        from maskgen.engine import save_image_grid, warn
+
+        self.history.append(metrics)
+        msg = detect_collapse(self.history)
+        if msg and msg != self.last_warning:
+            warn(f"step {step}: {msg}")
+            self.last_warning = msg
+        every = self.cfg.grid_every
+        due = every is None or step % every == 0 or step == self.cfg.steps
+        if self.run is not None and self.last_batch is not None and due:
+            out, real = self.last_batch
+            path = self.run.path / "grids" / f"grid-{step:08d}.png"
+            save_image_grid(path, preview_grid(out, real), nrow=8)
+
+    def final_generator(self, facts: dict[str, Any]) -> ClusterGenerator:
+        """The generator to save (the EMA copy when kept), prior at its end-of-training
+        strength, with the config and the run's ``facts`` attached."""
+        g = self.ema if self.ema is not None else self.g
+        g.config, g.facts = self.cfg, dict(facts)
+        g.prior_scale = prior_scale_at(self.cfg.steps, self.cfg)
+        return g
+
+
+def run_facts(sampler: PatchSampler) -> dict[str, Any]:
+    """What a run records about its image: instance size, window, size and fingerprint."""
+    return {
+        "instance_size": float(sampler.instance_size),
+        "window": sampler.window,
+        "image_size": [int(sampler.image_hw[0]), int(sampler.image_hw[1])],
+        "image_sha": image_fingerprint(sampler.resized.numpy()),
+    }
+
+
+def _start_notes(run: Any, sampler: PatchSampler, cfg: ClusterConfig) -> None:
+    """Rank 0, fresh run: save the (resized) training image; warn about an unfinished prior."""
+    from maskgen.core.io import write_image
+    from maskgen.engine import warn
+
+    if not run.ctx.is_main or run.checkpoints():
+        return
+    (run.path / "grids").mkdir(exist_ok=True)
+    image = (sampler.resized.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    write_image(run.path / "train_image.png", image)
+    end_scale = prior_scale_at(cfg.steps, cfg)
+    if cfg.alpha_prior and cfg.prior_anneal and end_scale > 0:
+        warn(
+            f"--prior-anneal {cfg.prior_anneal} > --steps {cfg.steps}: the saved generator "
+            f"keeps {end_scale:.2f} of the alpha prior (masks partly the prior's disk)"
+        )
+
+
 def train_cluster(
-    *,
     image: np.ndarray,
-    instance_size: float,
-    out: str | Path,
-    preset: str = "cpu",
+    cfg: ClusterConfig,
+    out: str | os.PathLike[str],
+    opts: Any = None,
     image_name: str = "image",
-    device: str = "cpu",
-    log_every: int = 50,
-    checkpoint_every: int = 200,
-    grid_every: int | None = None,
-    max_seconds: float | None = None,
-    threads: int | None = None,
-    **overrides: Any,
 ) -> Path | None:
-    """Train a cluster model on one image; resume automatically from ``out``'s checkpoints.
+    """Train a cluster model on one image; rerunning the same call resumes from ``out``.
 
     Args:
         image: ``H x W x 3`` uint8 RGB (grey/RGBA accepted).
-        instance_size: width in pixels of the largest instance in ``image``.
-        out: run folder (engine :class:`~maskgen.engine.RunFolder` of kind ``"cluster"``).
-        preset: a :data:`PRESETS` name; ``overrides`` (ClusterConfig fields, e.g. ``steps``,
-            ``flips``, ``batch_size``) replace preset values.
-        device: ``"cpu"`` or ``"cuda"`` (mixed precision there).
-        log_every: steps between metrics.jsonl lines; ``grid_every`` between preview grids
-            (default: ``log_every``, one grid per logging tick); ``checkpoint_every`` between checkpoints.
-        max_seconds: stop (with a checkpoint) after this wall time; the run resumes later.
+        cfg: a validated :class:`ClusterConfig` with ``instance_size`` set.
+        out: the run folder (kind ``"cluster"``); its resume key is the config's model fields
+            plus the image's window, size and fingerprint.
+        opts: :class:`~maskgen.engine.RunOptions` (device, threads, intervals, time budget).
+        image_name: names the image in error messages.
 
     Returns:
-        the model folder ``out/model`` (``config.json`` + ``model.safetensors``), or None when
-        training stopped early (``max_seconds``); rerunning continues it.
+        the model folder ``out/model``, or None when the loop paused (time budget or
+        ``stop_after``); rerunning continues it.
+
+    Raises:
+        MaskgenError: bad geometry or device, or a run folder that cannot be resumed -- all
+            checked before anything is written.
     """
     from maskgen.engine import (
         RunFolder,
-        autocast_context,
-        capture_rng_state,
+        RunOptions,
         init_distributed,
-        progress,
-        restore_rng_state,
-        save_image_grid,
-        save_model_folder,
+        resume_key,
         seed_everything,
         shutdown_distributed,
-        unwrap,
-        warn,
-        wrap_ddp,
+        training_loop,
     )
 
-    cfg = make_config(preset, **overrides)
-    if threads:
-        torch.set_num_threads(threads)
-    sampler = PatchSampler(image, instance_size, cfg.patch_size, cfg.flips, name=image_name)
-    ctx = init_distributed(device)
+    opts = opts if opts is not None else RunOptions()
+    if cfg.instance_size is None:
+        raise MaskgenError("--instance-size: required (width in px of the largest instance)")
+    sampler = PatchSampler(image, cfg.instance_size, cfg.patch_size, cfg.flips, name=image_name)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    ctx = init_distributed(opts.device)
     try:
         seed_everything(cfg.seed, ctx.rank)
-        config = {
-            "preset": preset,
-            "instance_size": float(instance_size),
-            "window": sampler.window,
-            "image_size": [int(sampler.image_hw[0]), int(sampler.image_hw[1])],
-            "image_sha": image_fingerprint(sampler.resized.numpy()),
-            **cfg.to_dict(),
-        }
-        run = RunFolder(out, kind=KIND, config=config, ctx=ctx)
-        dev = ctx.device
-        g, d, q = build_networks(cfg)
-        g, d, q = g.to(dev), d.to(dev), q.to(dev)
-        opt_g = torch.optim.Adam(
-            list(g.parameters()) + list(q.parameters()), lr=cfg.lr_g, betas=cfg.betas
-        )
-        opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-        ema = copy.deepcopy(g).requires_grad_(False) if cfg.ema_decay > 0 else None
-        start = 0
-        state = run.load_latest_checkpoint(map_location=dev)
-        if state is not None:
-            g.load_state_dict(state["g"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
-            d.load_state_dict(state["d"])
-            q.load_state_dict(state["q"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            start = int(state["step"])
-            restore_rng_state(state["rng"])
-            if ctx.is_main:
-                import sys
-
-                print(f"resuming {run.path} from step {start}", file=sys.stderr)
-        if ctx.is_main and run.ctx.is_main and start == 0:
-            from maskgen.core.io import write_image
-
-            write_image(
-                run.path / "train_image.png",
-                (sampler.resized.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
-            )
-        end_scale = prior_scale_at(cfg.steps, cfg)
-        if ctx.is_main and start == 0 and cfg.alpha_prior and cfg.prior_anneal and end_scale > 0:
-            warn(
-                f"--prior-anneal {cfg.prior_anneal} > --steps {cfg.steps}: the saved generator "
-                f"keeps {end_scale:.2f} of the alpha prior (masks partly the prior's disk)"
-            )
-        gw, dw, qw = wrap_ddp(g, ctx), wrap_ddp(d, ctx), wrap_ddp(q, ctx)
-        grid_every = grid_every or log_every
-        (run.path / "grids").mkdir(exist_ok=True)
-        per_rank = max(1, cfg.batch_size // ctx.world_size)
-        t0 = time.monotonic()
-        acc: dict[str, float] = {}
-        cnt: dict[str, int] = {}  # per key: R1 is not logged every step
-        history: list[dict[str, float]] = []
-        last_warning: str | None = None
-
-        def noise_at(i: int) -> float:
-            """Instance noise std, annealed linearly to 0 over ``noise_steps``."""
-            if cfg.instance_noise <= 0 or cfg.noise_steps <= 0:
-                return 0.0
-            return cfg.instance_noise * max(0.0, 1.0 - i / cfg.noise_steps)
-
-        step = start
-
-        def save(step_done: int) -> None:
-            run.save_checkpoint(
-                step_done,
-                {
-                    "step": step_done,
-                    "g": unwrap(gw).state_dict(),
-                    "d": unwrap(dw).state_dict(),
-                    "q": unwrap(qw).state_dict(),
-                    "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(),
-                    "rng": capture_rng_state(),
-                    **({"ema": ema.state_dict()} if ema is not None else {}),
-                },
-            )
-
-        for step in progress(range(start, cfg.steps), desc="cluster", initial=start, ctx=ctx):
-            unwrap(gw).prior_scale = prior_scale_at(step, cfg)
-            if ema is not None:
-                ema.prior_scale = unwrap(gw).prior_scale
-            real = sampler.sample(per_rank).to(dev)
-            bg = make_backgrounds(cfg.background, per_rank, sampler, radius=cfg.disk_radius).to(dev)
-            # Phase 0: providers -> layout -> composition (paper Fig. 4).
-            with autocast_context(dev):
-                out_ = generate_composites(gw, cfg, per_rank, bg)
-            # Phase 1: discriminator on real patches vs composites (eq. 6).
-            m_d = discriminator_step(
-                dw,
-                opt_d,
-                real,
-                out_["composite"],
-                loss=cfg.adv_loss,
-                instance_noise=noise_at(step),
-                step=step,
-                autocast=autocast_context(dev),
-            )
-            if cfg.r1_weight > 0 and step % max(1, cfg.r1_every) == 0:
-                m_d["r1"] = r1_step(unwrap(dw), opt_d, real, cfg.r1_weight, max(1, cfg.r1_every))
-            # Phase 2: generator (+ Q): adversarial + lambda * area (eq. 7) + beta * info (+ binary).
-            with autocast_context(dev):
-                reg = regularizers(qw, out_, cfg)
-            m_g = generator_step(
-                unwrap(dw),
-                opt_g,
-                out_["composite"],
-                out_["instances"][:, :, 3:4],
-                area_weight=area_weight_at(step, cfg.area_weight, cfg.area_warmup),
-                area_target=cfg.area_target,
-                loss=cfg.adv_loss,
-                instance_noise=noise_at(step),
-                extra_loss=reg["extra"],
-                step=step,
-                autocast=autocast_context(dev),
-            )
-            m_g.update(info_loss=float(reg["info_loss"]), binary_loss=float(reg["binary_loss"]))
-            if ema is not None:
-                ema_update(ema, unwrap(gw), cfg.ema_decay)
-            for k, v in {**m_d, **m_g}.items():
-                acc[k] = acc.get(k, 0.0) + float(v)
-                cnt[k] = cnt.get(k, 0) + 1
-            done = step + 1
-            timed_out = max_seconds is not None and time.monotonic() - t0 > max_seconds
-            if done % log_every == 0 or done == cfg.steps or timed_out:
-                tick = {k: v / cnt[k] for k, v in acc.items()}
-                tick["prior_scale"] = unwrap(gw).prior_scale
-                run.log(done, **tick, sec_per_iter=(time.monotonic() - t0) / max(1, done - start))
-                history.append(tick)
-                msg = detect_collapse(history)
-                if msg and ctx.is_main and msg != last_warning:
-                    warn(f"step {done}: {msg}")
-                    last_warning = msg
-                acc, cnt = {}, {}
-            if done % grid_every == 0 or done == cfg.steps:
-                save_image_grid(
-                    run.path / "grids" / f"grid-{done:08d}.png", preview_grid(out_, real), nrow=8
-                )
-            if done % checkpoint_every == 0 or done == cfg.steps or timed_out:
-                save(done)
-            if timed_out:
-                break
-        finished = step + 1 >= cfg.steps or start >= cfg.steps
-        model_dir = run.model_dir()
-        if finished:
-            final_g = ema if ema is not None else unwrap(gw)
-            final_scale = prior_scale_at(cfg.steps, cfg)
-            g_state = {f"generator.{k}": v for k, v in final_g.state_dict().items()}
-            save_model_folder(
-                model_dir,
-                KIND,
-                config,
-                g_state,
-                extra={
-                    "instance_size": float(instance_size),
-                    "window": sampler.window,
-                    "patch_size": cfg.patch_size,
-                    "prior_scale_final": final_scale,
-                },
-            )
-            run.mark_finished()
-            return model_dir
-        return None
+        facts = run_facts(sampler)
+        # The networks exist before the run folder does: a start that fails leaves nothing.
+        trainer = ClusterTrainer(cfg, sampler, ctx)
+        run = RunFolder(out, kind=KIND, config={**resume_key(cfg), **facts}, ctx=ctx)
+        if run.is_finished() and (run.model_dir() / "config.json").is_file():
+            return run.model_dir()
+        trainer.run = run
+        _start_notes(run, sampler, cfg)
+        result = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="cluster")
+        if not result.finished:
+            return None
+        if ctx.is_main:
+            trainer.final_generator(facts).save_folder(run.model_dir())
+        run.mark_finished()
+        return run.model_dir()
     finally:
         shutdown_distributed()
 
 
-def load_generator(
-    path: str | Path, device: str = "cpu"
-) -> tuple[ClusterGenerator, ClusterConfig, dict]:
-    """Load a trained generator from a model folder (or a run folder holding ``model/``).
+# ------------------------------------------------------------------------------- prediction
+class ClusterPredictor:
+    """Numpy-facing sampler of a trained cluster model.
 
-    Returns ``(generator in eval mode, its ClusterConfig, the full config.json dict)``.
+    ``sample(n, seed)`` -> ``N x P x P x 4`` RGBA instances (uint8, or float32 in ``[0, 1]``);
+    ``masks(n, seed)`` -> ``N x P x P`` bool (``alpha > 0.5``); ``layers(n, seed, image)`` ->
+    composites ``N x P x P x 3`` and their layout-placed layers ``N x L x P x P x 4``. The same
+    ``seed`` gives the same instances (eval-mode batch norm). The torch-side equivalents
+    (``instances``, ``render``) return channels-first float tensors.
     """
-    from maskgen.engine import load_model_folder, load_state_dict_strict
 
-    header, state = load_model_folder(path, KIND, device=device)
-    cfg = ClusterConfig.from_dict(header["config"])
-    g = ClusterGenerator(
-        cfg.z_dim,
-        cfg.patch_size,
-        cfg.g_channels,
-        cfg.g_base_convs,
-        alpha_prior=cfg.alpha_prior,
-        area_target=cfg.area_target,
-    )
-    gstate = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
-    if not gstate:
-        raise MaskgenError(f"{path}: model holds no generator weights")
-    load_state_dict_strict(g, gstate, path)
-    # The prior's strength at the end of training (0 for an annealed prior: generator alone).
-    g.prior_scale = float(header.get("prior_scale_final", prior_scale_at(cfg.steps, cfg)))
-    return g.to(device).eval(), cfg, header
+    def __init__(self, generator: ClusterGenerator, device: str = "cpu") -> None:
+        if generator.config is None:
+            raise ValueError("ClusterPredictor needs a generator with its config attached")
+        self.generator = generator.to(device).eval()
+        self.device = device
 
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike[str], device: str = "cpu") -> ClusterPredictor:
+        """Load a model folder (or a run folder's ``model/``); see
+        :meth:`ClusterGenerator.from_folder`."""
+        return cls(ClusterGenerator.from_folder(path, device), device)
 
-@torch.no_grad()
-def generate_instances(
-    g: ClusterGenerator, n: int, seed: int = 0, device: str = "cpu"
-) -> torch.Tensor:
-    """``n`` generated instances ``n x 4 x P x P`` (eval-mode BN), deterministic for ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    return g(sample_z(n, g.z_dim, gen, device)).float().cpu()
+    @property
+    def config(self) -> ClusterConfig:
+        assert self.generator.config is not None
+        return self.generator.config
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def window(self) -> float:
+        """Patch window in image pixels (patches are this window scaled to ``P x P``)."""
+        return float(self.generator.facts["window"])
+
+    @property
+    def image_size(self) -> list[int] | None:
+        """``[H, W]`` of the training image, when recorded."""
+        return self.generator.facts.get("image_size")
+
+    def check_count(self, n: int, what: str = "--num", layers: bool = False) -> None:
+        """Refuse ``n < 1`` and counts whose tensors would not fit in memory."""
+        p = self.patch_size
+        per = 4 * p * p * ((self.config.layers + 1) if layers else 1)
+        if n < 1:
+            raise MaskgenError(f"{what} {n}: must be at least 1")
+        if n * per > MAX_LAYER_ELEMENTS:
+            limit = MAX_LAYER_ELEMENTS // per
+            raise MaskgenError(f"{what} {n}: too many for memory at {p}x{p} px (at most {limit})")
+
+    @torch.no_grad()
+    def instances(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` generated instances ``n x 4 x P x P`` float on the CPU, deterministic in ``seed``."""
+        self.check_count(n)
+        gen = torch.Generator().manual_seed(seed)
+        z = sample_z(n, self.generator.z_dim, gen, self.device)
+        return self.generator(z).float().cpu()
+
+    def sample(self, n: int, seed: int = 0, dtype: str = "uint8") -> np.ndarray:
+        """``n`` RGBA instances ``N x P x P x 4``: uint8 (``dtype="uint8"``) or float32 in
+        ``[0, 1]`` (``"float32"``); alpha is the soft mask, RGB not premultiplied."""
+        arr = self.instances(n, seed).permute(0, 2, 3, 1).numpy()
+        if dtype == "float32":
+            return np.ascontiguousarray(arr, dtype=np.float32)
+        if dtype != "uint8":
+            raise ValueError(f"dtype must be uint8 or float32, got {dtype!r}")
+        return (arr * 255).round().clip(0, 255).astype(np.uint8)
+
+    def masks(self, n: int, seed: int = 0, threshold: float = 0.5) -> np.ndarray:
+        """Binary masks ``N x P x P`` bool: ``alpha > threshold`` of :meth:`instances`."""
+        return (self.instances(n, seed)[:, 3] > threshold).numpy()
+
+    @torch.no_grad()
+    def render(self, n: int, seed: int = 0, image: np.ndarray | None = None) -> dict:
+        """Instances and composites as the trainer makes them (one RNG stream for both).
+
+        Returns torch tensors: ``instances`` ``n x 4 x P x P``, ``layers`` ``n x L x 4 x P x P``
+        (after layout), ``composite`` ``n x 3 x P x P``; the background is the training
+        image's disk patches when ``image`` is given, else black.
+        """
+        self.check_count(n, layers=True)
+        cfg, g, p = self.config, self.generator, self.patch_size
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        inst = g(sample_z(n, cfg.z_dim, gen, self.device)).float().cpu()
+        if image is not None:
+            sampler = PatchSampler(image, self.generator.facts["instance_size"], p)
+            bg = make_backgrounds(cfg.background, n, sampler, generator=gen, radius=cfg.disk_radius)
+        else:
+            bg = torch.zeros(n, 3, p, p)
+        comp = generate_composites(g, cfg, n, bg.to(self.device), generator=gen)
+        return {
+            "instances": inst,
+            "layers": comp["layers"].float().cpu(),
+            "composite": comp["composite"].float().cpu(),
+        }
+
+    def layers(self, n: int, seed: int = 0, image: np.ndarray | None = None) -> dict:
+        """:meth:`render` as channels-last float32 numpy: ``instances`` ``N x P x P x 4``,
+        ``layers`` ``N x L x P x P x 4``, ``composites`` ``N x P x P x 3``."""
+        r = self.render(n, seed, image)
+        return {
+            "instances": r["instances"].permute(0, 2, 3, 1).numpy(),
+            "layers": r["layers"].permute(0, 1, 3, 4, 2).numpy(),
+            "composites": r["composite"].permute(0, 2, 3, 1).numpy(),
+        }
 
 
 __all__ = [
@@ -635,15 +724,16 @@ __all__ = [
     "PRESETS",
     "ClusterConfig",
     "ClusterGenerator",
+    "ClusterPredictor",
+    "ClusterTrainer",
     "LatentPredictor",
     "build_networks",
-    "regularizers",
     "generate_composites",
-    "generate_instances",
-    "load_generator",
     "make_config",
     "prior_scale_at",
     "r1_step",
+    "regularizers",
+    "run_facts",
     "sample_z",
     "train_cluster",
 ]

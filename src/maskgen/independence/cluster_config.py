@@ -1,85 +1,30 @@
-"""Configuration of the cluster application (paper Table 4 presets): no torch import, so the CLI
-can list presets without loading torch."""
+"""Configuration of the cluster application: one dataclass, the single source of every setting.
+
+Each field is declared with :func:`maskgen.engine.config.param` (help text, bounds, role), so
+``maskgen cluster train`` generates one flag per field and every value is validated before any
+work starts. Presets are tables of overrides (:attr:`ClusterConfig.PRESETS`): ``cpu`` (the
+default, sized for a 2-core CPU), ``crowd``/``fruit``/``seed`` (paper Table 4 with Table 2's
+networks at 64x64) and ``tiny`` (tests only). What the ``cpu`` preset's additions are for and
+what was measured with them: ``benchmarks/RESULTS.md``, "cluster: what was tried".
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from maskgen.engine.config import config_from_dict, config_to_dict, param
+from maskgen.engine.config import make_config as _make_config
 from maskgen.errors import MaskgenError
 
-
-@dataclass
-class ClusterConfig:
-    """Every hyper-parameter of a cluster run (stored in the run's and model's config.json).
-
-    Paper values (Table 4 / text) are in the presets; see :data:`PRESETS`.
-    """
-
-    patch_size: int = 32  # P: patches and generated instances are P x P (paper: 64)
-    layers: int = 10  # N composition layers (foreground providers)
-    z_dim: int = 4  # dim(z)
-    area_weight: float = 1000.0  # lambda
-    area_target: float = 0.2  # a
-    info_weight: float = 50.0  # beta
-    binary_weight: float = 0.0  # not in the paper: weight of mean(alpha * (1 - alpha)), pushes
-    # soft masks towards 0/1 so "uniformly faint everywhere" stops satisfying the area penalty
-    alpha_prior: float = 0.0  # not in the paper: strength of a fixed centred-disk logit bias on
-    # alpha (disk area = a), so every provider starts as one centred object of the target area
-    prior_anneal: int = 0  # steps over which alpha_prior decays linearly to 0 (a curriculum:
-    # the prior only starts training; the final generator has none). 0 = fixed prior throughout
-    r1_weight: float = 0.0  # not in the paper: gamma of the R1 penalty (Mescheder et al. 2018)
-    # (gamma / 2) * E|grad_x D(x_real)|^2 on D, a stabiliser that keeps D smooth on real patches
-    r1_every: int = 4  # lazy R1: applied every r1_every D steps, scaled by r1_every
-    area_warmup: int = 0  # steps of linear warm-up of lambda (0 = paper: full lambda at once)
-    instance_noise: float = 0.0  # std of Gaussian noise on D inputs, annealed to 0
-    noise_steps: int = 0  # steps over which the instance noise anneals
-    ema_decay: float = 0.0  # EMA of G's weights for the saved model (0 = off, paper)
-    pad: int = 16  # layout padding in px (paper: 30/32/26 at 64x64)
-    background: str = "disk"  # "disk" (real patch with central black disk) or "black"
-    disk_radius: float | None = None  # px; default 20 * P / 64
-    flips: bool = False  # h/v flips of real patches (paper: fruit and seed images)
-    g_channels: tuple[int, ...] = (64, 32, 16)  # Table 2: (256, 128, 64)
-    g_base_convs: int = 2  # Table 2: two 4x4 stride-1 convs at the base resolution
-    d_specs: tuple[tuple[int, int, int], ...] = ((32, 3, 2), (64, 3, 2), (128, 3, 2), (128, 3, 1))
-    q_channels: tuple[int, ...] = (16, 32, 64)
-    adv_loss: str = "nonsaturating"  # or "hinge"
-    batch_size: int = 16  # composites per step
-    lr_g: float = 4e-4  # paper
-    lr_d: float = 2e-4  # paper
-    betas: tuple[float, float] = (0.5, 0.999)  # paper
-    steps: int = 2000
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = [list(x) if isinstance(x, tuple) else x for x in v]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        for k in ("g_channels", "q_channels", "betas"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        if "d_specs" in kw:
-            kw["d_specs"] = tuple(tuple(r) for r in kw["d_specs"])
-        return cls(**kw)
-
+#: Refuse a configuration whose largest per-step tensor (batch x layers x 4 x P x P floats,
+#: the generated RGBA layers) exceeds this many elements: ~1 GiB in float32, and training keeps
+#: several such tensors for the backward pass.
+MAX_LAYER_ELEMENTS = 2**28
 
 _TABLE2_D = ((64, 3, 2), (128, 3, 2), (256, 3, 2), (512, 3, 2), (1024, 3, 1))
 
-#: Named settings. ``crowd``/``fruit``/``seed``: paper Table 4 + Table 2 networks at 64x64,
-#: padding from "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data
-#: Preparation"). ``cpu``: the default, sized for a 2-core CPU (32x32, narrower nets), with the
-#: annealed alpha prior and binarisation term of the module docstring (paper losses only:
-#: ``alpha_prior=0, binary_weight=0``). ``r1_weight`` (R1 on D) is an option, off in every preset:
-#: gamma 1 made D too weak on the synthetic cat cluster (see ``cluster`` module docstring).
-#: ``tiny``: for tests only.
 # What the three Table 4 settings share: 64x64 patches, the Table 2 networks, batch 64.
 _TABLE4_COMMON: dict[str, Any] = dict(
     patch_size=64,
@@ -88,11 +33,20 @@ _TABLE4_COMMON: dict[str, Any] = dict(
     q_channels=(32, 64, 128, 128),
     batch_size=64,
     steps=20000,
+    # The paper's losses only: none of the cpu preset's additions.
+    binary_weight=0.0,
+    alpha_prior=0.0,
+    prior_anneal=0,
 )
 
+#: Named settings (tables of overrides of the :class:`ClusterConfig` defaults).
+#: ``crowd``/``fruit``/``seed``: paper Table 4 + Table 2 networks at 64x64, padding from
+#: "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data Preparation"); the paper's
+#: losses only. ``cpu``: the default, 32x32 patches and narrower networks, with the annealed alpha
+#: prior (gone by step 1000 of 1500, so the saved generator has none) and the binarisation term.
+#: ``r1_weight`` is off in every preset. ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Alpha prior annealed to 0 by step 1000 of 1500 (curriculum): the saved generator has none.
-    "cpu": dict(binary_weight=5.0, alpha_prior=4.0, prior_anneal=1000, steps=1500),
+    "cpu": {},  # the class defaults
     "crowd": dict(**_TABLE4_COMMON, layers=8, z_dim=6, area_target=0.1, pad=30, flips=False),
     "fruit": dict(**_TABLE4_COMMON, layers=10, z_dim=5, area_target=0.25, pad=32, flips=True),
     "seed": dict(**_TABLE4_COMMON, layers=12, z_dim=2, area_target=0.25, pad=26, flips=True),
@@ -107,28 +61,170 @@ PRESETS: dict[str, dict[str, Any]] = {
         q_channels=(8, 8),
         batch_size=4,
         steps=6,
+        binary_weight=0.0,
+        alpha_prior=0.0,
+        prior_anneal=0,
     ),
 }
 
 
+@dataclass
+class ClusterConfig:
+    """Every setting of a cluster run (stored in the run's and the model's ``config.json``).
+
+    Roles: ``model`` fields change what is learned and must match to resume a run;
+    ``grid_every`` is operational (``run``). Paper values are in :data:`PRESETS`.
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
+    preset: str = param("cpu", "the preset these settings started from", flag=False)
+    instance_size: float | None = param(
+        None,
+        "width in px of the largest instance in the image (patch window = 1.5x); "
+        "built-in images know theirs",
+        low=2,
+    )
+    patch_size: int = param(
+        32,
+        "patch and instance side P in px, a multiple of 8 (paper 64); --pad does not scale with it",
+        low=16,
+        high=512,
+    )
+    layers: int = param(10, "composition layers N (foreground providers)", low=1, high=256)
+    z_dim: int = param(4, "dimension of each provider's latent code z", low=1, high=1024)
+    area_weight: float = param(1000.0, "lambda of the mask-area penalty (eq. 7)", low=0)
+    area_target: float = param(
+        0.2, "a of eq. 7: target relative mask area", low=0, high=1, low_open=True, high_open=True
+    )
+    info_weight: float = param(50.0, "beta of the InfoGAN-like term (appendix)", low=0)
+    binary_weight: float = param(
+        5.0, "not in the paper: weight of mean(alpha*(1-alpha)) (0 = off)", low=0
+    )
+    alpha_prior: float = param(
+        4.0, "not in the paper: centred-disk logit bias on alpha, disk area a (0 = off)", low=0
+    )
+    prior_anneal: int = param(
+        1000,
+        "not in the paper: steps over which the alpha prior decays linearly to 0 "
+        "(0 = fixed prior throughout)",
+        low=0,
+    )
+    r1_weight: float = param(
+        0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
+    )
+    r1_every: int = param(4, "lazy R1: applied every N steps, scaled by N", low=1)
+    area_warmup: int = param(0, "steps of linear warm-up of lambda (0 = full at once)", low=0)
+    instance_noise: float = param(
+        0.0, "std of Gaussian noise on D's inputs, annealed to 0", low=0, high=10
+    )
+    noise_steps: int = param(0, "steps over which the instance noise anneals", low=0)
+    ema_decay: float = param(
+        0.0, "EMA of G's weights for the saved model (0 = off)", low=0, high=1, high_open=True
+    )
+    pad: int = param(16, "layout padding in px (paper 30/32/26 at 64x64)", low=0)
+    background: str = param(
+        "disk",
+        "background provider: real patch with a central black disk, or black",
+        choices=("disk", "black"),
+    )
+    disk_radius: float | None = param(
+        None,
+        "radius in px of the background's black disk (default 20 * P / 64)",
+        low=0,
+        low_open=True,
+    )
+    flips: bool = param(False, "random h/v flips of real patches (paper: fruit and seed)")
+    g_channels: tuple[int, ...] = param(
+        (64, 32, 16), "generator widths c0,c1,c2 (paper Table 2: 256,128,64)", low=1, high=4096
+    )
+    g_base_convs: int = param(2, "4x4 stride-1 convs at the base resolution", low=0, high=16)
+    d_specs: tuple[tuple[int, int, int], ...] = param(
+        ((32, 3, 2), (64, 3, 2), (128, 3, 2), (128, 3, 1)),
+        "discriminator layers (channels, kernel, stride); presets change it",
+        flag=False,
+    )
+    q_channels: tuple[int, ...] = param(
+        (16, 32, 64), "widths of the InfoGAN Q network's stride-2 convs", low=1, high=4096
+    )
+    adv_loss: str = param("nonsaturating", "adversarial loss", choices=("nonsaturating", "hinge"))
+    batch_size: int = param(16, "composites per step", low=1, high=4096)
+    lr_g: float = param(4e-4, "generator (and Q) learning rate", low=0, low_open=True, high=1)
+    lr_d: float = param(2e-4, "discriminator learning rate", low=0, low_open=True, high=1)
+    betas: tuple[float, float] = param((0.5, 0.999), "Adam betas", low=0, high=1, high_open=True)
+    steps: int = param(1500, "training steps", low=1, high=10**8)
+    seed: int = param(0, "random seed", low=0, high=2**31 - 1)
+    grid_every: int | None = param(
+        None,
+        "steps between preview grids; unset: one per logging tick",
+        low=1,
+        role="run",
+    )
+
+    def check(self) -> None:
+        """Cross-field rules (called by :func:`maskgen.engine.config.validate_config`)."""
+        p = self.patch_size
+        if p % 8:
+            raise MaskgenError(
+                f"--patch-size {p}: must be a multiple of 8 (three stride-2 deconvolutions)"
+            )
+        if self.pad >= p:
+            raise MaskgenError(f"--pad {self.pad}: must be smaller than --patch-size {p}")
+        if len(self.g_channels) != 3:
+            raise MaskgenError(
+                f"--g-channels {','.join(map(str, self.g_channels))}: needs exactly three widths"
+            )
+        if not self.q_channels or p // 2 ** len(self.q_channels) < 1:
+            raise MaskgenError(
+                f"--q-channels {','.join(map(str, self.q_channels))}: 1 to log2({p}) stride-2 "
+                f"convs fit a {p} px patch"
+            )
+        if len(self.betas) != 2:
+            raise MaskgenError(f"--betas {','.join(map(str, self.betas))}: needs two values")
+        if self.disk_radius is not None and self.disk_radius > p:
+            raise MaskgenError(f"--disk-radius {self.disk_radius:g}: larger than the {p} px patch")
+        if any(len(r) != 3 or min(r) < 1 for r in self.d_specs):
+            raise MaskgenError(f"d_specs {self.d_specs}: rows of three positive integers")
+        c0 = self.g_channels[0]
+        weights = self.z_dim * (p // 8) ** 2 * c0 + 16 * c0 * c0 * self.g_base_convs
+        if weights > MAX_LAYER_ELEMENTS:
+            raise MaskgenError(
+                f"--g-channels {','.join(map(str, self.g_channels))} at --patch-size {p} and "
+                f"--z-dim {self.z_dim}: {weights:.3g} generator weights do not fit in memory "
+                f"(limit {MAX_LAYER_ELEMENTS:.3g})"
+            )
+        elements = self.batch_size * self.layers * 4 * p * p
+        if elements > MAX_LAYER_ELEMENTS:
+            raise MaskgenError(
+                f"--batch-size {self.batch_size} x --layers {self.layers} x {p}x{p} px: "
+                f"{elements:.3g} values per step do not fit in memory (limit "
+                f"{MAX_LAYER_ELEMENTS:.3g}); use fewer layers, a smaller batch or patch"
+            )
+
+    # Kept for callers of the earlier API (config.json readers, benchmarks).
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
+        """Inverse of :meth:`to_dict`; unknown keys (run facts such as ``window``) are ignored."""
+        return config_from_dict(cls, d)
+
+
 def make_config(preset: str = "cpu", **overrides: Any) -> ClusterConfig:
-    """A :class:`ClusterConfig` from a preset name plus overrides (``None`` values ignored)."""
-    if preset not in PRESETS:
-        raise MaskgenError(f"unknown cluster preset {preset!r}; choose from {', '.join(PRESETS)}")
-    kw = dict(PRESETS[preset])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = ClusterConfig.from_dict(ClusterConfig(**kw).to_dict())
-    if cfg.patch_size % 8 or cfg.patch_size < 16:
-        raise MaskgenError(f"patch size {cfg.patch_size}: must be a multiple of 8, at least 16")
-    if cfg.background not in ("disk", "black"):
-        raise MaskgenError(f"unknown background {cfg.background!r}; choose disk or black")
-    from maskgen.independence.losses import ADVERSARIAL_LOSSES  # imports torch: only here
+    """A validated :class:`ClusterConfig`: ``preset``'s table, then ``overrides`` (``None``
+    values ignored).
 
-    if cfg.adv_loss not in ADVERSARIAL_LOSSES:
-        raise MaskgenError(f"unknown adversarial loss {cfg.adv_loss!r}")
-    return cfg
+    Raises:
+        MaskgenError: unknown preset or setting, a value out of bounds, or a cross-field rule.
+    """
+    return _make_config(ClusterConfig, preset, **overrides)
 
 
-# ---------------------------------------------------------------------------------------------
-# Networks
-# ---------------------------------------------------------------------------------------------
+def field_names() -> list[str]:
+    """Names of the :class:`ClusterConfig` fields."""
+    return [f.name for f in dataclasses.fields(ClusterConfig)]
+
+
+__all__ = ["MAX_LAYER_ELEMENTS", "PRESETS", "ClusterConfig", "field_names", "make_config"]

@@ -17,8 +17,7 @@ things, each defined here once and named in every report:
    (integer shifts on a ``2P x 2P`` canvas); the mean over generated layers (a layer with an
    empty mask scores 0). The size floor drops the small visible fragments of mostly hidden
    instances: in a dense pile some fragment matches *any* small blob (without the floor a
-   2-px disk scored IoU 1.0 on a dense synthetic cat cluster), and a fragment is no object
-   shape.
+   speck-sized disk can score IoU 1.0), and a fragment is no object shape.
 3. **count**: objects in the image estimated as ``foreground area / mean generated mask area``
    (areas in image pixels: generated areas are scaled by ``(window / P)^2``), vs the number of
    labels. Foreground area **without labels**: Otsu's threshold on the luminance, foreground =
@@ -39,8 +38,9 @@ things, each defined here once and named in every report:
    generator of centred disks of every radius (:func:`disk_family_coverage`): it matches every
    instance's size but none of its shape, so a generator above it (``beats_disk_coverage``)
    matches the instances' shapes better than their sizes alone would. Read it with 1.: varied
-   fragments raise coverage too (a fragmenting seed-cluster run beat the disks at 39 %
-   single-object layers).
+   fragments raise coverage too.
+
+Measured values: ``benchmarks/RESULTS.md``, sections ``cluster-synthetic*``.
 """
 
 from __future__ import annotations
@@ -61,30 +61,60 @@ REF_PERCENTILE = 90
 PAIRWISE_SAMPLES = 64
 
 
+#: A label map's neighbouring pixels mostly share a label (0.8-0.95 on the built-in clusters);
+#: a photo's rarely share a colour (0.04-0.27 on the same images, shading and noise).
+MIN_NEIGHBOUR_AGREEMENT = 0.5
+
+
+def neighbour_agreement(a: np.ndarray) -> float:
+    """Share of horizontally / vertically adjacent pixel pairs with identical values."""
+    a = a.reshape(a.shape[0], a.shape[1], -1)
+    pairs = []
+    if a.shape[1] > 1:
+        pairs.append((a[:, 1:] == a[:, :-1]).all(-1).ravel())
+    if a.shape[0] > 1:
+        pairs.append((a[1:] == a[:-1]).all(-1).ravel())
+    return float(np.concatenate(pairs).mean()) if pairs else 1.0
+
+
 def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an instance label map (``H x W``; 0 = background, ``k > 0`` instance ``k``).
 
     Accepts 8/16/32-bit grey PNGs, palette images (palette indices) and colour-coded RGB(A)
     maps (each distinct colour an instance, black the background). Returns ``H x W`` int64.
+
+    Raises:
+        MaskgenError: a missing file or a folder, an unreadable image, or an image that is a
+            photo rather than a label map (neighbouring pixels rarely share a value).
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise MaskgenError(f"{path}: label map not found")
+    from maskgen.core.io import require_file
+
+    path = require_file(path, "label map")
     try:
         with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
-                a = np.asarray(im.convert("RGB")).astype(np.int64)
-                code = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
-                uniq, inv = np.unique(code, return_inverse=True)
-                ids = np.arange(len(uniq))
-                if uniq[0] != 0:  # no black: every colour is an instance
-                    ids = ids + 1
-                return ids[inv].reshape(code.shape)
-            return np.asarray(im).astype(np.int64)
+            mode = im.mode
+            raw = np.asarray(im.convert("RGB") if mode in ("RGB", "RGBA") else im)
     except (UnidentifiedImageError, OSError) as e:
         raise MaskgenError(f"{path}: cannot read label map ({e.__class__.__name__})") from None
+    if raw.ndim not in (2, 3):
+        raise MaskgenError(f"{path}: a label map must be a single image, got shape {raw.shape}")
+    agree = neighbour_agreement(raw)
+    if agree < MIN_NEIGHBOUR_AGREEMENT:
+        raise MaskgenError(
+            f"{path}: looks like a photo, not an instance label map (only {agree:.0%} of "
+            "neighbouring pixels share a value); pass the label map (e.g. labels.png)"
+        )
+    if raw.ndim == 3:
+        a = raw[..., :3].astype(np.int64)
+        code = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+        uniq, inv = np.unique(code, return_inverse=True)
+        ids = np.arange(len(uniq))
+        if uniq[0] != 0:  # no black: every colour is an instance
+            ids = ids + 1
+        return ids[inv].reshape(code.shape)
+    return raw.astype(np.int64)
 
 
 def gt_shapes(labels: np.ndarray, scale: float) -> tuple[list[np.ndarray], np.ndarray]:
@@ -277,24 +307,21 @@ def foreground_area(image: np.ndarray, mode: str = "bright") -> float:
     raise MaskgenError(f"unknown foreground mode {mode!r}; choose bright, dark or all")
 
 
-def evaluate_cluster(
-    model: str | os.PathLike[str],
+def load_eval_inputs(
+    predictor: Any,
     labels_path: str | os.PathLike[str],
     image_path: str | os.PathLike[str] | None = None,
-    num_samples: int = 256,
-    seed: int = 0,
-    foreground: str = "bright",
-) -> dict[str, Any]:
-    """Compute the metrics of the module docstring; returns a JSON-ready dict."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The label map (and image) to evaluate ``predictor`` against, checked before any work.
 
-    from maskgen.independence.cluster import generate_instances, load_generator
-
-    g, cfg, header = load_generator(model)
+    Raises:
+        MaskgenError: a label map that is missing, a photo, empty, or of another size than the
+            model's training image or ``image_path``; an image that is a label map.
+    """
     labels = read_label_map(labels_path)
     if labels.ndim != 2:
         raise MaskgenError(f"{labels_path}: a label map must be a single-channel image")
-    mconf = header["config"]
-    trained_hw = mconf.get("image_size")
+    trained_hw = predictor.image_size
     if trained_hw is not None and list(labels.shape) != list(trained_hw):
         raise MaskgenError(
             f"{labels_path}: label map is {labels.shape[1]}x{labels.shape[0]} px but the model was "
@@ -312,34 +339,23 @@ def evaluate_cluster(
             )
     if labels.max() <= 0:
         raise MaskgenError(f"{labels_path}: label map holds no instances")
-    P = cfg.patch_size
-    window = float(mconf["window"])
-    scale = P / window
+    return labels, image
+
+
+def shape_metrics(masks: np.ndarray, labels: np.ndarray, patch: int, scale: float, where: str):
+    """Metrics 1, 2, 4, 5 and 6 of the module docstring for ``M x P x P`` bool masks."""
     shapes, areas = gt_shapes(labels, scale)
     if len(shapes) == 0:
-        raise MaskgenError(
-            f"{labels_path}: no instance lies inside the image (all touch the border)"
-        )
+        raise MaskgenError(f"{where}: no instance lies inside the image (all touch the border)")
     a_ref = float(np.percentile(areas, REF_PERCENTILE))
-    inst = generate_instances(g, num_samples, seed=seed)
-    masks = (inst[:, 3] > 0.5).numpy()
     ok, ncomp = single_object_flags(masks, a_ref)
     shapes = matching_shapes(shapes, areas, a_ref)
-    ious = best_match_iou(masks, shapes, canvas=2 * P)
-    disk_r, disk_iou = best_disk(shapes, P, canvas=2 * P)
-    coverage = float(coverage_iou(masks, shapes, canvas=2 * P).mean())
-    disk_coverage = disk_family_coverage(shapes, P, canvas=2 * P)
-    gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
-    soft_area_img = float(inst[:, 3].sum((1, 2)).mean()) / scale**2
-    true_count = int(len(np.unique(labels[labels > 0])))
-    fg_labels = float((labels > 0).sum())
-    result: dict[str, Any] = {
-        "model": str(model),
-        "labels": str(labels_path),
-        "num_generated": int(num_samples),
-        "seed": seed,
-        "patch_size": P,
-        "window": window,
+    canvas = 2 * patch
+    ious = best_match_iou(masks, shapes, canvas=canvas)
+    disk_r, disk_iou = best_disk(shapes, patch, canvas=canvas)
+    coverage = float(coverage_iou(masks, shapes, canvas=canvas).mean())
+    disk_coverage = disk_family_coverage(shapes, patch, canvas=canvas)
+    return {
         "gt_instances_used": len(shapes),
         "a_ref_patch_px": a_ref,
         "plausible_area_patch_px": [PLAUSIBLE_LOW * a_ref, PLAUSIBLE_HIGH * a_ref],
@@ -355,10 +371,51 @@ def evaluate_cluster(
         "coverage_iou_mean": coverage,
         "disk_family_coverage_iou": disk_coverage,
         "beats_disk_coverage": bool(coverage > disk_coverage),
-        "mean_pairwise_iou": mean_pairwise_iou(masks[:PAIRWISE_SAMPLES], canvas=2 * P),
+        "mean_pairwise_iou": mean_pairwise_iou(masks[:PAIRWISE_SAMPLES], canvas=canvas),
+    }
+
+
+def evaluate_cluster(
+    model: str | os.PathLike[str],
+    labels_path: str | os.PathLike[str],
+    image_path: str | os.PathLike[str] | None = None,
+    num_samples: int = 256,
+    seed: int = 0,
+    foreground: str = "bright",
+) -> dict[str, Any]:
+    """Compute the metrics of the module docstring; returns a JSON-ready dict.
+
+    ``num_samples`` generated layers (seed ``seed``) of the model folder ``model`` are compared
+    with the instances of the label map ``labels_path`` (the model's training image's size);
+    ``image_path`` adds the label-free count. Every input is checked before the metrics run.
+    """
+    from maskgen.independence.cluster import ClusterPredictor
+
+    pred = ClusterPredictor.from_folder(model)
+    if num_samples < 2:
+        raise MaskgenError(
+            f"--num {num_samples}: must be at least 2 (shape variety compares pairs)"
+        )
+    pred.check_count(num_samples)
+    labels, image = load_eval_inputs(pred, labels_path, image_path)
+    P, window = pred.patch_size, pred.window
+    scale = P / window
+    inst = pred.instances(num_samples, seed=seed)
+    masks = (inst[:, 3] > 0.5).numpy()
+    shape = shape_metrics(masks, labels, P, scale, str(labels_path))
+    gen_area_img = float(masks.sum((1, 2)).mean()) / scale**2
+    fg_labels = float((labels > 0).sum())
+    result: dict[str, Any] = {
+        "model": str(model),
+        "labels": str(labels_path),
+        "num_generated": int(num_samples),
+        "seed": seed,
+        "patch_size": P,
+        "window": window,
+        **shape,
         "mean_generated_mask_area_image_px": gen_area_img,
-        "mean_soft_mask_area_image_px": soft_area_img,
-        "true_count": true_count,
+        "mean_soft_mask_area_image_px": float(inst[:, 3].sum((1, 2)).mean()) / scale**2,
+        "true_count": int(len(np.unique(labels[labels > 0]))),
         # None when every generated mask is empty (no instance size learned).
         "count_from_label_foreground": fg_labels / gen_area_img if gen_area_img > 0 else None,
         "definitions": "see maskgen.independence.cluster_eval module docstring",
@@ -379,11 +436,11 @@ def estimate_count(
     seed: int = 0,
 ) -> dict[str, float]:
     """Object count of an image without labels: foreground area / mean generated mask area."""
-    from maskgen.independence.cluster import generate_instances, load_generator
+    from maskgen.independence.cluster import ClusterPredictor
 
-    g, cfg, header = load_generator(model)
-    scale = cfg.patch_size / float(header["config"]["window"])
-    inst = generate_instances(g, num_samples, seed=seed)
+    pred = ClusterPredictor.from_folder(model)
+    scale = pred.patch_size / pred.window
+    inst = pred.instances(num_samples, seed=seed)
     area = float((inst[:, 3] > 0.5).sum((1, 2)).float().mean()) / scale**2
     fg = foreground_area(image, foreground)
     return {
@@ -393,21 +450,8 @@ def estimate_count(
     }
 
 
-__all__ = [
-    "PLAUSIBLE_HIGH",
-    "PLAUSIBLE_LOW",
-    "best_disk",
-    "best_match_iou",
-    "centred",
-    "estimate_count",
-    "evaluate_cluster",
-    "foreground_area",
-    "gt_shapes",
-    "matching_shapes",
-    "mean_pairwise_iou",
-    "read_label_map",
-    "single_object_flags",
-]
+#: Files of ``cluster sample``'s output folder; ``layers.png`` marks an earlier result.
+SAMPLE_FILES = ("appearances.png", "masks.png", "carved.png", "composites.png", "layers.png")
 
 
 def write_samples(
@@ -420,7 +464,7 @@ def write_samples(
 ) -> list[Path]:
     """Picture grids and single RGBA instances of a trained cluster model.
 
-    Writes into ``out``:
+    Writes into ``out`` (missing, empty, or with ``force`` an earlier result of this function):
 
     - ``appearances.png``: learned instance appearances (the generator's RGB), ``num`` of them;
     - ``masks.png``: their soft masks (alpha); ``carved.png``: RGB x alpha over grey;
@@ -431,43 +475,19 @@ def write_samples(
       composite, then a learned appearance and its soft mask;
     - ``instances/instance_NNN.png``: ``num`` single generated instances as RGBA PNGs.
 
-    Returns the written paths.
+    Every input is checked before anything is written. Returns the written paths.
     """
     import torch
 
-    from maskgen.core.io import refuse_overwrite, write_image
+    from maskgen.core.io import prepare_out_dir, write_image
     from maskgen.engine import save_image_grid
-    from maskgen.independence.cluster import generate_composites, load_generator
-    from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
+    from maskgen.independence.cluster import ClusterPredictor
 
-    if num < 1:
-        raise MaskgenError(f"--num {num}: must be at least 1")
-    out = Path(out)
-    names = [
-        "appearances.png",
-        "masks.png",
-        "carved.png",
-        "composites.png",
-        "layers.png",
-        "instances",
-    ]
-    for n in names:
-        refuse_overwrite(out / n, force)
-    g, cfg, header = load_generator(model)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        from maskgen.independence.cluster import sample_z
-
-        inst = g(sample_z(num, cfg.z_dim, gen)).float()
-        if image is not None:
-            sampler = PatchSampler(image, header["config"]["instance_size"], cfg.patch_size)
-            bg = make_backgrounds(
-                cfg.background, num, sampler, generator=gen, radius=cfg.disk_radius
-            )
-        else:
-            bg = torch.zeros(num, 3, cfg.patch_size, cfg.patch_size)
-        comp = generate_composites(g, cfg, num, bg, generator=gen)
+    out = prepare_out_dir(out, force, marker="layers.png")
+    pred = ClusterPredictor.from_folder(model)
+    pred.check_count(num, layers=True)
+    r = pred.render(num, seed, image)
+    inst, comp, placed = r["instances"], r["composite"], r["layers"]
     nrow = min(num, 8)
     rgb, a = inst[:, :3], inst[:, 3:4]
     out.mkdir(parents=True, exist_ok=True)
@@ -475,18 +495,39 @@ def write_samples(
         save_image_grid(out / "appearances.png", rgb, nrow),
         save_image_grid(out / "masks.png", a, nrow),
         save_image_grid(out / "carved.png", rgb * a + 0.5 * (1 - a), nrow),
-        save_image_grid(out / "composites.png", comp["composite"], nrow),
+        save_image_grid(out / "composites.png", comp, nrow),
     ]
     k = min(num, 8)
-    L = cfg.layers
-    rows = [comp["layers"][:k, i, :3] * comp["layers"][:k, i, 3:4] for i in range(L)]
-    rows += [comp["composite"][:k], rgb[:k], a[:k].expand(-1, 3, -1, -1)]
+    rows = [placed[:k, i, :3] * placed[:k, i, 3:4] for i in range(pred.config.layers)]
+    rows += [comp[:k], rgb[:k], a[:k].expand(-1, 3, -1, -1)]
     files.append(save_image_grid(out / "layers.png", torch.cat(rows), k))
     idir = out / "instances"
     idir.mkdir(exist_ok=True)
+    for stale in idir.glob("instance_*.png"):  # an earlier, larger --num (only with --force)
+        stale.unlink()
     arr = (inst.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     for i in range(num):
         p = idir / f"instance_{i:03d}.png"
         write_image(p, arr[i])
         files.append(p)
     return files
+
+
+__all__ = [
+    "PLAUSIBLE_HIGH",
+    "PLAUSIBLE_LOW",
+    "best_disk",
+    "best_match_iou",
+    "centred",
+    "estimate_count",
+    "evaluate_cluster",
+    "foreground_area",
+    "gt_shapes",
+    "load_eval_inputs",
+    "matching_shapes",
+    "mean_pairwise_iou",
+    "neighbour_agreement",
+    "read_label_map",
+    "write_samples",
+    "single_object_flags",
+]

@@ -60,11 +60,47 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def load_cluster_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as ``H x W x 3`` uint8 RGB (grey and RGBA handled)."""
-    from maskgen.core.io import read_image
+def check_not_label_map(path: Path) -> None:
+    """Refuse an instance label map given where a photo is expected.
 
-    return read_image(Path(path), mode="RGB")
+    A 16/32-bit grey file (the format of ``maskgen data cluster``'s ``labels.png``), or an 8-bit
+    grey one whose values are the consecutive ids ``0..K`` (K < 64) with flat regions, is a
+    label map: training on it would learn nothing and say nothing.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            grey = np.asarray(im) if mode in ("L", "P") else None
+    except (UnidentifiedImageError, OSError):
+        return  # read_image reports it
+    if mode.startswith("I") or mode == "F":
+        raise MaskgenError(
+            f"{path}: is a 16/32-bit grey image (mode {mode}), i.e. an instance label map, not a photo; "
+            "pass the RGB image (e.g. image.png)"
+        )
+    if grey is not None and grey.size and int(grey.max()) < 64:
+        values = np.unique(grey)
+        flat = (grey[:, 1:] == grey[:, :-1]).mean() if grey.shape[1] > 1 else 0.0
+        if len(values) == int(grey.max()) + 1 and len(values) > 2 and flat > 0.5:
+            raise MaskgenError(
+                f"{path}: holds the consecutive ids 0..{int(grey.max())}, i.e. an instance label "
+                "map, not a photo; pass the RGB image (e.g. image.png)"
+            )
+
+
+def load_cluster_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` uint8 RGB (grey and RGBA handled).
+
+    Raises:
+        MaskgenError: a missing file, a folder, an unreadable file, or a label map.
+    """
+    from maskgen.core.io import read_image, require_file
+
+    path = require_file(path, "PNG or JPEG image")
+    check_not_label_map(path)
+    return read_image(path, mode="RGB")
 
 
 def window_size(instance_size: float) -> int:
@@ -199,6 +235,7 @@ __all__ = [
     "WINDOW_FACTOR",
     "PatchSampler",
     "as_rgb_uint8",
+    "check_not_label_map",
     "check_patch_geometry",
     "disk_mask",
     "load_cluster_image",

@@ -5,12 +5,16 @@ an SN-GAN discriminator on real vs composite images; the generator (providers + 
 composition) minimises the adversarial loss plus ``lambda * L_area``. Adam with
 ``betas=(0.5, 0.999)``, lr 2e-4 (D) and 4e-4 (G) in the paper -- the optimisers are the caller's.
 
-One training iteration, edm2 style, is two named phases::
+One training iteration, edm2 style, is two named phases; a trainer's ``step()`` for the
+engine's one loop (:func:`maskgen.engine.training_loop`, ``docs/design.md``, "The engine
+contract") is made of them, e.g. :class:`maskgen.independence.cluster.ClusterTrainer`::
 
     fake, alphas = generate(batch)                       # providers -> layout -> compose
     d = discriminator_step(D, opt_d, real, fake)         # uses fake.detach()
     g = generator_step(D, opt_g, fake, alphas, area_weight=lam, area_target=a)
-    history.append({**d, **g}); msg = detect_collapse(history)
+    return {**d, **g}                                    # the loop logs and NaN-checks them
+
+and the trainer's ``on_log`` keeps the per-tick metrics for :func:`detect_collapse`.
 
 Stability helpers used by the applications (all optional, all off by default here):
 :func:`add_instance_noise` (Gaussian noise on D's inputs, real and fake alike, annealed to 0),
