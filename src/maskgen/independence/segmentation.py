@@ -188,6 +188,16 @@ class SegmentConfig:
         low=0,
         high=0.5,
     )
+    restarts: int = param(
+        1,
+        "short restarts with seeds seed..seed+K-1; the best by the label-free realism score "
+        "(maskgen.independence.selection) is trained on to --steps (1 = off)",
+        low=1,
+        high=16,
+    )
+    restart_steps: int = param(
+        300, "steps of each short restart (with --restarts > 1; below --steps)", low=1
+    )
     loss: str = param("nonsaturating", "adversarial loss", choices=("nonsaturating", "hinge"))
     seed: int = param(0, "RNG seed (same seed, same machine -> same run)", low=0, high=2**31 - 1)
 
@@ -207,6 +217,13 @@ class SegmentConfig:
         parse_policy(self.augment)
         check_pair("--area-bounds", self.area_bounds, strict=True)
         check_pair("--binary-ramp", self.binary_ramp, strict=False)
+        if self.restarts > 1 and self.restart_steps >= self.steps:
+            raise MaskgenError(
+                f"--restart-steps {self.restart_steps}: must be below --steps {self.steps} "
+                "(the best restart is trained on to --steps)"
+            )
+        if self.seed + self.restarts - 1 > 2**31 - 1:
+            raise MaskgenError(f"--restarts {self.restarts}: seeds past 2**31-1 from --seed")
 
     def unet(self) -> UNetConfig:
         """The generator's UNet settings."""
@@ -521,6 +538,15 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
     if run.is_finished():
         say(f"{run.path}: training already finished (model in {run.model_dir()})")
         return run.path
+    if cfg.restarts > 1:
+        from maskgen.independence.restarts import select_restart
+
+        best = select_restart(cfg, run, opts, (imgs, crop, bgs), say)
+        if best is None:  # paused (time budget / stop_after) during the restarts
+            return run.path
+        if best != cfg.seed:
+            cfg = dataclasses.replace(cfg, seed=best)
+            trainer = SegmentTrainer(cfg, imgs, crop, bgs, ctx, Path(out) / "grids", opts.quiet)
     res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="segment train")
     if res.finished:
         trainer.final_model().save_folder(
