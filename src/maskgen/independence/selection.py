@@ -153,9 +153,27 @@ def segmenter_realism(
     return composite_realism(imgs, alpha[:, 0].numpy(), backgrounds, steps=steps, seed=seed)
 
 
+def background_patches(
+    backgrounds: list[np.ndarray], size: int, crop: int, n: int, seed: int
+) -> np.ndarray:
+    """``n x size x size x 3`` uint8 patches drawn like the trainer's background provider."""
+    from maskgen.independence.providers import BackgroundPatchProvider
+
+    bg, _ = BackgroundPatchProvider(backgrounds, size, crop).sample(
+        n, torch.Generator().manual_seed(seed)
+    )
+    return (bg.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 def rank_candidates(scores: list[float]) -> int:
     """Index of the best candidate (highest realism; the first on ties)."""
     return int(np.argmax(np.asarray(scores)))
 
 
-__all__ = ["SCORE_DISC", "composite_realism", "rank_candidates", "segmenter_realism"]
+__all__ = [
+    "SCORE_DISC",
+    "background_patches",
+    "composite_realism",
+    "rank_candidates",
+    "segmenter_realism",
+]
