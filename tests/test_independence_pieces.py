@@ -227,3 +227,46 @@ def test_bad_new_flags(tiny_set, tmp_path, capsys, flags, needle):
     argv += ["--backgrounds", tiny_set / "backgrounds", "--out", out, "--steps", "6", *TINY]
     check_bad_input([*argv, *flags], capsys, needle)
     assert not out.exists()
+
+
+# ------------------------------------------------ the same pieces in the cluster trainer
+@pytest.fixture(scope="module")
+def cluster_image(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cl") / "data"
+    argv = ["data", "cluster", "--kind", "synthetic", "--size", "80", "--instance-size", "20"]
+    from maskgen.cli.main import main
+
+    assert main([*argv, "--out", str(out)]) == 0
+    return out / "image.png"
+
+
+def _cluster_argv(image: Path, out: Path) -> list:
+    return ["cluster", "train", "--image", image, "--instance-size", "20", "--out", out,
+            "--steps", "4", "--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2"]  # fmt: skip
+
+
+def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _cluster_argv(cluster_image, out)
+    flags = ["--augment", "color,translation", "--area-penalty", "both"]
+    rc, _, err = run_cli([*argv, *flags, "--area-bounds", "0.05,0.4", "--r1-weight", "1"], capsys)
+    assert rc == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert "color,translation" in json.dumps(cfg) and "both" in json.dumps(cfg)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(np.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--augment", "rotate"], "--augment rotate"),
+        (["--augment-p", "-0.1"], "--augment-p"),
+        (["--area-penalty", "x"], "--area-penalty"),
+        (["--area-bounds", "0.3,0.3"], "--area-bounds"),
+    ],
+)
+def test_cluster_bad_new_flags(cluster_image, tmp_path, capsys, flags, needle):
+    out = tmp_path / "run"
+    check_bad_input([*_cluster_argv(cluster_image, out), *flags], capsys, needle)
+    assert not out.exists()
