@@ -17,6 +17,14 @@ Stability additions (all switchable; ``preset="paper"`` turns them off): a linea
 area weight, instance noise on D's inputs annealed to 0, an EMA of the UNet used for the saved
 model, a binarisation term and straight-through hard composites. What they changed:
 ``benchmarks/RESULTS.md``, section ``segment``.
+
+Small-data pieces (issue 12; off in ``cpu``/``paper``, on in the ``shapes`` preset, each one
+flag): DiffAugment of D's inputs (``augment``, :mod:`~maskgen.independence.augment`), lazy R1
+(``r1_weight``), area bounds instead of / beside eq. 7 (``area_penalty``, ``area_bounds``), a
+binarisation term with a late ramp or the binary entropy (``binary_kind``,
+``binary_schedule``; :mod:`~maskgen.independence.regularizers`), a random shift of the cut-out
+against the background (``fg_shift``) and label-free restarts (``restarts``,
+:mod:`~maskgen.independence.restarts`). Their contribution: section ``independence-ablation``.
 """
 
 from __future__ import annotations
