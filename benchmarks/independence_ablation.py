@@ -68,7 +68,7 @@ QUICK_RUNS = [("photo", "cpu", 0), ("photo", "shapes", 0)]
 
 SET_SEED = 0
 DISTILL_STEPS = 600
-SCORE_STEPS = 300
+SCORE_STEPS = 200
 
 
 def make_set(name: str, d: Path, quick: bool) -> None:
