@@ -65,7 +65,10 @@ MAX_BATCH_PIXELS = 2**26
 class SegmentConfig:
     """Every setting of ``segment train`` (stored in the run folder; model and path fields are
     the resume check). ``cpu`` (default): 32x32 narrow nets, stabilised, sized for a 2-core CPU;
-    ``paper``: Table 1 networks at 128x128 and the paper's plain training; ``tiny``: tests."""
+    ``paper``: Table 1 networks at 128x128 and the paper's plain training; ``shapes``: ``cpu``
+    plus the issue-12 small-data pieces (experimental: in the first measurement, photo-holdout
+    seed 0, it gave centred blobs and scored below ``cpu``; see the ablation section);
+    ``tiny``: tests."""
 
     PRESETS = {  # noqa: RUF012
         "cpu": {},
