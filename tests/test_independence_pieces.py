@@ -129,7 +129,7 @@ def test_pieces_off_in_paper_preset():
         1,
     )
     s = make_config(SegmentConfig, "shapes", images="i", backgrounds="b")
-    assert s.augment != "none" and s.area_penalty == "bounds" and s.fg_shift > 0
+    assert s.r1_weight > 0 and s.area_penalty == "bounds" and s.fg_shift > 0
 
 
 def test_restarts_keep_the_best_by_the_label_free_score(tiny_set, tmp_path, capsys, monkeypatch):
