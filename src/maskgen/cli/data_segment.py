@@ -26,7 +26,8 @@ def _cmd_segmentation_set(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {info['n_train']} train, {info['n_test']} test (with masks) and "
-        f"{info['n_backgrounds']} background images ({args.variant}) to {args.out}"
+        f"{info['n_backgrounds']} background images ({args.variant}, {info['class']}) to "
+        f"{args.out}"
     )
     return 0
 
@@ -70,16 +71,23 @@ def add_segment_data_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--variant",
         default="texture",
-        choices=["texture", "flat"],
+        choices=["texture", "flat", "photo", "photo-holdout"],
         help="texture: objects painted with real-photo textures (hard for colour "
-        "models); flat: one flat colour per object (GrabCut's easy case)",
+        "models); flat: one flat colour per object (GrabCut's easy case); photo: a few "
+        "hundred photo-textured crops with shading, shadows and camera noise (tuning set); "
+        "photo-holdout: the same made differently (other classes, photos, sizes; report only)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-test", type=int, default=200)
-    p.add_argument("--n-backgrounds", type=int, default=2000)
-    p.add_argument("--class", dest="shape_class", default="bird", help="built-in silhouette class")
+    p.add_argument("--n-train", type=int, default=None, help="default 2000 (photo sets: 400)")
+    p.add_argument("--n-test", type=int, default=None, help="default 200 (photo sets: 100)")
+    p.add_argument("--n-backgrounds", type=int, default=None, help="default 2000 (photo sets: 400)")
+    p.add_argument(
+        "--class",
+        dest="shape_class",
+        default=None,
+        help="built-in silhouette class (default bird; photo: horse, photo-holdout: cow)",
+    )
     p.add_argument(
         "--force", action="store_true", help="replace an earlier set in --out (info.json)"
     )

@@ -476,15 +476,37 @@ def _segmentation_samples(
     return tr, te, bgs
 
 
+#: Variants of :func:`make_segmentation_set`.
+SEGMENTATION_VARIANTS = ("texture", "flat", "photo", "photo-holdout")
+
+
+def _set_samples(
+    variant: str,
+    seed: int,
+    size: int,
+    counts: tuple[int, int, int],
+    shape_class: str,
+    margin: tuple[float, float],
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]], list[np.ndarray], str]:
+    """Train crops, test pairs, backgrounds and the README text of any variant."""
+    from maskgen.data.photo_sets import PHOTO_RECIPES, photo_readme, photo_samples
+
+    if variant in PHOTO_RECIPES:
+        tr, te, bgs, cls = photo_samples(variant, seed, size, counts, shape_class)
+        return tr, te, bgs, photo_readme(variant, seed, size, cls)
+    tr, te, bgs = _segmentation_samples(variant, seed, size, counts, shape_class, margin)
+    return tr, te, bgs, _segmentation_readme(variant, seed, size, shape_class)
+
+
 def make_segmentation_set(
     out: str | os.PathLike[str],
     variant: str = "texture",
     seed: int = 0,
     size: int = 64,
-    n_train: int = 2000,
-    n_test: int = 200,
-    n_backgrounds: int = 2000,
-    shape_class: str = "bird",
+    n_train: int | None = None,
+    n_test: int | None = None,
+    n_backgrounds: int | None = None,
+    shape_class: str | None = None,
     margin: tuple[float, float] = (0.04, 0.14),
     force: bool = False,
 ) -> dict[str, Any]:
@@ -494,11 +516,14 @@ def make_segmentation_set(
         out: new folder (missing or empty; with ``force``, an earlier set is replaced). The
             set is written to a temporary folder renamed to ``out`` at the end.
         variant: ``"texture"`` (objects painted with real-photo textures; hard for colour
-            models) or ``"flat"`` (one flat colour per object; GrabCut's easy case).
+            models), ``"flat"`` (one flat colour per object; GrabCut's easy case), ``"photo"``
+            (tuning) or ``"photo-holdout"`` (reporting only; :mod:`maskgen.data.photo_sets`).
         seed: RNG seed; the same seed writes the same files.
         size: crop size ``S`` (images are ``S x S``; backgrounds too).
-        n_train, n_test, n_backgrounds: how many images of each kind.
-        shape_class: built-in silhouette class (``maskgen.data.builtin.silhouette_class_names``).
+        n_train, n_test, n_backgrounds: how many images of each kind (None: 2000, 200, 2000;
+            for the photo sets 400, 100, 400).
+        shape_class: built-in silhouette class (``maskgen.data.builtin.silhouette_class_names``;
+            None: bird, or the photo set's default class).
             The first 80 % of the class's shapes feed ``train/``, the rest ``test/``.
         margin: the box margin per side, drawn uniformly from this range (fraction of ``S``).
 
@@ -506,16 +531,28 @@ def make_segmentation_set(
         the ``info.json`` dict.
     """
     from maskgen.data.builtin import silhouette_class_names
+    from maskgen.data.photo_sets import PHOTO_RECIPES, photo_recipe
 
-    if variant not in ("texture", "flat"):
-        raise MaskgenError(f"--variant {variant}: unknown; choose texture or flat")
+    if variant not in SEGMENTATION_VARIANTS:
+        raise MaskgenError(
+            f"--variant {variant}: unknown; choose {', '.join(SEGMENTATION_VARIANTS)}"
+        )
+    photo = variant in PHOTO_RECIPES
+    dflt = (PHOTO_RECIPES[variant].n_train, 100, 400) if photo else (2000, 200, 2000)
+    n_train = dflt[0] if n_train is None else n_train
+    n_test = dflt[1] if n_test is None else n_test
+    n_backgrounds = dflt[2] if n_backgrounds is None else n_backgrounds
     counts = dict(n_train=n_train, n_test=n_test, n_backgrounds=n_backgrounds)
     check_set_counts(size, counts, seed)
-    if shape_class not in silhouette_class_names():
+    if shape_class is not None and shape_class not in silhouette_class_names():
         names = ", ".join(silhouette_class_names())
         raise MaskgenError(f"--class {shape_class}: unknown (choose from {names})")
+    if photo:
+        margin = PHOTO_RECIPES[variant].margin
+        shape_class = photo_recipe(variant, shape_class)[1]
+    shape_class = shape_class or "bird"
     prepare_out_dir(out, force, marker="info.json")
-    tr, te, bgs = _segmentation_samples(
+    tr, te, bgs, readme = _set_samples(
         variant, seed, size, (n_train, n_test, n_backgrounds), shape_class, margin
     )
     info = {
@@ -527,8 +564,16 @@ def make_segmentation_set(
         "n_train": n_train,
         "n_test": n_test,
         "n_backgrounds": n_backgrounds,
-        "background_photos": list(BACKGROUND_PHOTOS),
-        "object_texture_photos": list(OBJECT_TEXTURE_PHOTOS) if variant == "texture" else None,
+        "background_photos": list(
+            PHOTO_RECIPES[variant].backgrounds if photo else BACKGROUND_PHOTOS
+        ),
+        "object_texture_photos": (
+            list(PHOTO_RECIPES[variant].textures)
+            if photo
+            else list(OBJECT_TEXTURE_PHOTOS)
+            if variant == "texture"
+            else None
+        ),
         "margin": list(margin),
         "test_fg_fraction": float(np.mean([t[1].mean() for t in te])),
     }
@@ -538,7 +583,7 @@ def make_segmentation_set(
         masks = np.stack([t[1].astype(np.uint8) * 255 for t in te])
         write_image_folder(tmp / "test" / "masks", masks, names)
         write_image_folder(tmp / "backgrounds", np.stack(bgs))
-        write_text(tmp / "README.md", _segmentation_readme(variant, seed, size, shape_class))
+        write_text(tmp / "README.md", readme)
         write_json(tmp / "info.json", info)
     return info
 

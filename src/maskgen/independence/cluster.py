@@ -405,9 +405,24 @@ class ClusterTrainer:
             "opt_d": self.opt_d,
             "ema": self.ema,
         }
+        self._augmented_discriminators(ctx.rank)
         self.history: list[dict[str, float]] = []
         self.last_warning: str | None = None
         self.last_batch: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+
+    def _augmented_discriminators(self, rank: int) -> None:
+        """D as the D phase, the G phase and R1 see it: ``D(augment(x))`` with ``--augment``
+        (:mod:`maskgen.independence.augment`), else D itself."""
+        from maskgen.engine import unwrap
+        from maskgen.independence.augment import AugmentedDiscriminator, parse_policy
+
+        cfg, policy = self.cfg, parse_policy(self.cfg.augment)
+        self.d_phase_d, self.d_plain = self.dw, unwrap(self.dw)
+        if policy:
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + rank + 500)
+            self.resumable["gen_aug"] = g
+            self.d_phase_d = AugmentedDiscriminator(self.dw, policy, g, cfg.augment_p)
+            self.d_plain = AugmentedDiscriminator(unwrap(self.dw), policy, g, cfg.augment_p)
 
     def noise_at(self, step: int) -> float:
         """Instance noise std at ``step``, annealed linearly to 0 over ``noise_steps``."""
@@ -434,11 +449,10 @@ class ClusterTrainer:
 
     def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
         """Discriminator on real patches vs composites (eq. 6), then lazy R1 when due."""
-        from maskgen.engine import unwrap
 
         cfg = self.cfg
         m = discriminator_step(
-            self.dw,
+            self.d_phase_d,
             self.opt_d,
             real,
             out["composite"],
@@ -448,26 +462,32 @@ class ClusterTrainer:
             autocast=self._autocast(),
         )
         if cfg.r1_weight > 0 and step % cfg.r1_every == 0:
-            m["r1"] = r1_step(unwrap(self.dw), self.opt_d, real, cfg.r1_weight, cfg.r1_every)
+            m["r1"] = r1_step(self.d_plain, self.opt_d, real, cfg.r1_weight, cfg.r1_every)
         return m
 
     def g_phase(self, step: int, out: dict[str, torch.Tensor]) -> dict:
         """Generator and Q: adversarial + lambda * area (eq. 7) + beta * info (+ binarisation)."""
-        from maskgen.engine import unwrap
 
         cfg = self.cfg
         with self._autocast():
             reg = regularizers(self.qw, out, cfg)
+        lam = area_weight_at(step, cfg.area_weight, cfg.area_warmup)
+        extra = reg["extra"]
+        if cfg.area_penalty in ("bounds", "both"):
+            from maskgen.independence.regularizers import area_bounds_penalty
+
+            bounds = area_bounds_penalty(out["instances"][:, :, 3:4].float(), *cfg.area_bounds)
+            extra = extra + lam * bounds
         m = generator_step(
-            unwrap(self.dw),
+            self.d_plain,
             self.opt_g,
             out["composite"],
             out["instances"][:, :, 3:4],
-            area_weight=area_weight_at(step, cfg.area_weight, cfg.area_warmup),
+            area_weight=lam if cfg.area_penalty != "bounds" else 0.0,
             area_target=cfg.area_target,
             loss=cfg.adv_loss,
             instance_noise=self.noise_at(step),
-            extra_loss=reg["extra"],
+            extra_loss=extra,
             step=step,
             autocast=self._autocast(),
         )

@@ -114,6 +114,21 @@ class ClusterConfig:
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
     r1_every: int = param(4, "lazy R1: applied every N steps, scaled by N", low=1)
+    augment: str = param(
+        "none",
+        "not in the paper: DiffAugment policy on D's inputs, real and composite alike "
+        "(comma-separated color,translation,cutout, or none)",
+    )
+    augment_p: float = param(1.0, "probability of each augmentation per patch", low=0, high=1)
+    area_penalty: str = param(
+        "target",
+        "target: the paper's (area - a)^2 per layer; bounds: zero inside --area-bounds, "
+        "quadratic outside; both: the two added",
+        choices=("target", "bounds", "both"),
+    )
+    area_bounds: tuple[float, ...] = param(
+        (0.02, 0.3), "a_min,a_max per layer (with --area-penalty bounds|both)", low=0, high=1
+    )
     area_warmup: int = param(0, "steps of linear warm-up of lambda (0 = full at once)", low=0)
     instance_noise: float = param(
         0.0, "std of Gaussian noise on D's inputs, annealed to 0", low=0, high=10
@@ -181,6 +196,11 @@ class ClusterConfig:
             )
         if len(self.betas) != 2:
             raise MaskgenError(f"--betas {','.join(map(str, self.betas))}: needs two values")
+        from maskgen.independence.augment import parse_policy
+        from maskgen.independence.segmentation import check_pair
+
+        parse_policy(self.augment)
+        check_pair("--area-bounds", self.area_bounds, strict=True)
         if self.disk_radius is not None and self.disk_radius > p:
             raise MaskgenError(f"--disk-radius {self.disk_radius:g}: larger than the {p} px patch")
         if any(len(r) != 3 or min(r) < 1 for r in self.d_specs):

@@ -1,0 +1,272 @@
+"""Issue 12's small-data GAN pieces of application 1 (augment, regularizers, fg shift, restarts
+with the label-free selection), each through ``segment train`` at a tiny config, the selection
+criterion on a labelled toy case, and bad input for every new flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _cli import check_bad_input, run_cli
+from maskgen.independence.augment import (
+    AugmentedDiscriminator,
+    diff_augment,
+    parse_policy,
+    shift_layer,
+)
+from maskgen.independence.regularizers import (
+    area_bounds_penalty,
+    binarisation_loss,
+    r1_penalty,
+    ramp_weight,
+)
+from maskgen.independence.selection import composite_realism
+
+TINY = ["--preset", "tiny", "--threads", "1", "--log-every", "2", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    from maskgen.data.segmentation_sets import make_segmentation_set
+
+    d = tmp_path_factory.mktemp("pieces") / "set"
+    make_segmentation_set(d, "photo", seed=1, size=32, n_train=16, n_test=4, n_backgrounds=8)
+    return d
+
+
+def _train(tiny_set: Path, out: Path, capsys, *flags: str) -> list[dict]:
+    argv = ["segment", "train", "--images", tiny_set / "train/images"]
+    argv += ["--backgrounds", tiny_set / "backgrounds", "--out", out, "--steps", "6", *TINY]
+    rc, _, err = run_cli([*argv, *flags], capsys)
+    assert rc == 0, err
+    assert (out / "model" / "DONE").exists() or (out / "DONE").exists() or (out / "model").is_dir()
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------ unit checks
+def test_policy_parsing():
+    assert parse_policy("none") == () and parse_policy("") == ()
+    assert parse_policy("cutout,color") == ("color", "cutout")
+
+
+def test_augment_is_differentiable_and_keeps_shape():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x, ("color", "translation", "cutout"), g)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    d = AugmentedDiscriminator(torch.nn.Conv2d(3, 1, 3), ("translation",), g)
+    assert d(torch.rand(2, 3, 16, 16)).shape == (2, 1, 14, 14)
+    assert list(d.parameters())  # the wrapped D's parameters, for the optimiser / freezing
+
+
+def test_shift_uncovers_background():
+    g = torch.Generator().manual_seed(0)
+    layer = torch.ones(8, 4, 16, 16)
+    out, t = shift_layer(layer, g, 0.25)
+    for i in range(8):
+        ty, tx = (int(v) for v in t[i])
+        assert out[i, 3].sum() == (16 - abs(ty)) * (16 - abs(tx))
+    same, _ = shift_layer(layer, g, 0.0)
+    assert torch.equal(same, layer)
+
+
+def test_regularizers():
+    inside = torch.full((2, 1, 8, 8), 0.3)
+    assert float(area_bounds_penalty([inside], 0.1, 0.5)) == 0.0
+    assert float(area_bounds_penalty([torch.ones(2, 1, 8, 8)], 0.1, 0.5)) == pytest.approx(0.25)
+    assert float(area_bounds_penalty([torch.zeros(2, 1, 8, 8)], 0.1, 0.5)) == pytest.approx(0.01)
+    half, hard = torch.full((1, 1, 4, 4), 0.5), torch.ones(1, 1, 4, 4)
+    for kind in ("product", "entropy"):
+        assert float(binarisation_loss(half, kind)) == pytest.approx(0.25, rel=1e-4)
+        assert float(binarisation_loss(hard, kind)) < 1e-4
+    assert ramp_weight(0, 100, 2.0, 0.3, 0.8) == 0.0
+    assert ramp_weight(55, 100, 2.0, 0.3, 0.8) == pytest.approx(1.0)
+    assert ramp_weight(90, 100, 2.0, 0.3, 0.8) == 2.0
+    d = torch.nn.Conv2d(3, 1, 3)
+    assert float(r1_penalty(d, torch.rand(2, 3, 8, 8)).detach()) > 0
+
+
+# ---------------------------------------------------------------- each piece through the CLI
+@pytest.mark.parametrize(
+    ("flags", "key"),
+    [
+        (["--augment", "color,translation,cutout", "--augment-p", "0.5"], "loss_d"),
+        (["--r1-weight", "1", "--r1-every", "2"], "loss_r1"),
+        (["--area-penalty", "bounds", "--area-bounds", "0.2,0.4"], "loss_bounds"),
+        (["--binary-kind", "entropy", "--binary-schedule", "ramp", "--binary-ramp", "0,0.5"],
+         "loss_binary"),
+        (["--fg-shift", "0.1"], "loss_g"),
+        (["--preset", "shapes", "--unet-widths", "8,16,16", "--disc", "tiny",
+          "--batch-size", "8"], "loss_r1"),
+    ],
+)  # fmt: skip
+def test_piece_through_cli(tiny_set, tmp_path, capsys, flags, key):
+    rows = _train(tiny_set, tmp_path / "run", capsys, *flags)
+    assert any(key in r for r in rows)
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    text = json.dumps(cfg)
+    for f in flags[::2]:
+        if f != "--preset":
+            assert f[2:].replace("-", "_") in text
+
+
+def test_pieces_off_in_paper_preset():
+    from maskgen.engine import make_config
+    from maskgen.independence.segmentation import SegmentConfig
+
+    p = make_config(SegmentConfig, "paper", images="i", backgrounds="b")
+    assert (p.augment, p.r1_weight, p.area_penalty, p.fg_shift, p.restarts) == (
+        "none",
+        0.0,
+        "target",
+        0.0,
+        1,
+    )
+    s = make_config(SegmentConfig, "shapes", images="i", backgrounds="b")
+    assert s.r1_weight > 0 and s.area_penalty == "bounds" and s.fg_shift > 0
+
+
+def test_restarts_keep_the_best_by_the_label_free_score(tiny_set, tmp_path, capsys, monkeypatch):
+    import maskgen.independence.restarts as restarts
+
+    monkeypatch.setattr(restarts, "SCORE_STEPS", 5)
+    out = tmp_path / "run"
+    _train(tiny_set, out, capsys, "--restarts", "2", "--restart-steps", "2")
+    sel = json.loads((out / "selection.json").read_text())
+    assert [c["seed"] for c in sel["candidates"]] == [0, 1]
+    best = max(sel["candidates"], key=lambda c: c["realism"])
+    assert sel["best_seed"] == best["seed"]
+    assert (out / "model").is_dir()
+    # rerun: finished, nothing retrained
+    rc, _, err = run_cli(
+        ["segment", "train", "--images", tiny_set / "train/images", "--backgrounds",
+         tiny_set / "backgrounds", "--out", out, "--steps", "6", "--restarts", "2",
+         "--restart-steps", "2", *TINY],
+        capsys,
+    )  # fmt: skip
+    assert rc == 0 and "already finished" in err
+
+
+# -------------------------------------------------- the criterion on a labelled toy case
+def test_realism_ranks_exact_masks_above_wrong_ones(tmp_path):
+    """Exact masks must score above eroded / dilated masks and centred disks of the right area,
+    and the score must order the candidates as their IoU does (Spearman > 0)."""
+    import cv2
+
+    from maskgen.data.segmentation_sets import (
+        load_image_folder,
+        load_mask_folder,
+        make_segmentation_set,
+    )
+
+    torch.set_num_threads(1)
+    d = tmp_path / "toy"
+    make_segmentation_set(d, "photo", seed=3, size=32, n_train=2, n_test=120, n_backgrounds=60)
+    imgs = load_image_folder(d / "test/images", 32, "t").images
+    gt = np.stack(list(load_mask_folder(d / "test/masks").values())).astype(np.float32)
+    bgs = load_image_folder(d / "backgrounds", 32, "b").images
+    k = np.ones((3, 3), np.uint8)
+    yy, xx = np.mgrid[:32, :32]
+
+    def disk(m):
+        return ((yy - 15.5) ** 2 + (xx - 15.5) ** 2 <= m.sum() / np.pi).astype(np.float32)
+
+    cands = {
+        "exact": gt,
+        "dilated": np.stack([cv2.dilate(m, k, iterations=2) for m in gt]),
+        "eroded": np.stack([cv2.erode(m, k, iterations=2) for m in gt]),
+        "disk": np.stack([disk(m) for m in gt]),
+    }
+    iou = {
+        n: float(np.mean([((a > 0.5) & (g > 0.5)).sum() / ((a > 0.5) | (g > 0.5)).sum()
+                          for a, g in zip(c, gt, strict=True)]))
+        for n, c in cands.items()
+    }  # fmt: skip
+    score = {
+        n: composite_realism(imgs, c, bgs, steps=200, seed=0)["realism"] for n, c in cands.items()
+    }
+    assert max(score, key=score.get) == "exact", score
+    names = list(cands)
+    ri = np.argsort(np.argsort([iou[n] for n in names]))
+    rs = np.argsort(np.argsort([score[n] for n in names]))
+    assert np.corrcoef(ri, rs)[0, 1] > 0, (iou, score)
+
+
+# ----------------------------------------------------------------------- bad input, new flags
+BAD = [
+    (["--augment", "colour"], "--augment colour"),
+    (["--augment", "color,color"], "--augment"),
+    (["--augment-p", "1.5"], "--augment-p"),
+    (["--r1-weight", "-1"], "--r1-weight"),
+    (["--r1-every", "0"], "--r1-every"),
+    (["--area-penalty", "exact"], "--area-penalty"),
+    (["--area-bounds", "0.5,0.1"], "--area-bounds"),
+    (["--area-bounds", "0.2"], "--area-bounds"),
+    (["--area-bounds", "0.2,1.5"], "--area-bounds"),
+    (["--binary-kind", "l1"], "--binary-kind"),
+    (["--binary-schedule", "late"], "--binary-schedule"),
+    (["--binary-ramp", "0.9,0.1"], "--binary-ramp"),
+    (["--fg-shift", "0.9"], "--fg-shift"),
+    (["--restarts", "0"], "--restarts"),
+    (["--restarts", "40"], "--restarts"),
+    (["--restarts", "2", "--restart-steps", "6"], "--restart-steps"),
+    (["--restart-steps", "0"], "--restart-steps"),
+]
+
+
+@pytest.mark.parametrize(("flags", "needle"), BAD, ids=[" ".join(f) for f, _ in BAD])
+def test_bad_new_flags(tiny_set, tmp_path, capsys, flags, needle):
+    out = tmp_path / "run"
+    argv = ["segment", "train", "--images", tiny_set / "train/images"]
+    argv += ["--backgrounds", tiny_set / "backgrounds", "--out", out, "--steps", "6", *TINY]
+    check_bad_input([*argv, *flags], capsys, needle)
+    assert not out.exists()
+
+
+# ------------------------------------------------ the same pieces in the cluster trainer
+@pytest.fixture(scope="module")
+def cluster_image(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cl") / "data"
+    argv = ["data", "cluster", "--kind", "synthetic", "--size", "80", "--instance-size", "20"]
+    from maskgen.cli.main import main
+
+    assert main([*argv, "--out", str(out)]) == 0
+    return out / "image.png"
+
+
+def _cluster_argv(image: Path, out: Path) -> list:
+    return ["cluster", "train", "--image", image, "--instance-size", "20", "--out", out,
+            "--steps", "4", "--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2"]  # fmt: skip
+
+
+def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _cluster_argv(cluster_image, out)
+    flags = ["--augment", "color,translation", "--area-penalty", "both"]
+    rc, _, err = run_cli([*argv, *flags, "--area-bounds", "0.05,0.4", "--r1-weight", "1"], capsys)
+    assert rc == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert "color,translation" in json.dumps(cfg) and "both" in json.dumps(cfg)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(np.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--augment", "rotate"], "--augment rotate"),
+        (["--augment-p", "-0.1"], "--augment-p"),
+        (["--area-penalty", "x"], "--area-penalty"),
+        (["--area-bounds", "0.3,0.3"], "--area-bounds"),
+    ],
+)
+def test_cluster_bad_new_flags(cluster_image, tmp_path, capsys, flags, needle):
+    out = tmp_path / "run"
+    check_bad_input([*_cluster_argv(cluster_image, out), *flags], capsys, needle)
+    assert not out.exists()
