@@ -66,6 +66,7 @@ from maskgen.independence.gan import (
     generator_step,
 )
 from maskgen.independence.layout import pad_and_random_crop
+from maskgen.independence.regularizers import r1_step  # R1 (Mescheder et al. 2018)
 
 KIND = "cluster"
 #: Prefix of the generator's weights in a model folder's ``model.safetensors``.
@@ -320,32 +321,6 @@ def regularizers(
     binary = (alphas * (1.0 - alphas)).mean()
     extra = cfg.info_weight * info + cfg.binary_weight * binary
     return {"extra": extra, "info_loss": info.detach(), "binary_loss": binary.detach()}
-
-
-def r1_step(
-    d: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor, gamma: float, every: int
-) -> float:
-    """One lazy R1 step on D (not in the paper; Mescheder et al. 2018, ``r1_weight``).
-
-    ``every * (gamma / 2) * mean_n |grad_x D(x_n)|^2`` over real patches ``N x 3 x P x P``
-    (the factor ``every`` keeps the average strength when applied every ``every`` steps).
-    Returns the unscaled penalty ``mean |grad|^2``.
-    """
-    x = real.detach().float().requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x).float().sum(), x, create_graph=True)
-    pen = grad.pow(2).flatten(1).sum(1).mean()
-    opt_d.zero_grad(set_to_none=True)
-    (0.5 * gamma * every * pen).backward()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # ``d`` is the unwrapped module (DDP does not support double backward): average the
-        # gradients by hand so every rank takes the same step.
-        world = torch.distributed.get_world_size()
-        for p in d.parameters():
-            if p.grad is not None:
-                torch.distributed.all_reduce(p.grad)
-                p.grad.div_(world)
-    opt_d.step()
-    return float(pen.detach())
 
 
 def preview_grid(out: dict[str, torch.Tensor], real: torch.Tensor, k: int = 8) -> torch.Tensor:
