@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             def timed_op(sid: str, body: dict) -> float:
                 t = time.perf_counter()
                 r = c.post(f"/api/scenes/{sid}/ops", json=body)
-                r.raise_for_status()
+                if r.status_code != 200:
+                    raise SystemExit(f"{body}: HTTP {r.status_code}: {r.text[:300]}")
                 c.get(f"/api/scenes/{sid}/render.png").raise_for_status()
                 return 1000 * (time.perf_counter() - t)
 
@@ -162,17 +163,19 @@ def main(argv: list[str] | None = None) -> int:
                     lat["undo"].append(timed_op(sid, {"op": "undo"}))
                     lat["undo"].append(timed_op(sid, {"op": "undo"}))
                     lat["redo"].append(timed_op(sid, {"op": "redo"}))
-                    inst = next(
-                        i for i in c.get(f"/api/scenes/{sid}").json()["instances"] if i["id"] == iid
-                    )
+                    state = c.get(f"/api/scenes/{sid}").json()
+                    inst = next(i for i in state["instances"] if i["id"] == iid)
                     x0, y0, x1, y1 = inst["amodal_box"]
                     g = float(rng.uniform(0.0, 0.15))
+                    w, h = state["width"], state["height"]
                     box = [
-                        x0 - g * (x1 - x0),
-                        y0 - g * (y1 - y0),
-                        x1 + g * (x1 - x0),
-                        y1 + g * (y1 - y0),
+                        max(0.0, x0 - g * (x1 - x0)),
+                        max(0.0, y0 - g * (y1 - y0)),
+                        min(float(w), x1 + g * (x1 - x0)),
+                        min(float(h), y1 + g * (y1 - y0)),
                     ]
+                    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                        continue  # random moves carried the object out of the image
                     lat["amodal_box"].append(
                         timed_op(sid, {"op": "amodal_box", "instance": iid, "box": box})
                     )
