@@ -122,26 +122,29 @@ def _say(opts: RunOptions, run: RunFolder) -> Callable[[str], None]:
     return lambda text: print(text, file=sys.stderr, flush=True)
 
 
-def _tick_means(tick: dict[str, list[float]]) -> dict[str, float]:
-    """Mean of each metric over the tick, averaged over ranks under torchrun."""
+def _tick_means(tick: dict[str, list[float]], device: torch.device) -> dict[str, float]:
+    """Mean of each metric over the tick, averaged over ranks under torchrun (on the
+    process's device: nccl reduces CUDA tensors only)."""
     names = sorted(tick)
-    local = torch.tensor([sum(tick[k]) / len(tick[k]) for k in names], dtype=torch.float64)
+    means = [sum(tick[k]) / len(tick[k]) for k in names]
+    local = torch.tensor(means, dtype=torch.float64, device=device)
     return dict(zip(names, all_reduce_mean(local).tolist(), strict=True))
 
 
-def _as_floats(metrics: dict[str, torch.Tensor | float], step: int, run: RunFolder, desc: str):
-    """Floats of a step's metrics, after the NaN guard (agreed over ranks)."""
-    values = (
-        torch.stack(
-            [
-                v.detach().float().reshape(()) if torch.is_tensor(v) else torch.tensor(float(v))
-                for v in metrics.values()
-            ]
-        )
-        if metrics
-        else torch.zeros(1)
-    )
-    check_finite(values.cpu(), step, what=f"{desc} metrics", run=run)
+def _as_floats(
+    metrics: dict[str, torch.Tensor | float], step: int, run: RunFolder, desc: str
+) -> dict[str, float]:
+    """Floats of a step's metrics, after the NaN guard (agreed over ranks, on the process's
+    device so that nccl can reduce it)."""
+    dev = run.ctx.device
+    parts = [
+        v.detach().float().reshape(()).to(dev)
+        if torch.is_tensor(v)
+        else torch.tensor(float(v), device=dev)
+        for v in metrics.values()
+    ]
+    values = torch.stack(parts) if parts else torch.zeros(1, device=dev)
+    check_finite(values, step, what=f"{desc} metrics", run=run)
     return dict(zip(metrics, values.tolist(), strict=False))
 
 
@@ -197,7 +200,7 @@ def training_loop(
         done = step + 1
         if done % opts.log_every == 0 or done == total_steps:
             n = len(next(iter(tick.values()))) if tick else 1
-            last = _tick_means(tick) if tick else {}
+            last = _tick_means(tick, run.ctx.device) if tick else {}
             last["sec_per_iter"] = (time.monotonic() - t_tick) / n
             tick, t_tick = {}, time.monotonic()
             run.log(done, stage=prefix, **last)
