@@ -52,10 +52,10 @@ def ensure_scenes(scenes: Path) -> None:
 
 
 def load_predictor(model: str):  # noqa: ANN201
-    from maskgen.amodal.io import BUILTIN_MODEL
+    from maskgen.amodal.io import SHIPPED_MODEL
     from maskgen.amodal.predictor import AmodalPredictor
 
-    return AmodalPredictor.from_folder(model or BUILTIN_MODEL)
+    return AmodalPredictor.from_folder(model or SHIPPED_MODEL)
 
 
 # ------------------------------------------------------------------------------ order

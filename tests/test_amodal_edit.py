@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from _amodal_tiny import assert_one_line_error, run_cli, save_tiny_model, tiny_scenes
-from maskgen.amodal.io import BUILTIN_MODEL
+from maskgen.amodal.io import SHIPPED_MODEL
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
 from maskgen.core.rle import decode_segmentation
 from maskgen.editing.erase import BACKGROUND, UNCHANGED, erase_and_complete
@@ -294,7 +294,7 @@ def test_shipped_model_edits_a_builtin_scene(tmp_path: Path) -> None:
     assert best is not None and best[0] > 300
     _, rec, a, b, vis, amo = best
     image = read_image(out / "images/test" / rec.file_name)
-    res = erase_and_complete(image, np.stack(vis), [a], AmodalPredictor.from_folder(BUILTIN_MODEL))
+    res = erase_and_complete(image, np.stack(vis), [a], AmodalPredictor.from_folder(SHIPPED_MODEL))
     j = int(np.flatnonzero(res.kept == b)[0])
     gained = res.visible_masks[j] & ~vis[b]
     assert gained.sum() > 0.2 * (amo[b] & vis[a]).sum()

@@ -35,9 +35,7 @@ if TYPE_CHECKING:
 
 KIND = "amodal-vae"
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "amodal-vae-builtin"
-BUILTIN_MODEL = SHIPPED_MODEL  # older name, still imported by tests of other areas
 __all__ = [
-    "BUILTIN_MODEL",
     "KIND",
     "SHIPPED_MODEL",
     "check_device",  # the engine's, re-exported for the amodal commands
