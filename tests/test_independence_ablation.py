@@ -1,0 +1,99 @@
+"""benchmarks/independence_ablation.py without training: run lists, the table's target counts,
+and re-recording a finished (read-only) result folder with --from-results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location(
+        "independence_ablation", REPO / "benchmarks/independence_ablation.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(set_name, conf, seed, teacher, student):
+    return {
+        "set": set_name,
+        "config": conf,
+        "seed": seed,
+        "teacher_fg_iou": teacher,
+        "student_fg_iou": student,
+        "realism": teacher / 2,
+        "sec_per_iter": 0.1,
+        "cpu_s": 480.0,
+    }
+
+
+def test_default_runs_fit_one_wave(ablation):
+    runs = ablation.DEFAULT_RUNS
+    assert len(runs) == 15 and len(set(runs)) == 15
+    assert all(c in ablation.CONFIGS for _, c, _ in runs)
+
+
+def test_cross_runs_and_unknown_config(ablation):
+    runs = ablation.cross_runs("photo-holdout", "cpu,mild", "0,1")
+    assert runs == [
+        ("photo-holdout", "cpu", 0),
+        ("photo-holdout", "cpu", 1),
+        ("photo-holdout", "mild", 0),
+        ("photo-holdout", "mild", 1),
+    ]
+    with pytest.raises(SystemExit, match="unknown configuration nope"):
+        ablation.cross_runs("photo", "cpu,nope", "0")
+
+
+def test_table_counts_seeds_meeting_the_targets(ablation):
+    refs = {"photo-holdout": {"grabcut": 0.5, "circle": 0.5}}
+    runs = [
+        _run("photo-holdout", "cpu", 0, 0.66, 0.49),  # teacher >= 0.65, student < GrabCut
+        _run("photo-holdout", "cpu", 1, 0.60, 0.70),
+        _run("photo-holdout", "cpu", 2, 0.64, 0.50),  # student == GrabCut counts as met
+    ]
+    row = ablation.table(runs, refs)[2]
+    assert "| 0.600-0.660 | 0.660 / 0.600 / 0.640 |" in row
+    assert "| 2 of 3 | 1 of 3 |" in row
+
+
+def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    out.mkdir()
+    summary = {
+        "runs": [_run("photo-holdout", "mild", s, 0.6 + s / 100, 0.7) for s in (2, 0, 1)],
+        "references": {"photo-holdout": {"grabcut": 0.493, "circle": 0.498}},
+        "wall_s": 420.0,
+        "jobs": 15,
+        "machine": "some 16-core CPU, 1 torch thread per run",
+        "grid_rows": ["teacher cpu", "teacher mild", "student mild"],
+        "command": "python benchmarks/independence_ablation.py --out X --jobs 15",
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "grid-photo-holdout.png").write_bytes(b"png")
+    before = sorted(p.name for p in out.iterdir())
+    os.chmod(out, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        assert ablation.main(["--out", str(out), "--from-results", "--no-record"]) == 0
+    finally:
+        os.chmod(out, stat.S_IRWXU)
+    text = capsys.readouterr().out
+    assert "| photo-holdout | mild | 0,1,2 | 0.600-0.620 | 0.600 / 0.610 / 0.620 |" in text
+    assert "3 of 3 | 0 of 3 | 0.493 | 0.498 |" in text
+    assert "some 16-core CPU" in text and "![grid-photo-holdout]" in text
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_from_results_without_summary_fails(ablation, tmp_path):
+    with pytest.raises(SystemExit, match="summary.json not found"):
+        ablation.main(["--out", str(tmp_path), "--from-results", "--no-record"])
