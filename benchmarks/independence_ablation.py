@@ -274,19 +274,33 @@ def table(results: list[dict], refs: dict) -> list[str]:
 
 
 def agreement(results: list[dict]) -> str:
-    """Spearman correlation of the label-free realism with teacher fg IoU over all runs."""
+    """Spearman correlation of the label-free realism with teacher fg IoU, per data set (the
+    score compares runs on one set; the sets differ in difficulty)."""
     import numpy as np
 
-    if len(results) < 3:
-        return "label-free score vs teacher fg IoU: too few runs for a correlation"
-    a = np.array([r["realism"] for r in results])
-    b = np.array([r["teacher_fg_iou"] for r in results])
-    ra, rb = a.argsort().argsort(), b.argsort().argsort()
-    rho = float(np.corrcoef(ra, rb)[0, 1]) if ra.std() > 0 and rb.std() > 0 else float("nan")
+    parts = []
+    for s in sorted({r["set"] for r in results}):
+        rs = [r for r in results if r["set"] == s]
+        if len(rs) < 3:
+            continue
+        a = np.array([r["realism"] for r in rs]).argsort().argsort()
+        b = np.array([r["teacher_fg_iou"] for r in rs]).argsort().argsort()
+        rho = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+        parts.append(f"{s}: rho = {rho:.2f} over {len(rs)} runs")
+    if not parts:
+        return "Label-free score vs teacher fg IoU: too few runs for a correlation."
     return (
-        f"Label-free realism vs teacher fg IoU over all {len(results)} runs: Spearman "
-        f"rho = {rho:.2f} (positive = the score ranks runs as the labelled metric does)."
+        "Label-free realism vs teacher fg IoU, Spearman rank correlation per set: "
+        + "; ".join(parts)
+        + " (positive = the score ranks runs as the labelled metric does)."
     )
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically (a benchmark stopped by ``timeout`` leaves the previous version)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def parse_runs(text: str | None, quick: bool) -> list[tuple[str, str, int]]:
@@ -323,7 +337,8 @@ def describe(confs: list[str]) -> list[str]:
 def section_lines(summary: dict, grids: list[str]) -> list[str]:
     """The section text from a ``summary.json`` (fresh, or read back with --from-results)."""
     results, refs = summary["runs"], summary["references"]
-    confs = list(dict.fromkeys(r["config"] for r in results))
+    order = {c: i for i, c in enumerate(CONFIGS)}
+    confs = sorted({r["config"] for r in results}, key=lambda c: order.get(c, 99))
     rows = summary.get("grid_rows", [])
     return [
         f"Application 1, issue 12 pieces: {len(results)} runs, {summary['jobs']} at once, one "
@@ -340,9 +355,7 @@ def section_lines(summary: dict, grids: list[str]) -> list[str]:
         *describe(confs),
         "",
         *[f"![{g}](figures/ablation_{g}.png)" for g in grids],
-        "Grid rows: input, ground truth, GrabCut, then soft masks of "
-        + ", ".join(rows)
-        + " (seed 0).",
+        "Grid rows: input, ground truth, GrabCut, then soft masks of " + ", ".join(rows) + ".",
     ]
 
 
@@ -380,7 +393,9 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
         make_set(s, work / s, a.quick)
     confs = list(dict.fromkeys(r[1] for r in runs))
     picked = [c.strip() for c in a.grid.split(",")] if a.grid else confs[:2]
+    seed0 = min(r[2] for r in runs)
     rows = [f"teacher {c}" for c in picked] + [f"student {picked[-1]}"]
+    rows = [f"{r} (seed {seed0})" for r in rows]
     t0 = time.time()
     results: list[dict] = []
     with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("spawn")) as ex:
@@ -398,15 +413,14 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
                 continue
             print(f"+ done {r}: {results[-1]['teacher_fg_iou']:.3f}", file=sys.stderr, flush=True)
             summary = _summary(a, results, refs, time.time() - t0, rows, cmd)
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            (out / "ablation.md").write_text("\n".join(section_lines(summary, [])) + "\n")
+            _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            _write(out / "ablation.md", "\n".join(section_lines(summary, [])) + "\n")
     summary = _summary(a, results, refs, time.time() - t0, rows, cmd)
-    seed0 = min(r[2] for r in runs)
     for s in sets:
         tags = {c: f"{s}-{c}-s{seed0}-teacher" for c in picked}
         tags["student"] = f"{s}-{picked[-1]}-s{seed0}-student"
         grid(work / s, work, tags, refs[s]["_grabcut_masks"], out / f"grid-{s}.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -451,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     grids = sorted(p.stem for p in out.glob("grid-*.png"))
     lines = section_lines(summary, grids)
     if not a.from_results:  # --from-results may read a read-only folder
-        (out / "ablation.md").write_text("\n".join(lines) + "\n")
+        _write(out / "ablation.md", "\n".join(lines) + "\n")
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _record import publish
 

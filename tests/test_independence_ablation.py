@@ -76,7 +76,7 @@ def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsy
         "wall_s": 420.0,
         "jobs": 15,
         "machine": "some 16-core CPU, 1 torch thread per run",
-        "grid_rows": ["teacher cpu", "teacher mild", "student mild"],
+        "grid_rows": ["teacher cpu (seed 0)", "student mild (seed 0)"],
         "command": "python benchmarks/independence_ablation.py --out X --jobs 15",
     }
     (out / "summary.json").write_text(json.dumps(summary))
