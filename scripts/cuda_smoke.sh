@@ -37,6 +37,15 @@ twice "${M[@]}" inpaint train --data "$W/scenes/annotations/train_coco.json" \
     --images "$W/scenes/images/train" --out "$W/inp" --preset tiny --steps 6 \
     --checkpoint-every 2 --device "$DEV"
 
+twice "${M[@]}" synth train --data "$W/scenes/annotations/train_coco.json" \
+    --images "$W/scenes/images/train" --out "$W/synth" --preset tiny --steps 6 \
+    --checkpoint-every 2 --device "$DEV"
+read -r IMG ANN < <(${PYTHON:-python3} -c "import json, sys; a = json.load(open(sys.argv[1]))[
+    'annotations'][0]; print(a['image_id'], a['id'])" "$W/scenes/annotations/test_coco.json")
+step "${M[@]}" amodal edit --model "$W/amodal" --masks "$W/scenes/annotations/test_coco.json" \
+    --images "$W/scenes/images/test" --image "$IMG" --erase "$ANN" --inpainter "$W/inp" \
+    --out "$W/edit" --device "$DEV"
+
 step "${M[@]}" data cluster --kind synthetic --out "$W/cluster"
 twice "${M[@]}" cluster train --image "$W/cluster/image.png" --instance-size 32 --out "$W/cl" \
     --preset tiny --steps 6 --checkpoint-every 2 --device "$DEV"
