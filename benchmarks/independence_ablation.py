@@ -339,7 +339,9 @@ def section_lines(summary: dict, grids: list[str]) -> list[str]:
     results, refs = summary["runs"], summary["references"]
     order = {c: i for i, c in enumerate(CONFIGS)}
     confs = sorted({r["config"] for r in results}, key=lambda c: order.get(c, 99))
-    rows = summary.get("grid_rows", [])
+    rows = summary.get("grid_rows", {})
+    if isinstance(rows, list):  # summaries written before rows were per set
+        rows = {"all sets": rows}
     return [
         f"Application 1, issue 12 pieces: {len(results)} runs, {summary['jobs']} at once, one "
         f"thread each, wall {summary['wall_s'] / 60:.1f} min, on: {summary['machine']}. "
@@ -355,7 +357,10 @@ def section_lines(summary: dict, grids: list[str]) -> list[str]:
         *describe(confs),
         "",
         *[f"![{g}](figures/ablation_{g}.png)" for g in grids],
-        "Grid rows: input, ground truth, GrabCut, then soft masks of " + ", ".join(rows) + ".",
+        "Grid rows: input, ground truth, GrabCut, then soft masks (training seed "
+        f"{summary.get('grid_seed', 0)}): "
+        + "; ".join(f"{s}: {', '.join(r)}" for s, r in rows.items())
+        + ".",
     ]
 
 
@@ -376,6 +381,7 @@ def _summary(
         "jobs": a.jobs,
         "machine": re.sub(r"torch threads \d+", "1 torch thread per run", machine_line()),
         "grid_rows": rows,
+        "grid_seed": min((r["seed"] for r in results), default=0),
         "command": cmd,
     }
 
@@ -394,8 +400,11 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
     confs = list(dict.fromkeys(r[1] for r in runs))
     picked = [c.strip() for c in a.grid.split(",")] if a.grid else confs[:2]
     seed0 = min(r[2] for r in runs)
-    rows = [f"teacher {c}" for c in picked] + [f"student {picked[-1]}"]
-    rows = [f"{r} (seed {seed0})" for r in rows]
+    here = {
+        s: [c for c in picked if (s, c, seed0) in runs] or [next(r[1] for r in runs if r[0] == s)]
+        for s in sets
+    }
+    rows = {s: [f"teacher {c}" for c in cs] + [f"student {cs[-1]}"] for s, cs in here.items()}
     t0 = time.time()
     results: list[dict] = []
     with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("spawn")) as ex:
@@ -417,8 +426,8 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
             _write(out / "ablation.md", "\n".join(section_lines(summary, [])) + "\n")
     summary = _summary(a, results, refs, time.time() - t0, rows, cmd)
     for s in sets:
-        tags = {c: f"{s}-{c}-s{seed0}-teacher" for c in picked}
-        tags["student"] = f"{s}-{picked[-1]}-s{seed0}-student"
+        tags = {c: f"{s}-{c}-s{seed0}-teacher" for c in here[s]}
+        tags["student"] = f"{s}-{here[s][-1]}-s{seed0}-student"
         grid(work / s, work, tags, refs[s]["_grabcut_masks"], out / f"grid-{s}.png")
     _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -433,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default=None, help="with --configs/--seeds: the cross product")
     p.add_argument("--configs", default=None, help="comma-separated names from CONFIGS")
     p.add_argument("--seeds", default="0,1,2", help="training seeds for --sets/--configs")
-    p.add_argument("--grid", default=None, help="configurations drawn in the grids (default: 2)")
+    p.add_argument(
+        "--grid", default=None, help="configurations drawn in the grids (default: the first 2)"
+    )
     p.add_argument(
         "--from-results",
         action="store_true",

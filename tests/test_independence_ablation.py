@@ -76,7 +76,7 @@ def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsy
         "wall_s": 420.0,
         "jobs": 15,
         "machine": "some 16-core CPU, 1 torch thread per run",
-        "grid_rows": ["teacher cpu (seed 0)", "student mild (seed 0)"],
+        "grid_rows": {"photo-holdout": ["teacher cpu", "student mild"]},
         "command": "python benchmarks/independence_ablation.py --out X --jobs 15",
     }
     (out / "summary.json").write_text(json.dumps(summary))
@@ -91,6 +91,7 @@ def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsy
     assert "| photo-holdout | mild | 0,1,2 | 0.600-0.620 | 0.600 / 0.610 / 0.620 |" in text
     assert "3 of 3 | 0 of 3 | 0.493 | 0.498 |" in text
     assert "some 16-core CPU" in text and "![grid-photo-holdout]" in text
+    assert "photo-holdout: teacher cpu, student mild" in text
     assert sorted(p.name for p in out.iterdir()) == before
 
 
