@@ -62,9 +62,7 @@ class MaterialField:
             noise inside the box from it); shape: the image's ``(H, W)``.
     """
 
-    def __init__(
-        self, material: Material, textures: list[np.ndarray], colours: np.ndarray
-    ) -> None:
+    def __init__(self, material: Material, textures: list[np.ndarray], colours: np.ndarray) -> None:
         self.material = material
         self.shape = colours.shape[:2]
         if material.kind == "texture":
@@ -75,7 +73,9 @@ class MaterialField:
         noise = rng.normal(0.0, NOISE_SIGMA, size=(h, w)).astype(np.float32)
         x0, y0, bw, bh = material.origin
         assert material.colour is not None
-        noise[y0 : y0 + bh, x0 : x0 + bw] = colours[y0 : y0 + bh, x0 : x0 + bw, 0] - material.colour[0]
+        noise[y0 : y0 + bh, x0 : x0 + bw] = (
+            colours[y0 : y0 + bh, x0 : x0 + bw, 0] - material.colour[0]
+        )
         self.noise = noise
 
     def sample(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

@@ -386,14 +386,18 @@ def render_scene(
         m, x0, y0 = placed[j]
         rows, cols, clipped = _paste(amodal[layer], m, x0, y0)  # type: ignore[misc]
         amodal[layer, rows, cols] = clipped
-        rec: dict[str, Any] = {"origin": (cols.start, rows.start, clipped.shape[1], clipped.shape[0])}
+        rec: dict[str, Any] = {
+            "origin": (cols.start, rows.start, clipped.shape[1], clipped.shape[0])
+        }
         colours[layer, rows, cols] = _fill(rng, clipped.shape[0], clipped.shape[1], textures, rec)
         records.append(rec)
     background = _background(rng, size, textures)
     # Drawn after everything else, so the scene does not depend on it: the seed of the noise
     # that extends flat fills beyond their layer (maskgen.data.materials).
     extension_seed = int(rng.integers(2**62))
-    materials = [Material(**r, extension_seed=extension_seed, layer=k) for k, r in enumerate(records)]
+    materials = [
+        Material(**r, extension_seed=extension_seed, layer=k) for k, r in enumerate(records)
+    ]
     image = composite(colours, amodal, background)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return Scene(
