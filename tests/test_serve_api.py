@@ -311,8 +311,21 @@ def test_concurrent_ops_on_one_scene_are_serialised(c, scene):
         ({"op": "reshape", "instance": DOG, "kind": "sample", "k": 99}, 400, "k: 99"),
         ({"op": "reshape", "instance": DOG, "kind": "prior", "seed": -1}, 400, "seed"),
         ({"op": "reshape", "instance": DOG, "kind": "mask", "mask": "/etc/passwd"}, 400, "mask"),
-        ({"op": "reshape", "instance": DOG, "kind": "mask", "mask": {"size": [3, 3], "counts": [9]}}, 400, "mask"),
-        ({"op": "reshape", "instance": DOG, "kind": "mask", "mask": "data:image/png;base64,xx"}, 400, "PNG"),
+        (
+            {
+                "op": "reshape",
+                "instance": DOG,
+                "kind": "mask",
+                "mask": {"size": [3, 3], "counts": [9]},
+            },
+            400,
+            "mask",
+        ),
+        (
+            {"op": "reshape", "instance": DOG, "kind": "mask", "mask": "data:image/png;base64,xx"},
+            400,
+            "PNG",
+        ),
         ({"op": "undo"}, 400, "nothing to undo"),
         ({"op": "redo"}, 400, "nothing to redo"),
         ([1, 2], 400, "JSON object"),

@@ -6,7 +6,8 @@ extends that fill to any point of the plane, so the same material can be rendere
 mask (the ground truth of a re-shape, :mod:`maskgen.data.reshape_cases`):
 
 - **texture**: the point maps into texture coordinates by the same stretch the crop used
-  (``cv2.resize`` half-pixel convention), beyond the crop into the rest of the texture, and
+  (``cv2.resize`` half-pixel convention, clamped to the crop inside the box as the resize does),
+  beyond the box into the rest of the texture, and
   beyond the texture's edge by mirror reflection; sampled bilinearly, rounded to uint8 (as the
   resized crop was), then tinted;
 - **flat**: the colour plus the layer's own noise inside its box and, outside it, fresh noise of
@@ -92,6 +93,9 @@ class MaterialField:
         ty0, tx0, ch, cw = m.crop
         sx = (xs - x0 + 0.5) * cw / bw - 0.5
         sy = (ys - y0 + 0.5) * ch / bh - 0.5
+        # Inside the box the resize replicated the crop's edge; beyond it the texture goes on.
+        sx = np.where((xs > x0 - 0.5) & (xs < x0 + bw - 0.5), np.clip(sx, 0, cw - 1), sx)
+        sy = np.where((ys > y0 - 0.5) & (ys < y0 + bh - 0.5), np.clip(sy, 0, ch - 1), sy)
         tx = tx0 + (cw - 1 - sx if m.flip else sx)
         ty = ty0 + sy
         tex = np.rint(_bilinear(self.texture, tx, ty)).astype(np.float32)

@@ -12,7 +12,8 @@ new mask exactly -- the target of the re-shape edit (supplementary §3.4, Fig. 1
 **Which instances** (a fixed rule): annotated instances that are truly unoccluded (visible ==
 amodal), do not touch the image border, and keep a 1-px gap to every other drawn shape -- the
 instances whose whole appearance a method can see. **Case kinds**, one case per kind and
-instance, parameters from ``numpy.random.default_rng([seed, image index, annotation id])``:
+instance, parameters from ``numpy.random.default_rng([seed, image index, annotation id, kind
+index])`` (a case does not depend on which other kinds are asked for):
 
 - non-rigid (the material stays in place, only the mask changes):
   ``shape`` -- another shape of the same class from the split's pool, scaled to about the same
@@ -270,8 +271,11 @@ def reshape_cases(
         annotated = np.stack([scene.visible[int(inst.depth)] for inst in rec.instances])
         ann_ids = [int(inst.id) for inst in rec.instances]
         for ann_id, layer in eligible_layers(scene, rec):
-            rng = np.random.default_rng([seed, i, ann_id])
-            proposals = [(kind, _new_mask(rng, kind, scene, layer, pool)) for kind in kinds]
+            proposals = [
+                (kind, _new_mask(np.random.default_rng([seed, i, ann_id, KINDS.index(kind)]),
+                                 kind, scene, layer, pool))
+                for kind in kinds
+            ]  # fmt: skip
             if samples is not None:
                 for s, m in enumerate(samples(annotated, ann_ids.index(ann_id))):
                     if _valid(m, scene.amodal[layer]):
