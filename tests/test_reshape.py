@@ -194,6 +194,7 @@ def test_baselines_and_the_editors_choice(cases: list, synth) -> None:  # noqa: 
     assert (known_plus_mean(c.image, c.visible, c.new_mask)[shared] == c.image[shared]).all()
     r = reshape_appearance(c.image, c.visible, c.new_mask, None, synth)
     assert r.method == "synthesis" and (r.image[outside] == c.image[outside]).all()
+    assert (r.image[shared] == c.image[shared]).all()  # observed pixels are kept
     flip = next(c for c in cases if c.kind == "flip")
     r = reshape_appearance(flip.image, flip.visible, flip.new_mask, flip.transform, synth)
     assert r.method == "warp"

@@ -16,7 +16,8 @@ returns the image with the instance's appearance drawn inside the new mask (unch
 
 **The editor's choice** (:func:`reshape_appearance`): a rigid re-shape (scale, rotation, flip:
 the new shape *is* a warp of the old one) is warped, which is near-exact; any other new shape is
-synthesised. The result says which was used.
+synthesised, the instance's own visible pixels kept where the new mask covers them (observed
+pixels stay, as when a posterior sample replaces a completion). The result says which was used.
 
 **Specs** (:func:`parse_spec`, the ``--reshape`` syntax ``ID:KIND[=VALUE]``):
 ``sample=K`` (the instance's posterior sample ``K``), ``prior=SEED`` (a shape drawn from the
@@ -283,9 +284,11 @@ def reshape_appearance(
     new_mask: np.ndarray,
     transform: np.ndarray | None = None,
     synthesizer: Any = None,
+    keep_known: bool = True,
 ) -> ReshapeResult:
     """The editor's choice (module docstring): warp a rigid re-shape (``transform`` given),
-    synthesise any other.
+    synthesise any other -- keeping, with ``keep_known``, the instance's own visible pixels
+    where the new mask covers them (they are observed, as :meth:`Scene.use_sample` keeps them).
 
     Raises:
         MaskgenError: a non-rigid re-shape without a synthesizer, or nothing visible.
@@ -296,5 +299,8 @@ def reshape_appearance(
         raise MaskgenError("reshape: a non-rigid re-shape needs a synthesizer (--synth)")
     if not visible.any():
         raise MaskgenError("reshape: the instance has no visible pixels to take its look from")
-    out = np.asarray(synthesizer.synthesize(image, visible, new_mask))
+    out = np.array(synthesizer.synthesize(image, visible, new_mask), dtype=np.uint8)
+    if keep_known:
+        shared = new_mask & visible
+        out[shared] = image[shared]
     return ReshapeResult(out, "synthesis")
