@@ -428,3 +428,13 @@ def test_bad_uploads(c):
 def test_error_text_names_no_server_path(c):
     msg = err(upload(c, EXAMPLE_IMAGE.read_bytes(), b"{oops"), 400)
     assert "/tmp" not in msg and "maskgen-serve-" not in msg
+
+
+def test_reshape_op_over_http(c, scene):
+    sid = scene["scene_id"]
+    w0 = by_id(scene, SHEEP)["bbox"][2]
+    st = ok(op(c, sid, op="reshape", instance=SHEEP, kind="scale", scale=0.5))
+    assert st["version"] == 1 and abs(by_id(st, SHEEP)["bbox"][2] - w0 / 2) <= 2
+    st = ok(op(c, sid, op="reshape", instance=SHEEP, kind="flip"))
+    assert st["can_undo"] and ok(op(c, sid, op="undo"))["version"] == 3
+    assert png(c.get(f"/api/scenes/{sid}/render.png")).shape[:2] == (256, 256)
