@@ -15,7 +15,7 @@ import typing
 from maskgen import __version__
 from maskgen.errors import MaskgenError
 
-GROUPS = ["data", "amodal", "inpaint", "segment", "cluster", "demo", "serve"]
+GROUPS = ["data", "amodal", "inpaint", "synth", "segment", "cluster", "demo", "serve"]
 
 
 class OneLineParser(argparse.ArgumentParser):
