@@ -17,6 +17,7 @@ from PIL import Image
 
 from _amodal_tiny import save_tiny_model, tiny_scenes
 from _cli import check_bad_input, run_cli
+from _inpaint_tiny import make_tiny_scenes
 from maskgen.errors import MaskgenError
 
 # sha256 (first 32 hex) of a scene's arrays, made by the generator before materials were
@@ -383,31 +384,31 @@ def test_serve_reshape_ops(synth) -> None:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------ synthesizer
-# TEMPORARY stand-in until maskgen.synthesis lands: the mean visible colour.
-
-
-class _StandIn:
-    def synthesize(self, image, visible, new_mask):  # noqa: ANN001, ANN201
-        out = image.copy()
-        out[new_mask] = image[visible].mean(0).astype(np.uint8)
-        return out
 
 
 @pytest.fixture(scope="module")
-def synth():  # noqa: ANN201
-    return _StandIn()
+def synth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthesizer trained by ``maskgen synth train`` on the shared tiny scenes."""
+    from maskgen.cli.main import main
+
+    scenes = make_tiny_scenes(tmp_path_factory)
+    out = tmp_path_factory.mktemp("synth") / "run"
+    argv = [
+        "synth", "train", "--data", scenes / "annotations/train_coco.json",
+        "--images", scenes / "images/train", "--out", out,
+        "--preset", "tiny", "--quiet", "--threads", "1",
+    ]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def synth(synth_run: Path):  # noqa: ANN201
+    from maskgen.synthesis import load_synthesizer
+
+    return load_synthesizer(synth_run)
 
 
 @pytest.fixture
-def synth_arg(monkeypatch) -> str:  # noqa: ANN001
-    import maskgen.cli.amodal_edit as ae
-
-    real = ae.load_synth
-
-    def fake(name: str):  # noqa: ANN202
-        if name != "standin":
-            return real(name)
-        return _StandIn()
-
-    monkeypatch.setattr(ae, "load_synth", fake)
-    return "standin"
+def synth_arg(synth_run: Path) -> str:
+    return str(synth_run)
