@@ -251,9 +251,10 @@ def figure_one(keep: list, synth: Any, predictor: Any, path: Path) -> None:
 
 def figure_restyle(args: argparse.Namespace, synth: Any, path: Path, n: int = 6) -> None:
     """Several instances re-styled into one mask (module docstring)."""
+    from maskgen.core.deform import centroid
     from maskgen.data.builtin import texture_images
     from maskgen.data.edit_cases import _redraw
-    from maskgen.data.reshape_cases import centroid, eligible_layers, reshape_target
+    from maskgen.data.reshape_cases import eligible_layers, reshape_target
 
     textures = list(texture_images().values())
     picked, common = [], None

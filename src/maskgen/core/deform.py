@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "affine_about",
     "apply_affine",
+    "centroid",
     "fit_tps",
     "invert_affine",
     "match_outlines",
@@ -23,6 +24,12 @@ __all__ = [
     "warp_image_affine",
     "warp_mask_affine",
 ]
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    """``(x, y)`` mean pixel of a non-empty ``H x W`` bool mask."""
+    ys, xs = np.nonzero(mask)
+    return float(xs.mean()), float(ys.mean())
 
 
 def affine_about(

@@ -43,7 +43,13 @@ import cv2
 import numpy as np
 
 from maskgen.core.compositing import composite, visible_masks
-from maskgen.core.deform import affine_about, fit_tps, invert_affine, warp_mask_affine
+from maskgen.core.deform import (
+    affine_about,
+    centroid,
+    fit_tps,
+    invert_affine,
+    warp_mask_affine,
+)
 from maskgen.errors import MaskgenError
 
 __all__ = [
@@ -114,12 +120,6 @@ def eligible_layers(scene: Any, rec: Any) -> list[tuple[int, int]]:
             continue
         out.append((int(inst.id), k))
     return out
-
-
-def centroid(mask: np.ndarray) -> tuple[float, float]:
-    """``(x, y)`` mean pixel of a non-empty mask."""
-    ys, xs = np.nonzero(mask)
-    return float(xs.mean()), float(ys.mean())
 
 
 def _shape_mask(

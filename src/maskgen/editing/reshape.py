@@ -40,6 +40,7 @@ import numpy as np
 from maskgen.core.deform import (
     affine_about,
     apply_affine,
+    centroid,
     fit_tps,
     invert_affine,
     match_outlines,
@@ -128,10 +129,9 @@ def parse_spec(text: str, flag: str = "--reshape") -> tuple[int, ReshapeSpec]:
 
 def rigid_transform(spec: ReshapeSpec, mask: np.ndarray) -> np.ndarray:
     """The forward ``2 x 3`` map of a rigid spec about the centroid of ``mask`` (non-empty)."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    if not mask.any():
         raise MaskgenError("reshape: the instance's mask is empty")
-    c = (float(xs.mean()), float(ys.mean()))
+    c = centroid(mask)
     if spec.kind == "scale":
         return affine_about(c, scale=float(spec.value))
     if spec.kind == "rotate":
@@ -256,17 +256,12 @@ def warp_fill(
     else:
         old = outline_points(visible, OUTLINE_POINTS)
         new = match_outlines(old, outline_points(new_mask, OUTLINE_POINTS))
-        centres = np.array([[*_centroid(new_mask)]]), np.array([[*_centroid(visible)]])
+        centres = np.array([[*centroid(new_mask)]]), np.array([[*centroid(visible)]])
         tps = fit_tps(np.concatenate([new, centres[0]]), np.concatenate([old, centres[1]]), 1e-3)
         src = tps(pts)
     out = image.copy()
     out[ys, xs] = _sample(ext, src[:, 0], src[:, 1])
     return out
-
-
-def _centroid(mask: np.ndarray) -> tuple[float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.mean()), float(ys.mean())
 
 
 @dataclass
