@@ -17,7 +17,9 @@ instance's own pixels kept where the new mask covers them), **generator only** (
 with ``keep_visible`` off, when it has that switch), **mean fill**, **warp**
 (outline thin-plate for non-rigid, the exact affine map for rigid), and the reference
 **known + mean** (the image's pixels where the new mask overlaps the old one, mean elsewhere:
-exact where the material does not move, which only a method that is told so can use). The
+exact where the material does not move, which only a method that is told so can use), and
+**push-pull** (the same with a smooth fill of the visible colours: the synthesizer's coarse
+input, so the gap to it is what the generator adds). The
 target: synthesis MAE <= 0.8 x min(mean fill, warp) over the non-rigid cases. Rigid cases are
 reported with the editor's pick (warp).
 
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("synthesis", "generator only", "mean fill", "warp", "known + mean")
+METHODS = ("synthesis", "generator only", "mean fill", "warp", "known + mean", "push-pull")
 KIND_ORDER = ("shape", "tps", "sample", "scale", "rotate", "flip")
 NONRIGID = ("shape", "tps", "sample")
 
@@ -52,12 +54,13 @@ def errors(out: np.ndarray, target: np.ndarray, m: np.ndarray) -> tuple[float, f
 
 
 def run_methods(case: Any, synth: Any) -> dict[str, np.ndarray]:
-    from maskgen.editing.reshape import known_plus_mean, mean_fill, warp_fill
+    from maskgen.editing.reshape import known_plus_mean, mean_fill, push_pull_fill, warp_fill
 
     out = {
         "mean fill": mean_fill(case.image, case.visible, case.new_mask),
         "warp": warp_fill(case.image, case.visible, case.new_mask, case.transform),
         "known + mean": known_plus_mean(case.image, case.visible, case.new_mask),
+        "push-pull": push_pull_fill(case.image, case.visible, case.new_mask),
     }
     if synth is not None:
         out["synthesis"] = np.asarray(synth.synthesize(case.image, case.visible, case.new_mask))

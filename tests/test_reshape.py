@@ -176,6 +176,7 @@ def test_baselines_and_the_editors_choice(cases: list, synth) -> None:  # noqa: 
     from maskgen.editing.reshape import (
         known_plus_mean,
         mean_fill,
+        push_pull_fill,
         reshape_appearance,
         warp_fill,
     )
@@ -185,6 +186,7 @@ def test_baselines_and_the_editors_choice(cases: list, synth) -> None:  # noqa: 
     for out in (
         mean_fill(c.image, c.visible, c.new_mask),
         known_plus_mean(c.image, c.visible, c.new_mask),
+        push_pull_fill(c.image, c.visible, c.new_mask),
         warp_fill(c.image, c.visible, c.new_mask),
     ):
         assert out.shape == c.image.shape and out.dtype == np.uint8
@@ -193,6 +195,7 @@ def test_baselines_and_the_editors_choice(cases: list, synth) -> None:  # noqa: 
     assert np.abs(mean_fill(c.image, c.visible, c.new_mask)[c.new_mask] - mean).max() <= 0.5
     shared = c.new_mask & c.visible
     assert (known_plus_mean(c.image, c.visible, c.new_mask)[shared] == c.image[shared]).all()
+    assert (push_pull_fill(c.image, c.visible, c.new_mask)[shared] == c.image[shared]).all()
     r = reshape_appearance(c.image, c.visible, c.new_mask, None, synth)
     assert r.method == "synthesis" and (r.image[outside] == c.image[outside]).all()
     assert (r.image[shared] == c.image[shared]).all()  # observed pixels are kept

@@ -7,6 +7,8 @@ returns the image with the instance's appearance drawn inside the new mask (unch
 - :func:`mean_fill` -- the mean colour of the visible pixels (baseline);
 - :func:`known_plus_mean` -- the image's own pixels where the new mask overlaps the visible mask,
   the mean colour elsewhere (a reference: exact where the material does not move);
+- :func:`push_pull_fill` -- the same with a smooth fill of the visible colours instead of their
+  mean (a reference: the synthesizer's coarse input);
 - :func:`warp_fill` -- the visible pixels warped onto the new mask: by the exact affine map of a
   rigid re-shape, or by a thin-plate spline fitted to outline correspondences (new outline ->
   old outline, 48 points evenly spaced by arc length, cyclically aligned) otherwise; points that
@@ -57,6 +59,7 @@ __all__ = [
     "mean_fill",
     "parse_spec",
     "prior_mask",
+    "push_pull_fill",
     "read_user_mask",
     "reshape_appearance",
     "rigid_transform",
@@ -213,6 +216,19 @@ def known_plus_mean(image: np.ndarray, visible: np.ndarray, new_mask: np.ndarray
     out = mean_fill(image, visible, new_mask)
     keep = new_mask & visible
     out[keep] = image[keep]
+    return out
+
+
+def push_pull_fill(image: np.ndarray, visible: np.ndarray, new_mask: np.ndarray) -> np.ndarray:
+    """The visible pixels where ``new_mask`` covers them, a smooth push-pull fill of the visible
+    colours elsewhere (:func:`maskgen.inpainting.samplers.push_pull`; the synthesizer's coarse
+    input, so a reference for what its generator adds)."""
+    from maskgen.inpainting.samplers import push_pull
+
+    _mean(image, visible)  # the same error as the other methods when nothing is visible
+    fill = np.clip(np.rint(push_pull(image, visible)), 0, 255).astype(np.uint8)
+    out = image.copy()
+    out[new_mask] = fill[new_mask]
     return out
 
 
