@@ -24,7 +24,8 @@ target: synthesis MAE <= 0.8 x min(mean fill, warp) over the non-rigid cases. Ri
 reported with the editor's pick (warp).
 
 Figures (``--figures``, default benchmarks/figures): ``reshape_one_instance.png`` (one instance
-re-shaped every way: rows truth, synthesis, warp, mean fill; a prior sample has no truth) and
+re-shaped every way, a shape from the Amodal-VAE prior included: rows truth, synthesis, warp,
+mean fill) and
 ``reshape_restyle.png`` (several instances re-styled into one mask: rows the instance, truth,
 synthesis).
 """
@@ -44,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 METHODS = ("synthesis", "generator only", "mean fill", "warp", "known + mean", "push-pull")
 KIND_ORDER = ("shape", "tps", "sample", "scale", "rotate", "flip")
 NONRIGID = ("shape", "tps", "sample")
+FIGURE_MIN_AREA = 1200  # px: the one-instance figure shows the first textured instance this big
 
 
 def errors(out: np.ndarray, target: np.ndarray, m: np.ndarray) -> tuple[float, float]:
@@ -98,6 +100,7 @@ def bench(args: argparse.Namespace, synth: Any, predictor: Any) -> tuple[list[st
     mae: dict[tuple[str, str], list[float]] = defaultdict(list)
     psnr: dict[tuple[str, str], list[float]] = defaultdict(list)
     keep: list = []  # the cases of the figure's instance
+    figure_key = None
     ann_seen: list[tuple[int, int]] = []
     t0 = time.perf_counter()
     source = posterior_source(predictor) if predictor is not None else None
@@ -112,7 +115,10 @@ def bench(args: argparse.Namespace, synth: Any, predictor: Any) -> tuple[list[st
             e = errors(out, case.target, case.new_visible)
             mae[(case.kind, name)].append(e[0])
             psnr[(case.kind, name)].append(e[1])
-        if key == ann_seen[min(args.figure_instance, len(ann_seen) - 1)]:
+        textured = case.extra.get("material") == "texture"
+        if figure_key is None and textured and case.visible.sum() >= FIGURE_MIN_AREA:
+            figure_key = key  # the first large textured instance
+        if key == figure_key:
             keep.append((case, outs))
     seconds = time.perf_counter() - t0
     return table(mae, psnr, synth is not None, len(ann_seen), seconds), keep
@@ -219,24 +225,41 @@ def _grid(rows: list[list[np.ndarray]], labels: list[str], cols: list[str], path
     write_image(path, canvas)
 
 
-def figure_one(keep: list, synth: Any, predictor: Any, path: Path) -> None:
-    """One instance re-shaped every way (module docstring)."""
-    from maskgen.editing.reshape import mean_fill, prior_mask
+def _scene_of(scenes: str, image_id: int, ann_id: int) -> tuple[Any, int]:
+    """The re-drawn test scene of ``image_id`` and the layer of annotation ``ann_id``."""
+    from maskgen.data.edit_cases import _redraw
+
+    for _, scene, rec in _redraw(Path(scenes), "test"):
+        if rec.id == image_id:
+            return scene, next(int(i.depth) for i in rec.instances if int(i.id) == ann_id)
+    raise KeyError(image_id)
+
+
+def figure_one(keep: list, synth: Any, predictor: Any, scenes: str, path: Path) -> None:
+    """One instance re-shaped every way (module docstring). Every method's picture shows the
+    truth outside the new mask (the scene without the old shape), so only its own pixels differ."""
+    from maskgen.data.builtin import texture_images
+    from maskgen.data.reshape_cases import reshape_target
+    from maskgen.editing.reshape import mean_fill, prior_mask, warp_fill
 
     if not keep:
         return
     case0 = keep[0][0]
     entries = [(c.kind, c.new_mask, c.target, outs) for c, outs in keep]
-    if predictor is not None and synth is not None:
+    if predictor is not None:
         ys, xs = np.nonzero(case0.visible)
         box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
         pm = prior_mask(predictor, box, 1, case0.visible.shape)
         if pm.any():
+            scene, layer = _scene_of(scenes, case0.image_id, case0.ann_id)
+            target, _ = reshape_target(scene, layer, pm, list(texture_images().values()))
             outs = {
-                "synthesis": synth.synthesize(case0.image, case0.visible, pm),
+                "warp": warp_fill(case0.image, case0.visible, pm),
                 "mean fill": mean_fill(case0.image, case0.visible, pm),
             }
-            entries.append(("prior", pm, None, outs))
+            if synth is not None:
+                outs["synthesis"] = synth.synthesize(case0.image, case0.visible, pm)
+            entries.append(("prior", pm, target, outs))
     sl = _crop_box([case0.visible] + [e[1] for e in entries])
     blank = np.full_like(_tile(case0.image, sl), 255)
     cols = ["input"] + [e[0] for e in entries]
@@ -244,8 +267,10 @@ def figure_one(keep: list, synth: Any, predictor: Any, path: Path) -> None:
     for label, key in (("truth", None), ("synthesis", "synthesis"), ("warp", "warp"),
                        ("mean fill", "mean fill")):  # fmt: skip
         row = [_tile(case0.image, sl) if label == "truth" else blank]
-        for _, _, target, outs in entries:
+        for _, new, target, outs in entries:
             img = target if key is None else outs.get(key)
+            if img is not None and key is not None:
+                img = np.where(new[..., None], img, target)
             row.append(blank if img is None else _tile(img, sl))
         rows.append(row)
         labels.append(label)
@@ -310,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="Amodal-VAE folder (default: shipped)")
     p.add_argument("--no-samples", action="store_true", help="skip the posterior-sample kind")
     p.add_argument("--max-instances", type=int, default=None)
-    p.add_argument("--figure-instance", type=int, default=0)
     p.add_argument("--figures", default="benchmarks/figures")
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args(argv)
@@ -331,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     lines, keep = bench(args, synth, predictor)
     fig = Path(args.figures)
-    figure_one(keep, synth, predictor, fig / "reshape_one_instance.png")
+    figure_one(keep, synth, predictor, args.scenes, fig / "reshape_one_instance.png")
     figure_restyle(args, synth, fig / "reshape_restyle.png")
     note = f"Synthesizer: {args.synth}; Amodal-VAE: {args.model or 'shipped'}."
     command = "python benchmarks/reshape_bench.py " + " ".join(argv or sys.argv[1:])

@@ -19,7 +19,8 @@ index])`` (a case does not depend on which other kinds are asked for):
   ``shape`` -- another shape of the same class from the split's pool, scaled to about the same
   area, its centroid on the instance's centroid, mirrored half the time;
   ``tps`` -- a thin-plate deformation of the instance's own mask (a 4x4 control grid over its
-  box, each point moved by a normal offset of :data:`TPS_SIGMA` times the box's longer side);
+  box, each point moved by a normal offset of :data:`TPS_SIGMA` times the box's longer side;
+  its largest connected part);
 - rigid (the material moves with the object, by the same map): ``scale`` (a factor in
   ``[0.6, 0.8]`` or its inverse), ``rotate`` (25-90 degrees either way), ``flip``
   (left-right), all about the instance's centroid.
@@ -50,6 +51,7 @@ from maskgen.core.deform import (
     invert_affine,
     warp_mask_affine,
 )
+from maskgen.core.masks import largest_component
 from maskgen.errors import MaskgenError
 
 __all__ = [
@@ -64,7 +66,7 @@ __all__ = [
 NONRIGID_KINDS = ("shape", "tps")
 RIGID_KINDS = ("scale", "rotate", "flip")
 KINDS = NONRIGID_KINDS + RIGID_KINDS
-TPS_SIGMA = 0.08
+TPS_SIGMA = 0.06
 MIN_AREA = 20
 
 
@@ -81,6 +83,7 @@ class ReshapeCase:
         target: ``H x W x 3`` uint8 the scene with the instance re-shaped.
         transform: ``2 x 3`` forward affine map of a rigid kind (None for non-rigid ones).
         label: class index (0-based) of the instance.
+        extra: ``{"material": "flat" | "texture"}`` (the instance's fill).
     """
 
     case_id: int
@@ -168,7 +171,7 @@ def tps_deform(rng: np.random.Generator, mask: np.ndarray, sigma: float = TPS_SI
     )  # fmt: skip
     out = np.zeros_like(mask)
     out[ra:rb, ca:cb] = sampled >= 0.5
-    return out
+    return largest_component(out) if out.any() else out  # stretched thin parts may break off
 
 
 def _rigid(rng: np.random.Generator, kind: str, mask: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -291,6 +294,7 @@ def reshape_cases(
                 yield ReshapeCase(
                     n, int(rec.id), rec.file_name, ann_id, kind, params, scene.image,
                     scene.visible[layer], new_mask, new_vis, target, a, int(scene.labels[layer]),
+                    {"material": scene.materials[layer].kind},
                 )  # fmt: skip
                 n += 1
                 if max_cases is not None and n >= max_cases:
