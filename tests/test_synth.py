@@ -193,3 +193,25 @@ def test_shipped_model_runs_offline() -> None:
     pix = out[hidden].astype(int)
     assert (np.abs(pix - 120).max(axis=1) > 40).mean() > 0.8
     assert pix[:, 1].mean() < 90  # no green: the material's colours
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tiny_scenes: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    argv = synth_args(tiny_scenes, out, "--log-every", "2")
+    r = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "maskgen", *argv],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "DONE").is_file()
+    MaskSynthesizer.from_folder(out)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in lines] == [2, 4]  # only rank 0 logs

@@ -39,6 +39,7 @@ from maskgen.engine import (
     DistContext,
     RunFolder,
     RunOptions,
+    barrier,
     config_to_dict,
     init_distributed,
     param,
@@ -333,14 +334,17 @@ def train_synthesizer(
     ctx = init_distributed(opts.device)
     try:
         data = load_training_data(cfg)
+        quiet = opts.quiet or not ctx.is_main
         if opts.threads is not None:
             torch.set_num_threads(opts.threads)
         if force and ctx.is_main and out.is_dir():
             _clear_run(out)
+        if ctx.world_size > 1:
+            barrier()  # every rank sees the cleared folder before RunFolder validates it
         run = RunFolder(out, MODEL_KIND, resume_key(cfg), ctx=ctx)
         model_dir = run.model_dir()
         if run.is_finished():
-            _say(f"{out}: already finished; the model is in {model_dir}", opts.quiet)
+            _say(f"{out}: already finished; the model is in {model_dir}", quiet)
             return {"out": str(out), "model": str(model_dir), "finished": True, "steps": cfg.steps}
         seed_everything(cfg.seed, ctx.rank)
         trainer = SynthTrainer(cfg, data, ctx)
@@ -349,7 +353,7 @@ def train_synthesizer(
         _say(
             f"synth train: generator {n_g / 1e6:.2f}M, discriminator {n_d / 1e6:.2f}M "
             f"parameters; {len(data.patches)} unoccluded instances of {data.images} images",
-            opts.quiet,
+            quiet,
         )
         res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="synth")
         if res.finished:
@@ -361,7 +365,7 @@ def train_synthesizer(
                 extra={"training": config_to_dict(cfg)},
             )
             run.mark_finished()
-            _say(f"model written to {model_dir}", opts.quiet)
+            _say(f"model written to {model_dir}", quiet)
         return {
             "out": str(out),
             "model": str(model_dir),
