@@ -315,7 +315,7 @@ def figure_restyle(args: argparse.Namespace, synth: Any, path: Path, n: int = 6)
         tiles[0].append(_tile(scene.image, sl))
         tiles[1].append(_tile(target, sl))
         out = synth.synthesize(scene.image, a, mask) if synth is not None else target * 0 + 255
-        tiles[2].append(_tile(np.asarray(out), sl))
+        tiles[2].append(_tile(np.where(mask[..., None], out, target), sl))  # over the truth's bg
     if tiles[0]:
         _grid(
             tiles, ["instance", "truth", "synthesis"], [f"#{i}" for i in range(len(tiles[0]))], path
