@@ -122,3 +122,14 @@ def test_out_of_other_kind(scenes: Path, tmp_path: Path, capsys) -> None:
 
 def test_group_without_command(capsys) -> None:
     check_bad_input(["synth"], capsys, "a command is required")
+
+
+def test_completion_check_rejecting_everything(scenes: Path, tmp_path: Path, capsys) -> None:
+    """--completion-iou: the Amodal-VAE must also agree; at 0.99 none of the tiny instances pass."""
+    out = tmp_path / "run"
+    argv = synth_args(scenes, out, "--completion-iou", "0.99")
+    check_bad_input(argv, capsys, "no unoccluded instance", "IoU >= 0.99")
+    assert not out.exists()
+    check_bad_input(synth_args(scenes, out, "--completion-iou", "1.5"), capsys, "<= 1")
+    argv = synth_args(scenes, out, "--completion-iou", "0.5", "--amodal-model", str(tmp_path))
+    check_bad_input(argv, capsys, "not a model folder")

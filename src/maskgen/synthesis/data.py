@@ -4,7 +4,11 @@ No amodal labels: training instances are those whose visible mask is their full 
 project's stage-1 rule (:func:`maskgen.inpainting.samplers.complete_instances`: a visible mask
 of at least ``MIN_INSTANCE_PIXELS`` px touching no other instance's visible mask, by overlap or
 8-neighbour contact, and not the image border). On the built-in scenes every instance the rule
-keeps is truly unoccluded (``maskgen data scenes`` reports both counts).
+keeps is truly unoccluded (``maskgen data scenes`` reports both counts). On other data (where
+unannotated objects may hide part of an isolated instance) ``completion_iou > 0`` also asks the
+Amodal-VAE (:class:`~maskgen.amodal.predictor.AmodalPredictor`, the shipped model by default) to
+agree: the IoU of its unrestricted completion (the thresholded mode, before the visible mask is
+joined to it) with the visible mask must reach ``completion_iou``.
 
 Each instance is cut out by :func:`~maskgen.inpainting.samplers.instance_window` (its box made
 square with a margin, as at inference) and resized to ``crop_size``. A training pair mimics what a
@@ -100,10 +104,47 @@ def cut_instance(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.nda
     return patch, resize_mask(cut(mask, win), (size, size))
 
 
+def _completion_filter(dataset: Dataset, threshold: float, model: str) -> dict[int, list[bool]]:
+    """Per image id, per instance: whether the Amodal-VAE's unrestricted completion overlaps the
+    visible mask with IoU >= ``threshold`` (only instances the stage-1 rule keeps are completed)."""
+    from maskgen.amodal.io import SHIPPED_MODEL
+    from maskgen.amodal.predictor import AmodalPredictor, ImageInput
+
+    predictor = AmodalPredictor.from_folder(SHIPPED_MODEL if model == "builtin" else model)
+    recs, items = [], []
+    for rec in dataset.images:
+        visible = [rec.visible_mask(inst) for inst in rec.instances]
+        done = complete_instances(visible) if visible else []
+        if any(done):
+            recs.append((rec, done))
+            items.append(ImageInput(np.stack(visible), complete=np.array(done)))
+    out: dict[int, list[bool]] = {}
+    results = predictor.complete_images(items, restrict_to_occluders=False)
+    for (rec, done), comps in zip(recs, results, strict=True):
+        it = iter(comps)
+        keep = []
+        for inst, ok in zip(rec.instances, done, strict=True):
+            if not ok:
+                keep.append(False)
+                continue
+            v, raw = rec.visible_mask(inst), next(it).raw_mask
+            keep.append(bool((v & raw).sum() >= threshold * max(int((v | raw).sum()), 1)))
+        out[rec.id] = keep
+    return out
+
+
 def load_synth_data(
-    dataset: Dataset, images_dir: str | os.PathLike[str], crop_size: int
+    dataset: Dataset,
+    images_dir: str | os.PathLike[str],
+    crop_size: int,
+    completion_iou: float = 0.0,
+    amodal_model: str = "builtin",
 ) -> SynthData:
     """Decode the complete instances (module docstring) of ``dataset``; only visible masks are read.
+
+    Args:
+        completion_iou: when > 0, also require the Amodal-VAE check (module docstring).
+        amodal_model: its model folder, or ``"builtin"`` for the shipped one.
 
     Raises:
         MaskgenError: an unreadable image, an image whose size differs from its annotation, or
@@ -111,9 +152,12 @@ def load_synth_data(
     """
     root = Path(images_dir)
     patches, masks, shapes = [], [], []
+    agree = _completion_filter(dataset, completion_iou, amodal_model) if completion_iou > 0 else {}
     for rec in dataset.images:
         visible = [rec.visible_mask(inst) for inst in rec.instances]
         done = complete_instances(visible) if visible else []
+        if completion_iou > 0:
+            done = agree.get(rec.id, [False] * len(visible))
         for v in visible:
             if v.sum() >= MIN_INSTANCE_PIXELS:
                 x0, y0, x1, y1 = mask_box(v)
@@ -133,9 +177,12 @@ def load_synth_data(
                 masks.append(m)
     if not patches:
         where = dataset.source or "the annotations"
+        check = f", completed by the Amodal-VAE with IoU >= {completion_iou:g}" * (
+            completion_iou > 0
+        )
         raise MaskgenError(
             f"{where}: no unoccluded instance to learn from (a visible mask of at least "
-            f"{MIN_INSTANCE_PIXELS} px touching no other instance and not the image border)"
+            f"{MIN_INSTANCE_PIXELS} px touching no other instance and not the image border{check})"
         )
     return SynthData(np.stack(patches), np.stack(masks), shapes, len(dataset.images))
 

@@ -97,7 +97,7 @@ class SynthConfig:
     data: str = param("", "visible instance masks (COCO, KINS or COCOA JSON)", role="path")
     images: str = param("", "folder holding the images named in --data", role="path")
     seed: int = param(0, "random seed", low=0)
-    steps: int = param(800, "training steps (one discriminator + one generator update)", low=1)
+    steps: int = param(600, "training steps (one discriminator + one generator update)", low=1)
     batch_size: int = param(16, "pairs per step", low=1, high=4096)
     crop_size: int = param(
         64, "instance crop side, px; a multiple of 4 (§3.4 GauGAN: 256)", low=16, high=1024
@@ -111,10 +111,10 @@ class SynthConfig:
     d_scales: int = param(2, "discriminator scales (GauGAN: 3)", low=1, high=5)
     d_layers: int = param(3, "discriminator strided layers (GauGAN: 4)", low=1, high=6)
     lr: float = param(
-        2e-4, "generator Adam learning rate (GauGAN TTUR: 1e-4)", low=0, low_open=True, high=1
+        5e-4, "generator Adam learning rate (GauGAN TTUR: 1e-4)", low=0, low_open=True, high=1
     )
     d_lr: float = param(
-        2e-4, "discriminator Adam learning rate (GauGAN TTUR: 4e-4)", low=0, low_open=True, high=1
+        1e-3, "discriminator Adam learning rate (GauGAN TTUR: 4e-4)", low=0, low_open=True, high=1
     )
     beta1: float = param(0.5, "Adam beta1 (GauGAN with TTUR: 0)", low=0, high=1, high_open=True)
     gan_weight: float = param(
@@ -125,6 +125,17 @@ class SynthConfig:
         10.0, "weight of the L1 loss inside the new mask (stands in for VGG)", low=0
     )
     kl_weight: float = param(0.05, "weight of the style code's KL term (GauGAN: 0.05)", low=0)
+    completion_iou: float = param(
+        0.0,
+        "also require the Amodal-VAE completion of a training instance to match its visible mask "
+        "with this IoU (0: the stage-1 rule alone; on the built-in val scenes the median is 0.76 "
+        "for unoccluded, 0.58 for occluded instances)",
+        low=0,
+        high=1,
+    )
+    amodal_model: str = param(
+        "builtin", "Amodal-VAE model folder for --completion-iou ('builtin': the shipped one)"
+    )
     samples: int = param(8, "rows of the samples.png grid (0: none)", low=0, high=64, role="run")
 
     def check(self) -> None:
@@ -276,7 +287,11 @@ def load_training_data(cfg: SynthConfig) -> SynthData:
     dataset = load_dataset(cfg.data, image_root=cfg.images)
     if not dataset.images:
         raise MaskgenError(f"{cfg.data}: holds no images")
-    return load_synth_data(dataset, cfg.images, cfg.crop_size)
+    if cfg.completion_iou > 0 and cfg.amodal_model != "builtin":
+        from maskgen.engine import resolve_model_folder
+
+        resolve_model_folder(cfg.amodal_model)
+    return load_synth_data(dataset, cfg.images, cfg.crop_size, cfg.completion_iou, cfg.amodal_model)
 
 
 def _say(text: str, quiet: bool) -> None:
