@@ -304,7 +304,28 @@ def test_concurrent_ops_on_one_scene_are_serialised(c, scene):
         ({"op": "amodal_box", "instance": DOG, "box": [0, 0, "x", 5]}, 400, "box: expected"),
         ({"op": "amodal_box", "instance": DOG, "box": [300, 10, 400, 50]}, 400, "outside"),
         ({"op": "amodal_box", "instance": DOG, "box": [0, 0, 1e300, 50]}, 400, "4 times"),
-        ({"op": "reshape", "instance": DOG}, 400, "not available"),
+        ({"op": "reshape", "instance": DOG}, 400, "kind: expected"),
+        ({"op": "reshape", "instance": DOG, "kind": "scale", "scale": 0}, 400, "scale"),
+        ({"op": "reshape", "instance": DOG, "kind": "scale", "scale": "x"}, 400, "scale"),
+        ({"op": "reshape", "instance": DOG, "kind": "rotate"}, 400, "degrees"),
+        ({"op": "reshape", "instance": DOG, "kind": "sample", "k": 99}, 400, "k: 99"),
+        ({"op": "reshape", "instance": DOG, "kind": "prior", "seed": -1}, 400, "seed"),
+        ({"op": "reshape", "instance": DOG, "kind": "mask", "mask": "/etc/passwd"}, 400, "mask"),
+        (
+            {
+                "op": "reshape",
+                "instance": DOG,
+                "kind": "mask",
+                "mask": {"size": [3, 3], "counts": [9]},
+            },
+            400,
+            "mask",
+        ),
+        (
+            {"op": "reshape", "instance": DOG, "kind": "mask", "mask": "data:image/png;base64,xx"},
+            400,
+            "PNG",
+        ),
         ({"op": "undo"}, 400, "nothing to undo"),
         ({"op": "redo"}, 400, "nothing to redo"),
         ([1, 2], 400, "JSON object"),
@@ -407,3 +428,13 @@ def test_bad_uploads(c):
 def test_error_text_names_no_server_path(c):
     msg = err(upload(c, EXAMPLE_IMAGE.read_bytes(), b"{oops"), 400)
     assert "/tmp" not in msg and "maskgen-serve-" not in msg
+
+
+def test_reshape_op_over_http(c, scene):
+    sid = scene["scene_id"]
+    w0 = by_id(scene, SHEEP)["bbox"][2]
+    st = ok(op(c, sid, op="reshape", instance=SHEEP, kind="scale", scale=0.5))
+    assert st["version"] == 1 and abs(by_id(st, SHEEP)["bbox"][2] - w0 / 2) <= 2
+    st = ok(op(c, sid, op="reshape", instance=SHEEP, kind="flip"))
+    assert st["can_undo"] and ok(op(c, sid, op="undo"))["version"] == 3
+    assert png(c.get(f"/api/scenes/{sid}/render.png")).shape[:2] == (256, 256)

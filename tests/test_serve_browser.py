@@ -163,7 +163,7 @@ def test_edit_in_browser(server, browser, tmp_path):
     assert f"#{DOG}" in page.inner_text("#details")
     assert page.locator("#candidates li").count() >= 2
     assert "consistency" in page.inner_text("#candidates")
-    assert page.locator("#reshape-btn").is_disabled()
+    assert page.locator("#reshape-btn").is_enabled()
     page.screenshot(path=str(out / "1_selected.png"))
 
     # Erase it.

@@ -4,7 +4,10 @@ one of its samples, showing what they hid.
 The scene-editing application of Amodal-VAE (supplementary §3.3, Fig. 6). The image is decomposed
 once into layers (:class:`maskgen.editing.scene.Scene`: completions, occlusion order, inpainting)
 and every operation re-composites those layers. Operations run in command-line order:
-``--erase ID...``, ``--move ID DX DY``, ``--front ID``, ``--back ID``, ``--sample ID K``.
+``--erase ID...``, ``--move ID DX DY``, ``--front ID``, ``--back ID``, ``--sample ID K``,
+``--reshape ID:KIND[=VALUE]`` (supplementary §3.4: ``sample=K``, ``prior=SEED``,
+``mask=FILE.png``, ``scale=S``, ``rotate=DEG``, ``flip``; rigid kinds warp the layer, the others
+re-render it with the mask-conditioned synthesizer ``--synth``, :mod:`maskgen.editing.reshape`).
 Writes into ``--out``:
 
 - ``edited.png``: the edited image;
@@ -74,6 +77,17 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     ops.add_argument(
         "--sample", nargs=2, type=int, metavar=("ANN_ID", "K"), action=_OpAction,
         help="replace an instance's completion by its posterior sample K (0-based)",
+    )  # fmt: skip
+    ops.add_argument(
+        "--reshape", nargs=1, metavar="ID:KIND[=VALUE]", action=_OpAction,
+        help="give an instance a new shape: ID:sample=K (posterior sample), ID:prior=SEED "
+        "(a shape from the Amodal-VAE prior), ID:mask=FILE.png (your full mask, image size), "
+        "ID:scale=S, ID:rotate=DEG, ID:flip (warps of its completion); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--synth", default="builtin", metavar="MODEL",
+        help="mask-conditioned synthesizer for non-rigid --reshape: 'builtin' (the shipped "
+        "model, the default) or a model folder from 'maskgen synth train'",
     )  # fmt: skip
     p.add_argument(
         "--inpainter", default="telea",
@@ -195,12 +209,15 @@ def _resolve_ops(args: argparse.Namespace, ids: list[int], rec: Any) -> list[tup
     ops = getattr(args, "ops", None) or []
     if not ops:
         raise MaskgenError(
-            "amodal edit: no operation; give --erase, --move, --front, --back or --sample"
+            "amodal edit: no operation; give --erase, --move, --front, --back, --sample "
+            "or --reshape"
         )
     where = f"image id {rec.id} ({rec.file_name}) in {args.masks}"
     erased: set[int] = set()
     out = []
     for flag, values in ops:
+        if flag == "--reshape":
+            values = list(_reshape_values(values[0], rec, args))
         targets = list(dict.fromkeys(values)) if flag == "--erase" else values[:1]
         for a in targets:
             if a not in ids:
@@ -225,9 +242,46 @@ def _resolve_ops(args: argparse.Namespace, ids: list[int], rec: Any) -> list[tup
     return out
 
 
-def _apply(scene: Any, ops: list[tuple[str, list[int]]]) -> None:
+def _reshape_values(text: str, rec: Any, args: argparse.Namespace) -> tuple[int, Any, Any]:
+    """``(annotation id, spec, mask or None)`` of a ``--reshape`` value, its mask file read and
+    checked against the image's size."""
+    from maskgen.editing.reshape import parse_spec, read_user_mask
+
+    ann, spec = parse_spec(text)
+    mask = None
+    if spec.kind == "mask":
+        mask = read_user_mask(spec.value, (int(rec.height), int(rec.width)), f"--reshape {text}")
+    return ann, spec, mask
+
+
+def load_synth(name: str) -> Any:
+    """The synthesizer named by ``--synth`` (``builtin`` or a model folder).
+
+    Raises:
+        MaskgenError: no such folder, or no synthesizer in this installation.
+    """
+    try:
+        from maskgen.synthesis import load_synthesizer
+    except ImportError:
+        raise MaskgenError(
+            f"--synth {name}: this installation has no mask-conditioned synthesizer"
+        ) from None
+    if name not in ("builtin", "") and not Path(name).is_dir():
+        raise MaskgenError(f"--synth {name}: no such model folder (or use 'builtin')")
+    return load_synthesizer(None if name == "builtin" else name)
+
+
+def _apply(
+    scene: Any, ops: list[tuple[str, list[Any]]], synth: Any = None, predictor: Any = None
+) -> list[dict[str, Any]]:
+    """Run the operations; the ``--reshape`` ones' ``{id, spec, method}``."""
+    reshaped = []
     for name, v in ops:
-        if name == "erase":
+        if name == "reshape":
+            what = v[2] if v[2] is not None else v[1]
+            method = scene.reshape(v[0], what, synthesizer=synth, predictor=predictor)
+            reshaped.append({"id": scene.ids[v[0]], "spec": str(v[1]), "method": method})
+        elif name == "erase":
             scene.erase(v[0])
         elif name == "move":
             scene.move(v[0], v[1], v[2])
@@ -237,6 +291,7 @@ def _apply(scene: Any, ops: list[tuple[str, list[int]]]) -> None:
             scene.send_back(v[0])
         else:
             scene.use_sample(v[0], v[1])
+    return reshaped
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -265,19 +320,28 @@ def run_edit(args: argparse.Namespace) -> int:
         vm, _ = decode_visible(rec)
     except ValueError as e:
         raise MaskgenError(f"{args.masks}: image id {rec.id}: {e}") from None
+    synth = None
+    if any(n == "reshape" and not v[1].rigid for n, v in ops):
+        synth = load_synth(args.synth)
     predictor = AmodalPredictor.from_folder(args.model, device=args.device)
     n_samples = max([v[1] + 1 for n, v in ops if n == "sample"], default=0)
+    n_samples = max(
+        [n_samples] + [v[1].value + 1 for n, v in ops if n == "reshape" and v[1].kind == "sample"]
+    )
     scene = Scene.from_image(
         image, vm, predictor, inpainter, labels=[int(i.category_id) for i in rec.instances],
         ids=ids, samples=n_samples,
     )  # fmt: skip
     before_vis, before_owner = scene.visible_masks(), scene.owner()
-    _apply(scene, ops)
+    reshaped = _apply(scene, ops, synth, predictor)
     edited, new_vis = scene.render(), scene.visible_masks()
     changed = scene.owner() != before_owner  # pixels that show another instance or background
     touched = sorted({v[0] for _, v in ops})
     entries = _entries(rec, scene, before_vis, new_vis)
     info = _edit_info(args, predictor, rec, ops, ids, n_samples, int(changed.sum()))
+    if reshaped:
+        info["edit"]["reshape"] = reshaped
+        info["edit"]["synthesizer"] = args.synth if synth is not None else None
     out.mkdir(parents=True, exist_ok=True)
     write_image(out / "edited.png", edited)
     gained = new_vis & ~before_vis
@@ -308,7 +372,7 @@ def _edit_info(
     info["edit"] = {
         "image_id": int(rec.id),
         "file_name": rec.file_name,
-        "operations": [[f, *v] for f, v in args.ops],
+        "operations": [[f, *map(_jsonable, v)] for f, v in args.ops],
         "erased": [ids[v[0]] for n, v in ops if n == "erase"],
         "revealed_pixels": changed,  # pixels that now show something else
         "order": "re-composited back to front from layers in the estimated occlusion order",
@@ -316,6 +380,10 @@ def _edit_info(
         "segmentation": "amodal mask; visible_segmentation: the new visible mask",
     }
     return info
+
+
+def _jsonable(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str)) else str(v)
 
 
 def _entries(rec: Any, scene: Any, before_vis: np.ndarray, new_vis: np.ndarray) -> list[dict]:

@@ -6,6 +6,7 @@ import argparse
 
 from maskgen.cli.data_cluster import add_cluster_data_parsers
 from maskgen.cli.data_edit_cases import add_edit_cases_parser
+from maskgen.cli.data_reshape_cases import add_reshape_cases_parser
 from maskgen.cli.data_segment import add_segment_data_parsers
 
 SMALL_COUNTS = {"train": 40, "val": 10, "test": 10}
@@ -18,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_scenes_parser(sub)
     add_edit_cases_parser(sub)
+    add_reshape_cases_parser(sub)
     add_segment_data_parsers(sub)
     add_cluster_data_parsers(sub)
 

@@ -140,6 +140,8 @@ class Scene:
         mode: density mode name.
         colours: ``L x S x S x 3`` float32 layer colours, and ``background``: ``S x S x 3``
             float32 (kept so that edits can be rendered exactly, :mod:`maskgen.data.edit_cases`).
+        materials: per layer its :class:`Material` (re-renders it into any mask,
+            :mod:`maskgen.data.reshape_cases`).
     """
 
     image: np.ndarray
@@ -150,6 +152,36 @@ class Scene:
     mode: str
     colours: np.ndarray | None = None
     background: np.ndarray | None = None
+    materials: list[Material] | None = None
+
+
+@dataclass
+class Material:
+    """How one layer was filled, enough to render its material into any mask
+    (:func:`maskgen.data.materials.render_material`).
+
+    Attributes:
+        kind: ``"flat"`` (``colour`` plus per-pixel grey noise) or ``"texture"``.
+        origin: ``(x0, y0, w, h)`` the image region the layer's fill was drawn for (the shape's
+            box clipped to the image); the material field is anchored there.
+        colour: ``(3,)`` float32 flat colour.
+        texture: index into :func:`maskgen.data.builtin.texture_images` values.
+        crop: ``(y, x, ch, cw)`` texture region stretched onto ``origin``; flip: mirrored.
+        gain, scale, bias: the tint (``tex * gain * scale + bias``, float32).
+        extension_seed, layer: seed the flat noise beyond ``origin`` (``[seed, layer]``).
+    """
+
+    kind: str
+    origin: tuple[int, int, int, int]
+    colour: np.ndarray | None = None
+    texture: int = -1
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    flip: bool = False
+    gain: np.ndarray | None = None
+    scale: float = 1.0
+    bias: np.ndarray | None = None
+    extension_seed: int = 0
+    layer: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,32 +189,56 @@ class Scene:
 
 
 def _random_crop(
-    rng: np.random.Generator, tex: np.ndarray, h: int, w: int, zoom: float
+    rng: np.random.Generator,
+    tex: np.ndarray,
+    h: int,
+    w: int,
+    zoom: float,
+    record: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """An ``h x w`` crop of ``tex`` (uint8 RGB) seen at ``zoom`` (output px per texture px)."""
+    """An ``h x w`` crop of ``tex`` (uint8 RGB) seen at ``zoom`` (output px per texture px).
+
+    ``record`` (when given) receives the crop's ``crop`` ``(y, x, ch, cw)`` and ``flip``
+    (:class:`Material`); the random draws are the same either way."""
     th, tw = tex.shape[:2]
     ch = int(np.clip(round(h / zoom), 1, th))
     cw = int(np.clip(round(w / zoom), 1, tw))
     y = int(rng.integers(0, th - ch + 1))
     x = int(rng.integers(0, tw - cw + 1))
     crop = tex[y : y + ch, x : x + cw]
-    if rng.random() < 0.5:
+    flip = rng.random() < 0.5
+    if flip:
         crop = crop[:, ::-1]
+    if record is not None:
+        record.update(crop=(y, x, ch, cw), flip=bool(flip))
     return cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _tint(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Colour-jitter a uint8 image: per-channel gain towards a random colour, then a bias."""
+def _tint(
+    rng: np.random.Generator, img: np.ndarray, record: dict[str, Any] | None = None
+) -> np.ndarray:
+    """Colour-jitter a uint8 image: per-channel gain towards a random colour, then a bias.
+
+    ``record`` receives ``gain`` (3,), ``scale`` and ``bias`` (3,): the result is
+    ``img * gain * scale + bias`` in float32."""
     colour = rng.uniform(0.35, 1.0, size=3).astype(np.float32)
     mix = rng.uniform(0.0, 0.8)
     gain = (1.0 - mix) + mix * colour / colour.max()
     bias = rng.uniform(-30, 30, size=3).astype(np.float32)
-    return img.astype(np.float32) * gain * rng.uniform(0.7, 1.2) + bias
+    tinted = img.astype(np.float32) * gain
+    scale = rng.uniform(0.7, 1.2)
+    if record is not None:
+        record.update(gain=gain, scale=scale, bias=bias)
+    return tinted * scale + bias
 
 
-def _flat(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def _flat(
+    rng: np.random.Generator, h: int, w: int, record: dict[str, Any] | None = None
+) -> np.ndarray:
     colour = rng.uniform(0, 255, size=3).astype(np.float32)
     noise = rng.normal(0.0, 5.0, size=(h, w, 1)).astype(np.float32)
+    if record is not None:
+        record.update(colour=colour)
     return np.broadcast_to(colour, (h, w, 3)) + noise
 
 
@@ -194,12 +250,24 @@ def _background(rng: np.random.Generator, size: int, textures: list[np.ndarray])
     return _flat(rng, size, size)
 
 
-def _fill(rng: np.random.Generator, h: int, w: int, textures: list[np.ndarray]) -> np.ndarray:
+def _fill(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    textures: list[np.ndarray],
+    record: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """An ``h x w x 3`` float32 layer fill; ``record`` receives its :class:`Material` fields."""
     if textures and rng.random() < TEXTURE_FILL_PROB:
-        tex = textures[int(rng.integers(len(textures)))]
+        t = int(rng.integers(len(textures)))
+        tex = textures[t]
         zoom = max(max(h / tex.shape[0], w / tex.shape[1]), rng.uniform(0.5, 1.5))
-        return _tint(rng, _random_crop(rng, tex, h, w, zoom))
-    return _flat(rng, h, w)
+        if record is not None:
+            record.update(kind="texture", texture=t)
+        return _tint(rng, _random_crop(rng, tex, h, w, zoom, record), record)
+    if record is not None:
+        record.update(kind="flat")
+    return _flat(rng, h, w, record)
 
 
 def render_shape(shape: np.ndarray, longer_side: float, flip: bool) -> np.ndarray:
@@ -313,12 +381,23 @@ def render_scene(
     order = rng.permutation(n)  # depth: order[0] is the furthest layer
     amodal = np.zeros((n, size, size), dtype=bool)
     colours = np.zeros((n, size, size, 3), dtype=np.float32)
+    records: list[dict[str, Any]] = []
     for layer, j in enumerate(order):
         m, x0, y0 = placed[j]
         rows, cols, clipped = _paste(amodal[layer], m, x0, y0)  # type: ignore[misc]
         amodal[layer, rows, cols] = clipped
-        colours[layer, rows, cols] = _fill(rng, clipped.shape[0], clipped.shape[1], textures)
+        rec: dict[str, Any] = {
+            "origin": (cols.start, rows.start, clipped.shape[1], clipped.shape[0])
+        }
+        colours[layer, rows, cols] = _fill(rng, clipped.shape[0], clipped.shape[1], textures, rec)
+        records.append(rec)
     background = _background(rng, size, textures)
+    # Drawn after everything else, so the scene does not depend on it: the seed of the noise
+    # that extends flat fills beyond their layer (maskgen.data.materials).
+    extension_seed = int(rng.integers(2**62))
+    materials = [
+        Material(**r, extension_seed=extension_seed, layer=k) for k, r in enumerate(records)
+    ]
     image = composite(colours, amodal, background)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return Scene(
@@ -330,6 +409,7 @@ def render_scene(
         mode=names[mode_i],
         colours=colours,
         background=background,
+        materials=materials,
     )
 
 

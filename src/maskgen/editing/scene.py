@@ -22,7 +22,9 @@ complete the objects it hid, inpaint them and the background; Fig. 10 moves obje
    ``Inpainter.inpaint_background`` from the visible background.
 
 **Edits** change only the layer stack (numpy, no model): erase, move by an offset, reorder, or
-swap a completion for one of its posterior samples (which re-inpaints that one layer). Every
+swap a completion for one of its posterior samples (which re-inpaints that one layer), or
+re-shape an instance (:meth:`Scene.reshape`: a new full mask, the layer warped or re-rendered by
+a mask-conditioned synthesizer, :mod:`maskgen.editing.reshape`). Every
 :meth:`Scene.render` composites the layers back to front over the plate.
 
 Conventions: images ``H x W x 3`` uint8 RGB, masks ``H x W`` bool; an instance is named by its
@@ -37,11 +39,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from maskgen.amodal.predictor import AmodalPredictor
 from maskgen.editing.order import OcclusionOrder, occlusion_order
+from maskgen.editing.reshape import ReshapeSpec
 from maskgen.errors import MaskgenError
 from maskgen.inpainting.base import Inpainter, TeleaInpainter
 
@@ -287,6 +291,107 @@ class Scene:
         alpha = ly.samples[int(s)] | ly.known
         colour = _inpaint_crop(self.inpainter, ly.colour, ly.known, alpha, ly.label)
         ly.alpha, ly.colour = alpha, colour
+
+    def reshape(
+        self,
+        i: int,
+        new: ReshapeSpec | str | np.ndarray,
+        *,
+        synthesizer: Any = None,
+        predictor: AmodalPredictor | None = None,
+    ) -> str:
+        """Give instance ``i`` a new full mask and re-render its layer (supplementary §3.4).
+
+        ``new`` is an ``H x W`` bool full mask (image coordinates, where the layer is drawn
+        now), a :class:`~maskgen.editing.reshape.ReshapeSpec` or its text (``"sample=K"``,
+        ``"prior=SEED"``, ``"mask=FILE.png"``, ``"scale=S"``, ``"rotate=DEG"``, ``"flip"``;
+        :mod:`maskgen.editing.reshape`). A rigid spec warps the layer (its completed mask and
+        colours, and its samples) about its centroid; any other new mask is filled by
+        ``synthesizer`` from what shows of the instance now (the whole layer when nothing
+        shows). The layer keeps its depth; what the old shape uncovers shows the layers behind
+        and the inpainted plate. ``prior`` needs ``predictor``.
+
+        Returns:
+            the method used: ``"warp"`` or ``"synthesis"``.
+
+        Raises:
+            MaskgenError: a bad spec or mask, a sample index out of range, a missing
+                synthesizer or predictor.
+        """
+        from maskgen.core.deform import warp_mask_affine
+        from maskgen.editing.reshape import (
+            parse_spec,
+            read_user_mask,
+            reshape_appearance,
+            rigid_transform,
+            warp_fill,
+        )
+
+        ly = self._index(i)
+        shape = self.shape
+        if isinstance(new, str):
+            new = parse_spec(f"{ly.id}:{new}", flag=f"reshape {ly.id}")[1]
+        alpha, colour = ly.full("alpha", shape), ly.full("colour", shape)
+        samples = (
+            np.stack([_place(m, ly.box, ly.offset, shape) for m in ly.samples])
+            if len(ly.samples)
+            else np.zeros((0, *shape), bool)
+        )
+        if isinstance(new, ReshapeSpec) and new.rigid:
+            a = rigid_transform(new, alpha)
+            mask = warp_mask_affine(alpha, a)
+            if not mask.any():
+                raise MaskgenError(f"reshape {ly.id} {new}: the new mask lies outside the image")
+            out = warp_fill(colour, alpha, mask, a)
+            samples = (
+                np.stack([warp_mask_affine(m, a) for m in samples]) if len(samples) else samples
+            )
+            method = "warp"
+        else:
+            if isinstance(new, ReshapeSpec):
+                mask = self._spec_mask(i, ly, new, alpha, samples, predictor)
+            else:
+                mask = read_user_mask(new, shape, f"reshape {ly.id}")
+            shows = self.owner() == int(i)
+            image, visible = (self.render(), shows) if shows.any() else (colour, alpha)
+            res = reshape_appearance(image, visible, mask, None, synthesizer)
+            out, method = res.image, res.method
+        colour_new = np.where(mask[..., None], out, 0).astype(np.uint8)
+        k = int(i)
+        self.layers[k] = _crop_layer(ly.id, ly.label, mask, colour_new, mask, samples)
+        self.layers[k].erased = False
+        return method
+
+    def _spec_mask(
+        self,
+        i: int,
+        ly: Layer,
+        spec: ReshapeSpec,
+        alpha: np.ndarray,
+        samples: np.ndarray,
+        predictor: AmodalPredictor | None,
+    ) -> np.ndarray:
+        """The new full mask of a non-rigid spec (``sample``, ``prior``, ``mask``)."""
+        from maskgen.editing.reshape import prior_mask, read_user_mask
+
+        where = f"reshape {ly.id} {spec}"
+        if spec.kind == "sample":
+            if not 0 <= int(spec.value) < len(samples):
+                raise MaskgenError(
+                    f"{where}: sample {spec.value} out of range ({len(samples)} samples kept; "
+                    "decompose with samples=N)"
+                )
+            return samples[int(spec.value)] | np.zeros(self.shape, bool)
+        if spec.kind == "prior":
+            if predictor is None:
+                raise MaskgenError(f"{where}: a prior sample needs the Amodal-VAE predictor")
+            mask = prior_mask(
+                predictor, np.asarray(_bbox(alpha), np.float64), spec.value, self.shape
+            )
+            if not mask.any():
+                raise MaskgenError(f"{where}: the decoded prior sample is empty; try another seed")
+            return mask
+        return read_user_mask(spec.value, self.shape, where)
 
     # ------------------------------------------------------------------ files
     def save_layers(self, folder: str | os.PathLike[str]) -> Path:

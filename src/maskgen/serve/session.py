@@ -28,8 +28,12 @@ Operations (:meth:`Session.apply`; the API's ``POST /api/scenes/{id}/ops`` body)
     {"op": "sample", "instance": ID, "k": K}   # K: 0 = the mode, 1.. = posterior samples;
                                                # no K: the next candidate (cycles)
     {"op": "amodal_box", "instance": ID, "box": [x0, y0, x1, y1]}  # where the layer is drawn now
+    {"op": "reshape", "instance": ID, "kind": KIND, ...}   # a new shape (supplementary §3.4):
+        "kind": "flip" | "rotate" + "degrees": number | "scale" + "scale": number (0, 16]
+              | "sample" + "k": K (0-based posterior sample) | "prior" + "seed": int >= 0
+              | "mask" + "mask": COCO RLE {"size": [H, W], "counts": ...} or a PNG data URL
+                ("data:image/png;base64,...") of a full mask, image size, where the layer shows
     {"op": "undo"} / {"op": "redo"}
-    {"op": "reshape", ...}                     # pose change: not available (an error)
 
 Every bad operation raises :class:`~maskgen.errors.MaskgenError` with a one-line message and
 leaves the session unchanged. :class:`SessionStore` keeps at most ``max_sessions`` sessions
@@ -176,6 +180,7 @@ class Session:
         categories: list[dict[str, Any]] | None = None,
         file_name: str = "scene.png",
         samples: int = DEFAULT_SAMPLES,
+        synthesizer: Any = None,
     ) -> None:
         self.id = scene_id
         self.image = image
@@ -187,6 +192,7 @@ class Session:
         self.categories = categories or [{"id": c, "name": str(c)} for c in sorted(set(labels))]
         self.file_name = file_name
         self.samples = samples
+        self.synthesizer = synthesizer  # None: the shipped model, loaded on first use
         self.lock = threading.Lock()
         k = len(self.ids)
         comps = complete(self.visible_masks, range(k), predictor, samples=samples)
@@ -301,8 +307,6 @@ class Session:
                 raise MaskgenError("redo: nothing to redo")
             self.cursor += 1
             self._restore(self.history[self.cursor])
-        elif op == "reshape":
-            raise MaskgenError("reshape: pose change is not available yet")
         else:
             v = body.get("instance")
             if isinstance(v, bool) or not isinstance(v, int):
@@ -383,6 +387,104 @@ class Session:
         )
         self.scene.layers[i] = new
         self.extras[i] = Extra(comp, 0, dataclasses.replace(new))
+
+    def _op_reshape(self, i: int, body: dict[str, Any]) -> None:
+        from maskgen.editing.reshape import MAX_SCALE, ReshapeSpec
+
+        kind = body.get("kind")
+        if kind == "flip":
+            new: Any = ReshapeSpec("flip")
+        elif kind == "rotate":
+            new = ReshapeSpec("rotate", _number(body, "degrees", -1e6, 1e6))
+        elif kind == "scale":
+            v = _number(body, "scale", 0.0, MAX_SCALE)
+            if v <= 0:
+                raise MaskgenError(f"scale: must be greater than 0, got {v}")
+            new = ReshapeSpec("scale", v)
+        elif kind == "sample":
+            n = len(self.scene.layers[i].samples)
+            if n == 0:
+                raise MaskgenError("k: this instance keeps no posterior samples")
+            new = ReshapeSpec("sample", _int(body, "k", 0, n - 1))
+        elif kind == "prior":
+            new = ReshapeSpec("prior", _int(body, "seed", 0, 2**31 - 1))
+        elif kind == "mask":
+            new = request_mask(body.get("mask"), self.height, self.width)
+        else:
+            raise MaskgenError(
+                f"kind: expected flip, rotate, scale, sample, prior or mask, got {kind!r}"
+            )
+        synth = None
+        if not (isinstance(new, ReshapeSpec) and new.rigid):
+            synth = self.synthesizer if self.synthesizer is not None else shipped_synthesizer()
+        self.scene.reshape(i, new, synthesizer=synth, predictor=self.predictor)
+        ly = self.scene.layers[i]
+        self.extras[i] = dataclasses.replace(self.extras[i], choice=0, mode=dataclasses.replace(ly))
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
+    v = body.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise MaskgenError(f"{key}: expected a finite number, got {v!r}")
+    if not low <= v <= high:
+        raise MaskgenError(f"{key}: {v} out of range [{low:g}, {high:g}]")
+    return float(v)
+
+
+def request_mask(v: Any, height: int, width: int) -> np.ndarray:
+    """A full mask from a request: COCO RLE or a PNG data URL (never a path); ``H x W`` bool.
+
+    Raises:
+        MaskgenError: anything else, a wrong size, not a two-valued image, an empty mask.
+    """
+    from maskgen.core.rle import decode_segmentation
+    from maskgen.editing.reshape import read_user_mask
+
+    if isinstance(v, dict):
+        try:
+            m = decode_segmentation(v, height, width)
+        except (ValueError, TypeError, KeyError) as e:
+            raise MaskgenError(f"mask: {e}") from None
+        return read_user_mask(m, (height, width), "mask")
+    if isinstance(v, str) and v.startswith("data:image/png;base64,"):
+        import base64
+        import binascii
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            raw = base64.b64decode(v.split(",", 1)[1], validate=True)
+            with Image.open(io.BytesIO(raw)) as img:
+                if img.width * img.height > 4 * height * width:
+                    raise MaskgenError(f"mask: {img.width}x{img.height} PNG is far too large")
+                arr = np.asarray(img.convert("L"))
+        except (binascii.Error, OSError, UnidentifiedImageError, ValueError):
+            raise MaskgenError("mask: not a readable PNG data URL") from None
+        return read_user_mask(arr, (height, width), "mask")
+    raise MaskgenError(
+        'mask: expected a COCO RLE {"size": [H, W], "counts": ...} or a PNG data URL'
+    )
+
+
+_SHIPPED: list[Any] = []
+
+
+def shipped_synthesizer() -> Any:
+    """The shipped mask-conditioned synthesizer, loaded once per process.
+
+    Raises:
+        MaskgenError: no synthesizer in this installation.
+    """
+    if not _SHIPPED:
+        try:
+            from maskgen.synthesis import load_synthesizer
+        except ImportError:
+            raise MaskgenError(
+                "reshape: this installation has no mask-conditioned synthesizer"
+            ) from None
+        _SHIPPED.append(load_synthesizer(None))
+    return _SHIPPED[0]
 
 
 class SessionStore:

@@ -213,7 +213,8 @@ function renderPanels() {
   for (const id of ["erase-btn", "front-btn", "back-btn", "sample-btn", "box-btn"]) {
     $(id).disabled = !sel || ui.mode === "draw";
   }
-  $("reshape-btn").disabled = true;  // pose change is not available yet
+  $("reshape-btn").disabled = !sel || ui.mode === "draw";
+  $("reshape-kind").disabled = !sel || ui.mode === "draw";
   $("undo-btn").disabled = !st || !st.can_undo;
   $("redo-btn").disabled = !st || !st.can_redo;
   $("box-btn").classList.toggle("active", ui.mode === "box");
@@ -361,6 +362,21 @@ for (const id of ["erase-btn", "front-btn", "back-btn", "sample-btn"]) {
   });
 }
 $("box-btn").addEventListener("click", () => setMode(ui.mode === "box" ? "edit" : "box"));
+ui.reshapeCount = 0;
+$("reshape-btn").addEventListener("click", () => {
+  if (ui.selected === null) return;
+  const [kind, value] = $("reshape-kind").value.split(":");
+  const body = { op: "reshape", instance: ui.selected, kind };
+  if (kind === "rotate") body.degrees = Number(value);
+  if (kind === "scale") body.scale = Number(value);
+  if (kind === "sample") {
+    const n = ui.detail ? ui.detail.candidates.length - 1 : 0;  // candidates: mode + samples
+    body.k = n > 0 ? ui.reshapeCount % n : 0;
+  }
+  if (kind === "prior") body.seed = ui.reshapeCount;
+  ui.reshapeCount += 1;
+  op(body);
+});
 $("undo-btn").addEventListener("click", () => op({ op: "undo" }));
 $("redo-btn").addEventListener("click", () => op({ op: "redo" }));
 $("show-unc").addEventListener("change", async () => { await loadDetail(); draw(); });
