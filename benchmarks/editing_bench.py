@@ -122,7 +122,10 @@ def bench_order(scenes: Path, predictor, weights: dict | None) -> list[str]:  # 
     for label, w, net in variants:
         pred = {}
         t0 = time.perf_counter()
-        for rec, ids, order in order_records(visible.images, predictor, w, pairnet=net):
+        # the ablations are the previous method: pairs keep their own decisions
+        for rec, ids, order in order_records(
+            visible.images, predictor, w, pairnet=net, follow_ranking=net is not None
+        ):
             pred[int(rec.id)] = [[ids[f], ids[b]] for f, b in order.pairs] if order else []
         secs = time.perf_counter() - t0
         sc = evaluate_order(gt.images, pred, baselines=first is None)

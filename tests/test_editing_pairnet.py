@@ -40,8 +40,16 @@ def test_inputs_and_antisymmetry() -> None:
     assert x.shape == (2, 6, 16, 16) and x.dtype == np.float32
     np.testing.assert_array_equal(x[0][[1, 0, 2, 4, 3, 5]], x[1])  # swapping the pair
     torch.manual_seed(0)
-    z = front_logits(PairOrderNet().eval(), v, [(0, 1), (1, 0)])
+    net = PairOrderNet().eval()
+    z = front_logits(net, v, [(0, 1), (1, 0)])
     assert z[0] == pytest.approx(-z[1], abs=1e-5) and abs(z[0]) > 0
+    plain = front_logits(net, v, [(0, 1)], flips=False)
+    with torch.inference_mode():
+        t = torch.from_numpy(pair_inputs(v, [(0, 1)]))
+        one = float(net(t))
+        flipped = [float(net(t.flip(d))) for d in ((-1,), (-2,), (-2, -1))]
+    assert plain[0] == pytest.approx(one, abs=1e-5)
+    assert z[0] == pytest.approx((one + sum(flipped)) / 4, abs=1e-5)
 
 
 def test_synthetic_pairs_are_labelled_by_construction() -> None:
@@ -99,16 +107,33 @@ def test_classifier_cue_decides_with_its_weight() -> None:
     assert order.pairs == [(1, 0)] and order.evidence.front is None
 
 
+def test_pairs_follow_the_ranking_through_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    v = np.zeros((3, 30, 30), bool)  # three touching bars
+    v[0, 0:10, 0:20], v[1, 10:20, 0:20], v[2, 0:20, 20:30] = True, True, True
+    table = {(0, 1): 3.0, (1, 2): 2.0, (0, 2): -1.0}  # 0 before 1 before 2, yet 2 before 0
+
+    def logits(net, vm, pairs, flips=True):  # noqa: ANN001, ANN202
+        return np.array([table[(a, b)] if (a, b) in table else -table[(b, a)] for a, b in pairs])
+
+    monkeypatch.setattr("maskgen.editing.pairnet.front_logits", logits)
+    w = {"pairnet": 1.0}
+    own = occlusion_order(v, _comps(v), w, pairnet=FakeNet(), follow_ranking=False)
+    assert set(own.pairs) == {(0, 1), (1, 2), (2, 0)}
+    ranked = occlusion_order(v, _comps(v), w, pairnet=FakeNet())
+    assert ranked.ranking == [0, 1, 2] and set(ranked.pairs) == {(0, 1), (1, 2), (0, 2)}
+
+
 def test_revealable_mask_joins_mode_and_samples() -> None:
-    m = np.zeros((2, 10, 10), bool)
-    m[0, 2:5, 2:5] = True
-    s = np.zeros((2, 6, 6), bool)
-    s[0, 0, 0] = s[1, 5, 5] = True
-    c = Completion((10, 10), (2, 2, 8, 8), m[0, 2:8, 2:8], m[0, 2:8, 2:8], None, s, np.ones(2),
+    m = np.zeros((10, 10), bool)
+    m[2:5, 2:5] = True
+    s = np.zeros((8, 6, 6), bool)
+    s[0, 0, 0] = s[1, 5, 5] = s[2, 5, 5] = True  # (7, 7) in 2 of 8 samples, (2, 2) in the mode
+    s[3, 0, 5] = True  # (2, 7) in 1 of 8: too few
+    c = Completion((10, 10), (2, 2, 8, 8), m[2:8, 2:8], m[2:8, 2:8], None, s, np.ones(8),
                    np.zeros(4), np.zeros(4), "supplied", 0.5, 1.0, np.zeros(8, np.float32),
                    np.ones(8, np.float32))  # fmt: skip
     r = revealable_mask(c)
-    assert r.sum() == 9 + 1 and r[7, 7] and r[2, 2] and not r[0, 0]
+    assert r.sum() == 9 + 1 and r[7, 7] and r[2, 2] and not r[2, 7] and not r[0, 0]
 
 
 @pytest.fixture(scope="module")

