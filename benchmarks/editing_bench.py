@@ -61,15 +61,17 @@ def load_predictor(model: str):  # noqa: ANN201
 # ------------------------------------------------------------------------------ order
 
 
-def fit_weights(scenes: Path, predictor) -> dict[str, float]:  # noqa: ANN001
+def fit_weights(scenes: Path, predictor, pairnet: bool = True) -> dict[str, float]:  # noqa: ANN001
     """Logistic regression of "i is behind j" on the cue differences, ground-truth occluded
-    pairs of the val split (no intercept: the score must be antisymmetric)."""
+    pairs of the val split (no intercept: the score must be antisymmetric); with ``pairnet``
+    the shipped pairwise classifier's logit is one more cue."""
     from maskgen.amodal.completion import decode_visible
     from maskgen.data.loader import load_dataset
     from maskgen.editing.order import pair_evidence
+    from maskgen.editing.pairnet import load_shipped_pairnet
     from maskgen.evaluation.order import gt_pairs
 
-    names = ("llr", "hull", "uncertainty", "area")
+    names = ("llr", "hull", "uncertainty", "area") + (("pairnet",) if pairnet else ())
     feats, ys = [], []
     for rec in load_dataset(scenes / "annotations/val_kins2020.json").images:
         if len(rec.instances) < 2:
@@ -77,6 +79,9 @@ def fit_weights(scenes: Path, predictor) -> dict[str, float]:  # noqa: ANN001
         vm, _ = decode_visible(rec)
         ev = pair_evidence(vm, predictor.complete_image(vm, return_probability=True))
         idx = {int(i.id): k for k, i in enumerate(rec.instances)}
+        if pairnet:
+            pairs = [(idx[f], idx[b]) for f, b in gt_pairs(rec)]
+            ev.add_front_logits(vm, load_shipped_pairnet(), pairs)
         for f, b in gt_pairs(rec):
             i, j = idx[b], idx[f]  # i is behind j
             for s, (p, q) in ((1.0, (i, j)), (0.0, (j, i))):
@@ -98,18 +103,29 @@ def fit_weights(scenes: Path, predictor) -> dict[str, float]:  # noqa: ANN001
 
 def bench_order(scenes: Path, predictor, weights: dict | None) -> list[str]:  # noqa: ANN001
     from maskgen.data.loader import load_dataset
-    from maskgen.editing.order import COMPLETION_ONLY_WEIGHTS, DEFAULT_WEIGHTS, order_records
+    from maskgen.editing.order import (
+        COMPLETION_ONLY_WEIGHTS,
+        DEFAULT_WEIGHTS,
+        NO_PAIRNET_WEIGHTS,
+        order_records,
+    )
     from maskgen.evaluation.order import BASELINES, evaluate_order
 
     gt = load_dataset(scenes / "annotations/test_kins2020.json")
     visible = load_dataset(scenes / "annotations/test_coco.json")
     rows, first = [], None
-    variants = [("amodal-vae order (default weights)", weights or DEFAULT_WEIGHTS)]
-    variants.append(("ablation: completion cues only", COMPLETION_ONLY_WEIGHTS))
-    for label, w in variants:
+    variants = [
+        ("amodal-vae order + pair classifier (default)", weights or DEFAULT_WEIGHTS, "shipped")
+    ]
+    variants.append(("ablation: without the pair classifier", NO_PAIRNET_WEIGHTS, None))
+    variants.append(("ablation: completion cues only", COMPLETION_ONLY_WEIGHTS, None))
+    for label, w, net in variants:
         pred = {}
         t0 = time.perf_counter()
-        for rec, ids, order in order_records(visible.images, predictor, weights=w):
+        # the ablations are the previous method: pairs keep their own decisions
+        for rec, ids, order in order_records(
+            visible.images, predictor, w, pairnet=net, follow_ranking=net is not None
+        ):
             pred[int(rec.id)] = [[ids[f], ids[b]] for f, b in order.pairs] if order else []
         secs = time.perf_counter() - t0
         sc = evaluate_order(gt.images, pred, baselines=first is None)

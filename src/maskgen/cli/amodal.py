@@ -8,7 +8,7 @@ from maskgen.cli.amodal_analyze import add_analyze_parser
 from maskgen.cli.amodal_complete import add_complete_parser
 from maskgen.cli.amodal_edit import add_edit_parser
 from maskgen.cli.amodal_evaluate import add_evaluate_parser
-from maskgen.cli.amodal_order import add_order_parser
+from maskgen.cli.amodal_order import add_order_parser, add_order_train_parser
 from maskgen.cli.amodal_train import add_train_parser
 
 
@@ -21,5 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_complete_parser(sub)
     add_edit_parser(sub)
     add_order_parser(sub)
+    add_order_train_parser(sub)
     add_analyze_parser(sub)
     add_evaluate_parser(sub)

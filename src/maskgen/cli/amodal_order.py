@@ -45,9 +45,46 @@ def add_order_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--inpainter", default="telea", help="inpainter for --layers: telea (default) or a run"
     )
+    p.add_argument(
+        "--pair-net",
+        default="shipped",
+        help="pairwise order classifier: shipped (default), none, or a model/run folder made by "
+        "amodal order-train",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --layers)")
     p.set_defaults(func=run_order)
+
+
+def add_order_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``order-train`` (the pairwise order classifier) to the ``amodal`` group."""
+    from maskgen.editing.pairnet import PairTrainConfig
+    from maskgen.engine import RunOptions, add_config_arguments
+
+    p = subparsers.add_parser(
+        "order-train",
+        help="train the pairwise occlusion-order classifier from visible masks",
+        description=(
+            "Learn which instance of a touching pair is in front from synthetic occlusions of "
+            "your VISIBLE masks (a complete instance pasted in front of or behind the others; "
+            "no amodal or order labels). Writes OUT/model (use it with amodal order "
+            "--pair-net OUT). Rerunning the same command resumes an interrupted run."
+        ),
+    )
+    p.add_argument("--out", required=True, help="run folder (created; an existing run resumes)")
+    add_config_arguments(p, PairTrainConfig)
+    add_config_arguments(p, RunOptions)
+    p.set_defaults(func=run_order_train)
+
+
+def run_order_train(args: argparse.Namespace) -> int:
+    from maskgen.editing.pairnet import PairTrainConfig, train_pairnet
+    from maskgen.engine import RunOptions, config_from_args
+
+    train_pairnet(
+        config_from_args(PairTrainConfig, args), config_from_args(RunOptions, args), args.out
+    )
+    return 0
 
 
 def run_order(args: argparse.Namespace) -> int:
@@ -55,9 +92,16 @@ def run_order(args: argparse.Namespace) -> int:
     from maskgen.amodal.predictor import AmodalPredictor
     from maskgen.core.io import refuse_overwrite, write_json
     from maskgen.data.loader import load_dataset
-    from maskgen.editing.order import DEFAULT_WEIGHTS, order_json, order_records
+    from maskgen.editing.order import DEFAULT_WEIGHTS, NO_PAIRNET_WEIGHTS, order_json, order_records
+    from maskgen.editing.pairnet import PairOrderNet
 
     check_model_arg(args.model)
+    net: Any = "shipped"
+    weights = DEFAULT_WEIGHTS
+    if args.pair_net == "none":
+        net, weights = None, NO_PAIRNET_WEIGHTS
+    elif args.pair_net != "shipped":
+        net = PairOrderNet.from_folder(args.pair_net)
     out = Path(args.out)
     if out.is_dir():
         raise MaskgenError(f"{out}: is a folder; --out takes a JSON file name")
@@ -72,7 +116,11 @@ def run_order(args: argparse.Namespace) -> int:
     check_images(dataset, args.images, args.masks)
     predictor = AmodalPredictor.from_folder(args.model, device=args.device)
     entries, n_pairs = [], 0
-    for rec, ids, order in order_records(dataset.images, predictor):
+    # without the classifier: the previous method exactly (pairs keep their own decisions)
+    follow = net is not None
+    for rec, ids, order in order_records(
+        dataset.images, predictor, weights, pairnet=net, follow_ranking=follow
+    ):
         entries.append(order_json(rec, ids, order))
         n_pairs += len(entries[-1]["pairs"])
         if layers is not None:
@@ -83,7 +131,8 @@ def run_order(args: argparse.Namespace) -> int:
         "pairs": "[front, back] annotation ids of the pairs judged in occlusion",
         "ranking": "every instance of the image, nearest the camera first",
         "method": "amodal-vae completions (maskgen.editing.order)",
-        "weights": DEFAULT_WEIGHTS,
+        "weights": weights,
+        "pair_net": str(args.pair_net),
     }
     write_json(out, {"images": entries, "info": info})
     print(f"{len(entries)} images, {n_pairs} pairs in occlusion -> {out}")

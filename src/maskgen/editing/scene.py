@@ -11,7 +11,9 @@ complete the objects it hid, inpaint them and the background; Fig. 10 moves obje
 **Decomposition** (:meth:`Scene.from_image`, the only step that runs the model and inpainter):
 
 1. complete every instance (:meth:`~maskgen.amodal.predictor.AmodalPredictor.complete_image`,
-   mode and optional samples) and decide the occlusion order (:mod:`maskgen.editing.order`);
+   mode and samples; the amodal mask is :func:`~maskgen.editing.erase.revealable_mask`, the mode
+   joined with its posterior samples) and decide the occlusion order
+   (:mod:`maskgen.editing.order`);
 2. make each amodal mask **consistent with the order**: ``A_i`` keeps ``V_i`` and the completed
    pixels lying under the visible masks of instances ranked in front of ``i``; pixels under an
    instance judged behind ``i`` are dropped (``i`` would hide them). Compositing the layers back
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from maskgen.amodal.predictor import AmodalPredictor
+from maskgen.editing.erase import REVEAL_SAMPLES, revealable_mask
 from maskgen.editing.order import OcclusionOrder, occlusion_order
 from maskgen.editing.reshape import ReshapeSpec
 from maskgen.errors import MaskgenError
@@ -190,13 +193,13 @@ class Scene:
         pairs: list[tuple[int, int]] = []
         if len(full):
             comps = predictor.complete_image(
-                vm[full], samples=samples, seed=seed, return_probability=True
+                vm[full], samples=max(samples, REVEAL_SAMPLES), seed=seed, return_probability=True
             )
             if order is None and len(full) > 1:
                 order = occlusion_order(vm[full], comps)
             for j, c in zip(full.tolist(), comps, strict=True):
-                amodal[j] = c.amodal_mask
-                samp[j] = c.samples
+                amodal[j] = revealable_mask(c)
+                samp[j] = c.samples[:samples]
             if order is not None:
                 ranking = [int(full[r]) for r in order.ranking]
                 pairs = [(int(full[f]), int(full[b])) for f, b in order.pairs]
