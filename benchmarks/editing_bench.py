@@ -41,6 +41,7 @@ SCENES_CMD = [
     "data", "scenes", "--num-images-train", "0", "--num-images-val", "100",
     "--num-images-test", "250",
 ]  # fmt: skip
+OWNED = ("right instance, inpainted", "background, inpainted", "wrong layer")
 FIGURE_CASES = 8  # before/after pictures of the first cases by id
 
 
@@ -181,6 +182,7 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
     from maskgen.editing.scene import Scene
 
     acc = {(m, r): _Acc() for m in ("ours", "telea") for r in ("object", "background", "all")}
+    owned = {r: _Acc() for r in OWNED}  # ours, split by whether the right layer shows a pixel
     inter = union = 0
     per_case_iou = []
     parts = dict.fromkeys(("right instance", "wrong instance", "object, truly background",
@@ -203,6 +205,10 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
         for i, m in case.new_visible.items():
             true_owner[m & rev] = ids.index(i)
         pred_obj, true_obj = rev & (owner >= 0), rev & (true_owner >= 0)
+        right_obj = obj & (owner >= 0) & (owner == true_owner)
+        right_bg = rev & ~obj & (owner < 0)
+        for r, m in zip(OWNED, (right_obj, right_bg, rev & ~right_obj & ~right_bg), strict=True):
+            owned[r].add(out, case.target, m)
         i_c = int((pred_obj & true_obj & (owner == true_owner)).sum())
         u_c = int((pred_obj | true_obj).sum())
         inter, union = inter + i_c, union + u_c
@@ -219,7 +225,18 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
     lines = _edit_lines(acc, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN, args)
     total = max(sum(parts.values()), 1)
     split = ", ".join(f"{k} {v / total:.3f}" for k, v in parts.items())
-    return [*lines, "", f"Where the union of predicted and true object pixels goes: {split}."]
+    n_rev = max(owned[OWNED[0]].n + owned[OWNED[1]].n + owned[OWNED[2]].n, 1)
+    by_owner = "; ".join(
+        f"{r} {owned[r].mae():.1f} ({owned[r].n / n_rev:.1%} of the pixels)" for r in OWNED
+    )
+    return [
+        *lines,
+        "",
+        f"Where the union of predicted and true object pixels goes: {split}.",
+        "",
+        "Layers' MAE in the erased region by what shows there (the inpainter fills the first two; "
+        f"the third is decided by completion and order): {by_owner}.",
+    ]
 
 
 def _figure(folder: Path, case, out, base, owner, ids) -> None:  # noqa: ANN001
