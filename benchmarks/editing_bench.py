@@ -1,7 +1,7 @@
 """Scene-editing benchmark (issue 13): occlusion order, erase quality against exact ground truth,
 and interactive speed, on the built-in scenes with the shipped model.
 
-    python benchmarks/editing_bench.py [--sections order,edits,speed] [--inpainter telea|RUN]
+    python benchmarks/editing_bench.py [--sections order,edits,speed] [--inpainter telea|RUN,...]
                                        [--scenes DIR] [--model DIR] [--fit] [--figures DIR]
                                        [--max-cases N] [--no-record]
 
@@ -19,7 +19,10 @@ with ``maskgen data scenes --num-images-train 0 --num-images-val 100 --num-image
   (0-255, mean over RGB) and PSNR inside the erased region, split into revealed-object and
   revealed-background pixels, and the revealed-object IoU with the right instance (a pixel counts
   when the instance shown there is the true one); OpenCV Telea over the whole erased region as
-  the baseline. ``--figures`` writes the before/after pictures of the first eight cases.
+  the baseline; ``--inpainter a,b`` compares several inpainters on the same completions, and the
+  erased region's error is split by what the layers show (right instance / background, both
+  inpainted, or a wrong layer). ``--figures`` writes the before/after pictures of the first
+  eight cases.
 - **speed** (section ``editing-speed``): the test images with the most instances (up to 10),
   one torch thread: decomposition (completion, order, inpainting) and each edit operation
   (the operation and a render) -- medians.
@@ -41,6 +44,7 @@ SCENES_CMD = [
     "data", "scenes", "--num-images-train", "0", "--num-images-val", "100",
     "--num-images-test", "250",
 ]  # fmt: skip
+OWNED = ("right instance, inpainted", "background, inpainted", "wrong layer")
 FIGURE_CASES = 8  # before/after pictures of the first cases by id
 
 
@@ -192,25 +196,48 @@ def telea_erase(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     return out
 
 
-def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa: ANN001
+class _CachedCompletions:
+    """The predictor with ``complete_image`` remembered for the current case, so each inpainter
+    decomposes the same completions (computed once)."""
+
+    def __init__(self, predictor) -> None:  # noqa: ANN001
+        self.predictor, self.key, self.value = predictor, None, None
+
+    def complete_image(self, vm: np.ndarray, **kw):  # noqa: ANN003, ANN201
+        key = (vm.tobytes(), tuple(sorted(kw.items())))
+        if key != self.key:
+            self.key, self.value = key, self.predictor.complete_image(vm, **kw)
+        return self.value
+
+
+def bench_edits(scenes: Path, predictor, inpainters: dict, args) -> list[str]:  # noqa: ANN001
+    """Every test edit case with each inpainter of ``inpainters`` (name -> inpainter); the IoU
+    and the pictures come from the first one (the owner map does not depend on the inpainter)."""
     from maskgen.data.edit_cases import DEFAULT_MIN_HIDDEN, edit_cases
     from maskgen.editing.scene import Scene
 
-    acc = {(m, r): _Acc() for m in ("ours", "telea") for r in ("object", "background", "all")}
+    names = [*inpainters, "telea-whole"]
+    acc = {(m, r): _Acc() for m in names for r in ("object", "background", "all")}
+    owned = {(m, r): _Acc() for m in inpainters for r in OWNED}  # by what shows a pixel
     inter = union = 0
     per_case_iou = []
     parts = dict.fromkeys(("right instance", "wrong instance", "object, truly background",
                            "background, truly object"), 0)  # fmt: skip
     n = 0
+    cached = _CachedCompletions(predictor)
     for case in edit_cases(scenes, "test", max_cases=args.max_cases):
         ids = sorted(case.visible)
         vm = np.stack([case.visible[i] for i in ids])
-        scene = Scene.from_image(case.image, vm, predictor, inpainter, ids=ids)
-        scene.erase(ids.index(case.erase_id))
-        out, owner = scene.render(), scene.owner()
-        base = telea_erase(case.image, case.revealed)
+        outs = {}
+        for name, inpainter in inpainters.items():
+            scene = Scene.from_image(case.image, vm, cached, inpainter, ids=ids)
+            scene.erase(ids.index(case.erase_id))
+            outs[name] = scene.render()
+            if len(outs) == 1:
+                owner = scene.owner()
+        outs["telea-whole"] = base = telea_erase(case.image, case.revealed)
         obj, rev = case.revealed_object, case.revealed
-        for m, img in (("ours", out), ("telea", base)):
+        for m, img in outs.items():
             acc[(m, "object")].add(img, case.target, obj)
             acc[(m, "background")].add(img, case.target, rev & ~obj)
             acc[(m, "all")].add(img, case.target, rev)
@@ -219,6 +246,12 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
         for i, m in case.new_visible.items():
             true_owner[m & rev] = ids.index(i)
         pred_obj, true_obj = rev & (owner >= 0), rev & (true_owner >= 0)
+        right_obj = obj & (owner >= 0) & (owner == true_owner)
+        right_bg = rev & ~obj & (owner < 0)
+        shown = (right_obj, right_bg, rev & ~right_obj & ~right_bg)
+        for name in inpainters:
+            for r, m in zip(OWNED, shown, strict=True):
+                owned[(name, r)].add(outs[name], case.target, m)
         i_c = int((pred_obj & true_obj & (owner == true_owner)).sum())
         u_c = int((pred_obj | true_obj).sum())
         inter, union = inter + i_c, union + u_c
@@ -230,12 +263,26 @@ def bench_edits(scenes: Path, predictor, inpainter, args) -> list[str]:  # noqa:
         if u_c:
             per_case_iou.append(i_c / u_c)
         if args.figures and case.case_id < FIGURE_CASES:
-            _figure(Path(args.figures), case, out, base, owner, ids)
+            _figure(Path(args.figures), case, outs[names[0]], base, owner, ids)
         n += 1
-    lines = _edit_lines(acc, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN, args)
+    lines = _edit_lines(acc, names, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN)
     total = max(sum(parts.values()), 1)
     split = ", ".join(f"{k} {v / total:.3f}" for k, v in parts.items())
-    return [*lines, "", f"Where the union of predicted and true object pixels goes: {split}."]
+    n_rev = max(sum(owned[(names[0], r)].n for r in OWNED), 1)
+    shares = ", ".join(f"{r} {owned[(names[0], r)].n / n_rev:.1%}" for r in OWNED)
+    by_owner = "; ".join(
+        f"layers ({m}): " + ", ".join(f"{owned[(m, r)].mae():.1f}" for r in OWNED)
+        for m in inpainters
+    )
+    return [
+        *lines,
+        "",
+        f"Where the union of predicted and true object pixels goes: {split}.",
+        "",
+        f"The erased region by what the layers show there ({shares} of its pixels; the inpainter "
+        "fills the first two, completion and order decide the third) -- MAE on each: "
+        f"{by_owner}.",
+    ]
 
 
 def _figure(folder: Path, case, out, base, owner, ids) -> None:  # noqa: ANN001
@@ -255,9 +302,10 @@ def _figure(folder: Path, case, out, base, owner, ids) -> None:  # noqa: ANN001
     )
 
 
-def _edit_lines(acc, inter, union, per_case, n, min_hidden, args) -> list[str]:  # noqa: ANN001
+def _edit_lines(acc, names, inter, union, per_case, n, min_hidden) -> list[str]:  # noqa: ANN001
     rows = []
-    for m, label in (("ours", f"layers ({args.inpainter})"), ("telea", "Telea, whole region")):
+    for m in names:
+        label = "Telea, whole region" if m == "telea-whole" else f"layers ({m})"
         cells = [f"{acc[(m, r)].mae():.1f} / {acc[(m, r)].psnr():.2f}" for r in
                  ("object", "background", "all")]  # fmt: skip
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -342,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenes", default="benchmarks/data/scenes")
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    p.add_argument("--inpainter", default="telea", help="telea or a learned inpainter's run")
+    p.add_argument(
+        "--inpainter",
+        default="telea",
+        help="telea, builtin or a learned inpainter's run; several, comma-separated, are "
+        "compared on the same completions in the edits section (speed uses the first)",
+    )
     p.add_argument("--sections", default="order,edits,speed")
     p.add_argument("--fit", action="store_true", help="refit the order weights on val first")
     p.add_argument("--max-cases", type=int, default=None)
@@ -358,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
 
     scenes = REPO / args.scenes
     ensure_scenes(scenes)
-    predictor, inpainter = load_predictor(args.model), make_inpainter(args.inpainter)
+    predictor = load_predictor(args.model)
+    inpainters = {name: make_inpainter(name) for name in args.inpainter.split(",")}
+    inpainter = next(iter(inpainters.values()))
     command = "python benchmarks/editing_bench.py " + " ".join(argv or sys.argv[1:])
     sections = args.sections.split(",")
     weights = None
@@ -369,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = bench_order(scenes, predictor, weights)
         publish("editing-order", lines, command.strip(), None, not args.no_record)
     if "edits" in sections:
-        lines = bench_edits(scenes, predictor, inpainter, args)
+        lines = bench_edits(scenes, predictor, inpainters, args)
         publish("editing-edits", lines, command.strip(), None, not args.no_record)
     if "speed" in sections:
         lines = bench_speed(scenes, predictor, inpainter, args.speed_images)

@@ -36,13 +36,22 @@ fi
 mkdir -p "$DEST"
 cp "$RUN/model/config.json" "$RUN/model/model.safetensors" "$DEST/"
 FLAGS="$*"
+# Steps and training time from the run's last metrics line (its time counts from the run's last
+# start, so a resumed run reports only its last leg).
+STATS="$("$PYTHON" - "$RUN/metrics.jsonl" <<'PY'
+import json, sys
+last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(f"{last['step']} steps; the last start of the run took {last['time'] / 60:.1f} minutes")
+PY
+)"
 cat > "$DEST/README.md" <<README
 # inpainter-builtin -- the shipped learned inpainter
 
 Made by \`scripts/train_builtin_inpainter.sh $DEVICE $FLAGS\` on $(date -u +%Y-%m-%d): the
 built-in scenes (default config, seed 0) at \`$SCENES\`, then \`maskgen inpaint train\` with the
-default config (plus the flags above, if any) on their training split (visible masks only). The
-settings are in config.json's "training" block. Check it with
-\`python benchmarks/inpaint_quality.py\`.
+default config (plus the flags above, if any) on their training split (visible masks only):
+$STATS (wall clock, on a machine that may have been shared; see RESULTS.md
+\`inpaint-train-time\` for the idle cost). The settings are in config.json's "training" block.
+Check it with \`python benchmarks/inpaint_quality.py\` (RESULTS.md \`inpaint-quality\`).
 README
 echo "copied $RUN/model to $DEST" >&2

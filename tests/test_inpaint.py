@@ -263,3 +263,29 @@ def test_sampling_workers_give_the_same_run(
     b = load_file(str(out / "model" / "model.safetensors"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_label_drop_shows_unknown_category(data, share: float) -> None:
+    from maskgen.engine import make_config
+    from maskgen.inpainting.training import UNKNOWN_LABEL, InpaintConfig, make_batches
+
+    cfg = make_config(InpaintConfig, "tiny", batch_size=6, label_drop=share)
+    _, ins = make_batches(cfg, data, 0)
+    dropped = ins.label == UNKNOWN_LABEL
+    assert dropped.all() if share == 1.0 else not dropped.any()
+    model = InpaintModel(InpaintNetConfig(width=4, labels=[1, 2]))
+    assert model.label_index(UNKNOWN_LABEL) == 0
+
+
+def test_make_inpainter_names() -> None:
+    from maskgen.cli.amodal_edit import make_inpainter
+
+    assert isinstance(make_inpainter("telea"), TeleaInpainter)
+    if (BUILTIN_INPAINTER / "model.safetensors").is_file():
+        assert isinstance(make_inpainter("builtin"), LearnedInpainter)
+        assert isinstance(make_inpainter(None), LearnedInpainter)
+        with pytest.raises(MaskgenError, match="--device"):
+            make_inpainter("builtin", "gpu")
+    with pytest.raises(MaskgenError, match="'builtin'"):
+        make_inpainter("no/such/run")

@@ -91,7 +91,8 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--inpainter", default="telea",
-        help="'telea' (OpenCV, the default) or a learned inpainter's run folder",
+        help="'telea' (OpenCV, the default), 'builtin' (the shipped learned inpainter) or a "
+        "learned inpainter's run folder",
     )  # fmt: skip
     p.add_argument("--layers", default=None, metavar="DIR", help="also write the edited layers")
     p.add_argument("--out", required=True, help="output folder")
@@ -110,8 +111,9 @@ class _OpAction(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def make_inpainter(name: str):  # noqa: ANN201
-    """The inpainter named by ``--inpainter``: ``telea`` or a learned inpainter's run folder.
+def make_inpainter(name: str | None, device: str = "cpu"):  # noqa: ANN201
+    """The inpainter named by ``--inpainter``: ``telea``, ``builtin`` (or None: the shipped
+    learned inpainter) or a learned inpainter's model/run folder.
 
     Raises:
         MaskgenError: the folder does not exist, or no learned inpainter is installed.
@@ -126,9 +128,9 @@ def make_inpainter(name: str):  # noqa: ANN201
         raise MaskgenError(
             f"--inpainter {name}: this installation has no learned inpainter; use 'telea'"
         ) from None
-    if not Path(name).exists():
-        raise MaskgenError(f"--inpainter {name}: no such run folder (or use 'telea')")
-    return load_inpainter(name)
+    if name is not None and name != "builtin" and not Path(name).exists():
+        raise MaskgenError(f"--inpainter {name}: no such run folder (or use 'telea' or 'builtin')")
+    return load_inpainter(name, device)
 
 
 def find_image(dataset: Any, key: str, masks_path: str) -> Any:
@@ -308,7 +310,7 @@ def run_edit(args: argparse.Namespace) -> int:
     layers_dir = Path(args.layers) if args.layers else None
     if layers_dir is not None:
         check_out_dir(layers_dir, args.force)
-    inpainter = make_inpainter(args.inpainter)
+    inpainter = make_inpainter(args.inpainter, args.device)
     dataset = load_dataset(args.masks)
     rec = find_image(dataset, args.image, args.masks)
     ids = [int(inst.id) for inst in rec.instances]

@@ -43,7 +43,9 @@ def add_order_parser(subparsers: argparse._SubParsersAction) -> None:
         "--layers", default=None, metavar="DIR", help="also write each image's layers here"
     )
     p.add_argument(
-        "--inpainter", default="telea", help="inpainter for --layers: telea (default) or a run"
+        "--inpainter",
+        default="telea",
+        help="inpainter for --layers: telea (default), builtin or a learned inpainter's run",
     )
     p.add_argument(
         "--pair-net",
@@ -111,7 +113,7 @@ def run_order(args: argparse.Namespace) -> int:
         from maskgen.cli.amodal_edit import check_out_dir, make_inpainter
 
         check_out_dir(layers, args.force)
-        inpainter = make_inpainter(args.inpainter)
+        inpainter = make_inpainter(args.inpainter, args.device)
     dataset = load_dataset(args.masks)
     check_images(dataset, args.images, args.masks)
     predictor = AmodalPredictor.from_folder(args.model, device=args.device)

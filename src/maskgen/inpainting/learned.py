@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from maskgen.engine import (
+    check_device,
     load_model_folder,
     load_state_dict_strict,
     resolve_model_folder,
@@ -206,10 +207,12 @@ def load_inpainter(spec: str | os.PathLike[str] | None = None, device: str = "cp
     (and weights file version).
 
     Raises:
-        MaskgenError: the folder is missing, of another kind, or its weights do not match.
+        MaskgenError: the folder is missing, of another kind, or its weights do not match, or
+            ``device`` is not available.
     """
     if spec is not None and str(spec) == "telea":
         return TeleaInpainter()
+    check_device(device)
     if spec is None or str(spec) == "builtin":
         if not (BUILTIN_INPAINTER / "model.safetensors").is_file():
             raise MaskgenError(

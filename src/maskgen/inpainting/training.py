@@ -48,6 +48,7 @@ from maskgen.inpainting.samplers import (
 )
 
 MODEL_KIND = "inpainter"
+UNKNOWN_LABEL = -1  # a category id no data set uses: its embedding row is the "unknown" one
 
 
 @dataclasses.dataclass
@@ -89,6 +90,13 @@ class InpaintConfig:
     dilate_min: float = param(5.0, "smallest hole dilation, px at 256 px (§3.3: 5)", low=0)
     dilate_max: float = param(25.0, "largest hole dilation, px at 256 px (§3.3: 25)", low=0)
     context_weight: float = param(0.1, "weight of the L1 loss on the given pixels", low=0)
+    label_drop: float = param(
+        0.2,
+        "share of instance samples shown as an unknown category (callers without class ids, "
+        "and categories not seen in training, get the unknown embedding)",
+        low=0,
+        high=1,
+    )
     workers: int = param(
         0,
         "processes sampling batches ahead (0: none; batches do not depend on it; use several "
@@ -132,7 +140,9 @@ def make_batches(cfg: InpaintConfig, data: InpaintData, step: int) -> tuple[Batc
     rng = np.random.default_rng([int(cfg.seed), int(step)])
     dil = (cfg.dilate_min, cfg.dilate_max)
     bg = background_batch(rng, data, cfg.batch_size, cfg.crop_size, dil)
-    return bg, instance_batch(rng, data, cfg.batch_size)
+    ins = instance_batch(rng, data, cfg.batch_size)
+    ins.label[rng.random(len(ins.label)) < cfg.label_drop] = UNKNOWN_LABEL
+    return bg, ins
 
 
 _WORKER: dict[str, Any] = {}  # what a sampling process draws from (set by _init_worker)
