@@ -101,6 +101,27 @@ def load_dataset(
     return ds
 
 
+def load_visible_training_set(data: str, images: str) -> Dataset:
+    """The ``--data`` / ``--images`` pair of a trainer that learns from visible masks, checked.
+
+    Both flags are required; ``data`` must be an annotation file and ``images`` a folder holding
+    every image it names, and the file must list at least one image. Every error is a one-line
+    :class:`MaskgenError` naming the flag or path, raised before anything is written.
+    """
+    from maskgen.core.io import require_dir, require_file
+
+    if not data:
+        raise MaskgenError("--data: required (visible instance masks, COCO/KINS/COCOA JSON)")
+    if not images:
+        raise MaskgenError("--images: required (the folder of the images named in --data)")
+    require_file(data, "annotation file")
+    require_dir(images, "image folder")
+    dataset = load_dataset(data, image_root=images)
+    if not dataset.images:
+        raise MaskgenError(f"{data}: holds no images")
+    return dataset
+
+
 def _describe(obj: Any) -> str:
     if isinstance(obj, list):
         return "top level is a list; a results file is not ground truth"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskgen.data.loader import load_dataset
+from maskgen.data.loader import load_visible_training_set
 from maskgen.engine import (
     RunFolder,
     RunOptions,
@@ -246,17 +246,7 @@ class InpaintTrainer:
 
 def load_training_data(cfg: InpaintConfig) -> InpaintData:
     """Read and check ``--data`` and ``--images`` (every error before any file is written)."""
-    from maskgen.core.io import require_dir, require_file
-
-    if not cfg.data:
-        raise MaskgenError("--data: required (visible instance masks, COCO/KINS/COCOA JSON)")
-    if not cfg.images:
-        raise MaskgenError("--images: required (the folder of the images named in --data)")
-    require_file(cfg.data, "annotation file")
-    require_dir(cfg.images, "image folder")
-    dataset = load_dataset(cfg.data, image_root=cfg.images)
-    if not dataset.images:
-        raise MaskgenError(f"{cfg.data}: holds no images")
+    dataset = load_visible_training_set(cfg.data, cfg.images)
     return load_inpaint_data(dataset, cfg.images, cfg.instance_size)
 
 
