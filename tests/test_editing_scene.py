@@ -12,7 +12,7 @@ import pytest
 from maskgen.amodal.predictor import Completion
 from maskgen.core.rle import encode_rle
 from maskgen.data.types import ImageRecord, Instance
-from maskgen.editing.order import occlusion_order, rank_from_pairs
+from maskgen.editing.order import occlusion_order, path_steps, rank_from_pairs
 from maskgen.editing.scene import Scene
 from maskgen.errors import MaskgenError
 from maskgen.evaluation.order import evaluate_order, gt_pairs
@@ -67,6 +67,34 @@ def test_order_puts_the_occluder_in_front() -> None:
     order = occlusion_order(v, comps)
     assert order.pairs == [(1, 0)] and order.ranking == [1, 0]
     assert order.evidence.llr[0, 1] > 10 * max(order.evidence.llr[1, 0], 1e-3)
+
+
+def test_pair_joined_through_an_occluder_is_found() -> None:
+    """A bar (0) runs on under a narrow post (1) into a block (2) in front: the bar's and the
+    block's visible masks do not touch, and the bar's completion stops under the post."""
+    amodal = np.zeros((3, 30, 40), bool)
+    amodal[0, 10:20, 2:24] = True
+    amodal[1, 5:25, 12:16] = True
+    amodal[2, 5:25, 16:30] = True
+    v = amodal.copy()
+    v[0] &= ~(amodal[1] | amodal[2])  # visible cols 2:12
+    comps = [
+        Completion((30, 40), (0, 0, 40, 30), m, m, np.where(m, 0.9, 0.0).astype(np.float32),
+                   np.zeros((0, 30, 40), bool), np.zeros(0), np.zeros(4), np.zeros(4),
+                   "supplied", 0.5, 1.0, np.zeros(8, np.float32), np.ones(8, np.float32))
+        for m in (v[0] | amodal[1] & amodal[0], v[1], v[2])
+    ]  # fmt: skip
+    steps = path_steps(v, 8)
+    assert steps[0, 1] == steps[1, 2] == 1 and steps[0, 2] == steps[2, 0] == 5  # 4 px of post
+    assert np.isinf(path_steps(v, 4)[0, 2])
+    w = {"llr": 1.0, "area": -1.0}  # the smaller visible area behind: the bar (100 vs 280 px)
+    far = occlusion_order(v, comps, w, pairnet=None, max_path=5, min_far_score=0.5)
+    assert (2, 0) in far.pairs and far.ranking.index(2) < far.ranking.index(0)
+    assert (0, 2) not in far.pairs and (2, 0) not in occlusion_order(
+        v, comps, w, pairnet=None, max_path=4, min_far_score=0.5
+    ).pairs  # too long a path
+    unclear = occlusion_order(v, comps, w, pairnet=None, max_path=5, min_far_score=5.0)
+    assert {frozenset(p) for p in unclear.pairs} == {frozenset((0, 1)), frozenset((1, 2))}
 
 
 def test_ranking_tolerates_cycles() -> None:
