@@ -299,9 +299,9 @@ class PairTrainConfig:
     preset: str = param("cpu", "preset name", flag=False)
     data: str = param("", "visible instance masks (COCO, KINS or COCOA JSON)", role="path")
     seed: int = param(0, "random seed", low=0)
-    steps: int = param(3000, "training steps", low=1)
+    steps: int = param(6000, "training steps", low=1)
     pool: int = param(
-        20000,
+        40000,
         "synthetic pairs drawn once at the start; each step samples its batch from them",
         low=1,
     )
