@@ -65,7 +65,10 @@ BACKGROUND = -1  # assignment value of a revealed pixel that shows background
 # built-in val split the joined mask gives a larger share of the revealed object region to the
 # right instance than the mode alone (the mode under-completes: its box rarely grows); 8 samples
 # did better than 16 or 32, and "at least a quarter of them" as well as "any" with fewer pixels
-# given to objects where the truth is background.
+# given to objects where the truth is background. Re-checked on the val split's edit cases with
+# the current order: 1, 2, 3, 4 or 8 of 8 samples, and adding the mode's pixels of probability
+# >= 0.2-0.4 (which added none): a quarter kept (the same IoU as "any" within 0.001, with fewer
+# wrong-layer pixels).
 REVEAL_SAMPLES = 8
 REVEAL_SHARE = 0.25
 
