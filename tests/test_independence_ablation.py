@@ -98,3 +98,49 @@ def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsy
 def test_from_results_without_summary_fails(ablation, tmp_path):
     with pytest.raises(SystemExit, match="summary.json not found"):
         ablation.main(["--out", str(tmp_path), "--from-results", "--no-record"])
+
+
+def test_targets_need_every_seed_and_three_seeds(ablation):
+    refs = {
+        "photo-holdout": {"grabcut": 0.5, "circle": 0.5},
+        "texture": {"grabcut": 0.6, "circle": 0.4},
+    }
+    runs = [_run("photo-holdout", "cpu", s, 0.66, 0.5 + s / 10) for s in range(3)]
+    runs += [_run("texture", "cpu", s, 0.5, 0.6 - s / 100) for s in range(3)]
+    runs += [_run("photo-holdout", "mild", s, 0.7, 0.7) for s in range(2)]
+    lines = ablation.targets(runs, refs)
+    assert lines[0] == (
+        "- photo-holdout, `cpu`: student >= GrabCut 0.500: MET (3 of 3 seeds); "
+        "teacher >= circle + 0.15 = 0.650: MET (3 of 3 seeds)"
+    )
+    assert "fewer than 3 seeds: no claim" in lines[1]  # mild: 2 seeds only
+    assert lines[2] == "- texture, `cpu`: student >= GrabCut 0.600: NOT MET (1 of 3 seeds)"
+
+
+def test_refine_rows_apart_and_only_for_refined_runs(ablation, capsys, tmp_path):
+    refs = {"photo-holdout": {"grabcut": 0.5, "circle": 0.5}}
+    runs = [_run("photo-holdout", "cpu", s, 0.6, 0.55) for s in range(3)]
+    assert ablation.refine_table(runs, refs) == []  # recorded before --refine: no rows
+    for r, v in zip(runs, (0.7, 0.45, 0.8), strict=True):
+        r.update(teacher_refined_fg_iou=v - 0.1, student_refined_fg_iou=v)
+    row = ablation.refine_table(runs, refs)[2]
+    assert "| 0.450-0.800 | 0.700 / 0.450 / 0.800 | 2 of 3 | 0.550-0.550 | 0.500 |" in row
+    out = tmp_path / "abl"
+    out.mkdir()
+    summary = {
+        "runs": runs,
+        "references": refs,
+        "wall_s": 60.0,
+        "jobs": 1,
+        "machine": "m",
+        "grid_rows": {},
+        "command": "c",
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "grid-photo-holdout.png").write_bytes(b"png")
+    args = ["--out", str(out), "--from-results", "--no-record", "--section", "indep-3seed"]
+    assert ablation.main(args) == 0
+    text = capsys.readouterr().out
+    assert "--refine" in text and "figures/indep-3seed_grid-photo-holdout.png" in text
+    # the unrefined targets stay unrefined: the student's 0.55 meets GrabCut at every seed
+    assert "student >= GrabCut 0.500: MET (3 of 3 seeds)" in text
