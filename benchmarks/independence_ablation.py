@@ -420,11 +420,15 @@ def _refine_lines(results: list[dict], refs: dict) -> list[str]:
     rows = refine_table(results, refs)
     if not rows:
         return []
+    from maskgen.independence.refine import RefineConfig
+
+    c = RefineConfig()
     return [
         "With `segment predict --refine` (optional post-process, reported apart; every target "
-        "above is judged without it): GrabCut seeded with the model's soft mask (definite "
-        "where >= 0.9 / <= 0.1, eroded 1 px; probable fg/bg at the threshold; 5 iterations; "
-        "defaults fixed before measuring), on the same saved models, no retraining:",
+        "above is judged without it): GrabCut seeded with the model's soft mask (definite where "
+        f">= {c.refine_sure_fg} / <= {c.refine_sure_bg}, eroded {c.refine_erode} px; probable "
+        f"fg/bg at the threshold; {c.refine_iterations} iterations; the defaults, chosen on the "
+        "photo tuning set), on the same saved models, no retraining:",
         "",
         *rows,
         "",

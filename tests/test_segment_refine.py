@@ -50,7 +50,7 @@ def test_seed_labels_confident_and_probable():
     soft = np.full((9, 9), 0.6, np.float32)
     soft[2:7, 2:7] = 0.95  # confident foreground block
     soft[:, 0] = 0.05  # confident background column
-    soft[0, 5:] = 0.3
+    soft[0, 5:] = 0.4
     lab = seed_labels(soft, 0.5, RefineConfig(refine=True, refine_erode=0))
     assert lab[4, 4] == cv2.GC_FGD and lab[0, 0] == cv2.GC_BGD
     assert lab[0, 6] == cv2.GC_PR_BGD and lab[8, 8] == cv2.GC_PR_FGD
@@ -137,8 +137,8 @@ def test_predict_refine_cli(model_and_crops, tmp_path, capsys):
     info = json.loads((out / "predict.json").read_text())
     assert info["refine"] == {
         "refine": True,
-        "refine_sure_fg": 0.9,
-        "refine_sure_bg": 0.1,
+        "refine_sure_fg": 0.7,
+        "refine_sure_bg": 0.3,
         "refine_erode": 0,
         "refine_iterations": 3,
     }
