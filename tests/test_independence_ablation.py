@@ -144,3 +144,18 @@ def test_refine_rows_apart_and_only_for_refined_runs(ablation, capsys, tmp_path)
     assert "--refine" in text and "figures/indep-3seed_grid-photo-holdout.png" in text
     # the unrefined targets stay unrefined: the student's 0.55 meets GrabCut at every seed
     assert "student >= GrabCut 0.500: MET (3 of 3 seeds)" in text
+
+
+def test_refine_tuning_section():
+    spec = importlib.util.spec_from_file_location(
+        "refine_tuning", REPO / "benchmarks/refine_tuning.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod._label("/x/runs/s0-student/model") == "s0-student"
+    assert mod._label("/x/runs/s0-teacher") == "s0-teacher"
+    res = {"s0-student": {"plain": 0.56, "0.7/0.3/1": 0.595, "0.9/0.1/1": 0.515}}
+    lines = mod.section(res, 0.679, 30.0)
+    assert "GrabCut from the box 0.679" in lines[0] and "0.5 CPU min" in lines[0]
+    assert lines[2] == "| model | unrefined | 0.7/0.3/1 | 0.9/0.1/1 |"
+    assert lines[4] == "| s0-student | 0.560 | 0.595 | 0.515 |"
