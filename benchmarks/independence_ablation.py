@@ -6,6 +6,7 @@ Usage::
     python benchmarks/independence_ablation.py --out DIR --work WORK [--jobs 15] [--quick]
         [--no-record] [--runs photo-holdout:cpu:0,... | --sets A,B --configs x,y --seeds 0,1,2]
     python benchmarks/independence_ablation.py --out DIR --from-results   # re-record only
+    python benchmarks/independence_ablation.py --out DIR --from-results --add-refine --work WORK
 
 Each run (set, configuration, training seed) is one single-thread process: ``segment train``
 (default steps of the configuration) -> ``segment distill`` (600 steps) -> predict the set's
@@ -26,13 +27,17 @@ a stopped benchmark still leaves its finished runs), ``grid-<set>.png`` per data
 (sets, run folders; thousands of files) go to ``--work`` (default ``<out>-work``); a rerun reuses
 finished runs. ``--from-results`` trains nothing: it rebuilds the section from
 ``--out/summary.json`` (the folder may be read-only) and records it, copying the grids to
-``benchmarks/figures``. Writes section ``independence-ablation`` of ``benchmarks/RESULTS.md``
-unless ``--no-record`` (``--quick`` never records).
+``benchmarks/figures``; with ``--add-refine --work WORK`` it first adds the ``segment predict
+--refine`` numbers of every run from its saved models (no training; also done for new runs and
+for finished runs a rerun finds) and redraws the grids. Writes section ``--section`` (default
+``independence-ablation``) of ``benchmarks/RESULTS.md`` unless ``--no-record`` (``--quick``
+never records).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -110,8 +115,10 @@ def _predict_eval(model: Path, d: Path, out: Path, refine: bool = False) -> floa
     from maskgen.independence.predict import evaluate_masks, predict_folder
     from maskgen.independence.refine import RefineConfig
 
-    if not (out / "predict.json").is_file():
-        cfg = RefineConfig(refine=refine)
+    cfg = RefineConfig(refine=refine)
+    js = out / "predict.json"
+    want = dataclasses.asdict(cfg) if refine else None
+    if not js.is_file() or json.loads(js.read_text()).get("refine") != want:
         predict_folder(model, d / "test/images", out, force=True, refine=cfg)
     pred = load_mask_folder(out / "binary", what="prediction folder", strict=False)
     res = evaluate_masks(pred, load_mask_folder(d / "test/masks"), str(out))
@@ -491,6 +498,51 @@ def _summary(
     }
 
 
+def grid_plan(runs: list, grid_arg: str | None) -> tuple[dict, dict]:
+    """Which configurations each set's grid draws (training seed: the lowest), and the grid
+    rows' names: ``({set: [config, ...]}, {set: [row name, ...]})``."""
+    confs = list(dict.fromkeys(r[1] for r in runs))
+    picked = [c.strip() for c in grid_arg.split(",")] if grid_arg else confs[:2]
+    seed0 = min(r[2] for r in runs)
+    here = {
+        s: [c for c in picked if (s, c, seed0) in runs] or [next(r[1] for r in runs if r[0] == s)]
+        for s in sorted({r[0] for r in runs})
+    }
+    rows = {
+        s: [f"teacher {c}" for c in cs] + [f"student {cs[-1]}", f"student {cs[-1]} + refine"]
+        for s, cs in here.items()
+    }
+    return here, rows
+
+
+def draw_grids(runs: list, here: dict, work: Path, refs: dict, out: Path) -> None:
+    """``out/grid-<set>.png`` per set, from the predictions under ``work/pred``."""
+    seed0 = min(r[2] for r in runs)
+    for s, cs in here.items():
+        tags = {c: f"{s}-{c}-s{seed0}-teacher" for c in cs}
+        tags["student"] = f"{s}-{cs[-1]}-s{seed0}-student"
+        tags["refined"] = f"{s}-{cs[-1]}-s{seed0}-student-refine"
+        grid(work / s, work, tags, refs[s]["_grabcut_masks"], out / f"grid-{s}.png")
+
+
+def add_refine_to(summary: dict, a: argparse.Namespace, out: Path) -> dict:
+    """``--from-results --add-refine``: the ``--refine`` numbers of every run from its saved
+    models under ``--work`` (no training; the training runs' wall time and CPU minutes are
+    kept), the grids redrawn with the refined row; ``summary.json`` rewritten."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    work = Path(a.work)
+    for r in summary["runs"]:
+        add_refined(r, work, f"{r['set']}-{r['config']}-s{r['seed']}")
+    runs = [(r["set"], r["config"], r["seed"]) for r in summary["runs"]]
+    here, summary["grid_rows"] = grid_plan(runs, a.grid)
+    refs = {s: references(work / s) for s in here}
+    draw_grids(runs, here, work, refs, out)
+    _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str) -> dict:
     """Make the sets, run every (set, configuration, seed) ``--jobs`` at a time, draw the grids;
     returns the summary. ``summary.json`` and ``ablation.md`` are rewritten as each run ends, so
@@ -502,17 +554,7 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
     for s in sets:
         print(f"+ set {s}", file=sys.stderr, flush=True)
         make_set(s, work / s, a.quick)
-    confs = list(dict.fromkeys(r[1] for r in runs))
-    picked = [c.strip() for c in a.grid.split(",")] if a.grid else confs[:2]
-    seed0 = min(r[2] for r in runs)
-    here = {
-        s: [c for c in picked if (s, c, seed0) in runs] or [next(r[1] for r in runs if r[0] == s)]
-        for s in sets
-    }
-    rows = {
-        s: [f"teacher {c}" for c in cs] + [f"student {cs[-1]}", f"student {cs[-1]} + refine"]
-        for s, cs in here.items()
-    }
+    here, rows = grid_plan(runs, a.grid)
     t0 = time.time()
     results: list[dict] = []
     with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("spawn")) as ex:
@@ -533,11 +575,7 @@ def train_all(a: argparse.Namespace, runs: list, out: Path, work: Path, cmd: str
             _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
             _write(out / "ablation.md", "\n".join(section_lines(summary, [])) + "\n")
     summary = _summary(a, results, refs, time.time() - t0, rows, cmd)
-    for s in sets:
-        tags = {c: f"{s}-{c}-s{seed0}-teacher" for c in here[s]}
-        tags["student"] = f"{s}-{here[s][-1]}-s{seed0}-student"
-        tags["refined"] = f"{s}-{here[s][-1]}-s{seed0}-student-refine"
-        grid(work / s, work, tags, refs[s]["_grabcut_masks"], out / f"grid-{s}.png")
+    draw_grids(runs, here, work, refs, out)
     _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -559,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no training: rebuild ablation.md (and the RESULTS section) from --out/summary.json",
     )
+    p.add_argument(
+        "--add-refine",
+        action="store_true",
+        help="with --from-results and --work: add the --refine numbers from the saved models "
+        "(no training) and redraw the grids",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 runs, no record")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--section", default=SECTION, help=f"RESULTS.md section (default: {SECTION})")
@@ -570,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((out / "summary.json").read_text())
         cmd = summary.get("command", "python benchmarks/independence_ablation.py")
         cmd += f" (section rebuilt with --from-results from {out.name}/summary.json)"
+        if a.add_refine:
+            if not a.work:
+                raise SystemExit("--add-refine: needs --work (the runs' saved models)")
+            summary = add_refine_to(summary, a, out)
+            cmd += " --add-refine (--refine numbers from the saved models, no training)"
     else:
         work = Path(a.work) if a.work else out.parent / (out.name + "-work")
         if a.sets or a.configs:
@@ -585,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_all(a, runs, out, work, cmd.strip())
     grids = sorted(p.stem for p in out.glob("grid-*.png"))
     lines = section_lines(summary, grids, a.section)
-    if not a.from_results:  # --from-results may read a read-only folder
+    if not a.from_results or a.add_refine:  # --from-results may read a read-only folder
         _write(out / "ablation.md", "\n".join(lines) + "\n")
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _record import publish
