@@ -159,3 +159,18 @@ def test_refine_tuning_section():
     assert "GrabCut from the box 0.679" in lines[0] and "0.5 CPU min" in lines[0]
     assert lines[2] == "| model | unrefined | 0.7/0.3/1 | 0.9/0.1/1 |"
     assert lines[4] == "| s0-student | 0.560 | 0.595 | 0.515 |"
+
+
+def test_grid_plan_draws_the_refined_student(ablation):
+    runs = [("photo-holdout", c, s) for c in ("cpu", "mild") for s in (1, 2)]
+    runs.append(("texture", "cpu", 2))
+    here, rows = ablation.grid_plan(runs, "cpu,mild")
+    assert here == {"photo-holdout": ["cpu", "mild"], "texture": ["cpu"]}
+    assert rows["photo-holdout"][-2:] == ["student mild", "student mild + refine"]
+    assert rows["texture"] == ["teacher cpu", "student cpu", "student cpu + refine"]
+
+
+def test_add_refine_needs_work(ablation, tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": [], "command": "c"}))
+    with pytest.raises(SystemExit, match="--add-refine: needs --work"):
+        ablation.main(["--out", str(tmp_path), "--from-results", "--add-refine", "--no-record"])
