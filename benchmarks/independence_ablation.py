@@ -603,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --from-results and --work: add the --refine numbers from the saved models "
         "(no training) and redraw the grids",
     )
+    p.add_argument(
+        "--note",
+        default=None,
+        help="a line added under the section (e.g. 'the machine was shared')",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 runs, no record")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--section", default=SECTION, help=f"RESULTS.md section (default: {SECTION})")
@@ -645,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for g in grids:
             shutil.copyfile(out / f"{g}.png", REPO / "benchmarks/figures" / f"{a.section}_{g}.png")
-    publish(a.section, lines, command=cmd, note=None, record=record)
+    publish(a.section, lines, command=cmd, note=a.note, record=record)
     return 0
 
 
