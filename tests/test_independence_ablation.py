@@ -98,3 +98,79 @@ def test_from_results_rebuilds_from_a_read_only_folder(ablation, tmp_path, capsy
 def test_from_results_without_summary_fails(ablation, tmp_path):
     with pytest.raises(SystemExit, match="summary.json not found"):
         ablation.main(["--out", str(tmp_path), "--from-results", "--no-record"])
+
+
+def test_targets_need_every_seed_and_three_seeds(ablation):
+    refs = {
+        "photo-holdout": {"grabcut": 0.5, "circle": 0.5},
+        "texture": {"grabcut": 0.6, "circle": 0.4},
+    }
+    runs = [_run("photo-holdout", "cpu", s, 0.66, 0.5 + s / 10) for s in range(3)]
+    runs += [_run("texture", "cpu", s, 0.5, 0.6 - s / 100) for s in range(3)]
+    runs += [_run("photo-holdout", "mild", s, 0.7, 0.7) for s in range(2)]
+    lines = ablation.targets(runs, refs)
+    assert lines[0] == (
+        "- photo-holdout, `cpu`: student >= GrabCut 0.500: MET (3 of 3 seeds); "
+        "teacher >= circle + 0.15 = 0.650: MET (3 of 3 seeds)"
+    )
+    assert "fewer than 3 seeds: no claim" in lines[1]  # mild: 2 seeds only
+    assert lines[2] == "- texture, `cpu`: student >= GrabCut 0.600: NOT MET (1 of 3 seeds)"
+
+
+def test_refine_rows_apart_and_only_for_refined_runs(ablation, capsys, tmp_path):
+    refs = {"photo-holdout": {"grabcut": 0.5, "circle": 0.5}}
+    runs = [_run("photo-holdout", "cpu", s, 0.6, 0.55) for s in range(3)]
+    assert ablation.refine_table(runs, refs) == []  # recorded before --refine: no rows
+    for r, v in zip(runs, (0.7, 0.45, 0.8), strict=True):
+        r.update(teacher_refined_fg_iou=v - 0.1, student_refined_fg_iou=v)
+    row = ablation.refine_table(runs, refs)[2]
+    assert "| 0.450-0.800 | 0.700 / 0.450 / 0.800 | 2 of 3 | 0.550-0.550 | 0.500 |" in row
+    out = tmp_path / "abl"
+    out.mkdir()
+    summary = {
+        "runs": runs,
+        "references": refs,
+        "wall_s": 60.0,
+        "jobs": 1,
+        "machine": "m",
+        "grid_rows": {},
+        "command": "c",
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "grid-photo-holdout.png").write_bytes(b"png")
+    args = ["--out", str(out), "--from-results", "--no-record", "--section", "indep-3seed"]
+    assert ablation.main(args) == 0
+    text = capsys.readouterr().out
+    assert "--refine" in text and "figures/indep-3seed_grid-photo-holdout.png" in text
+    # the unrefined targets stay unrefined: the student's 0.55 meets GrabCut at every seed
+    assert "student >= GrabCut 0.500: MET (3 of 3 seeds)" in text
+
+
+def test_refine_tuning_section():
+    spec = importlib.util.spec_from_file_location(
+        "refine_tuning", REPO / "benchmarks/refine_tuning.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod._label("/x/runs/s0-student/model") == "s0-student"
+    assert mod._label("/x/runs/s0-teacher") == "s0-teacher"
+    res = {"s0-student": {"plain": 0.56, "0.7/0.3/1": 0.595, "0.9/0.1/1": 0.515}}
+    lines = mod.section(res, 0.679, 30.0)
+    assert "GrabCut from the box 0.679" in lines[0] and "0.5 CPU min" in lines[0]
+    assert lines[2] == "| model | unrefined | 0.7/0.3/1 | 0.9/0.1/1 |"
+    assert lines[4] == "| s0-student | 0.560 | 0.595 | 0.515 |"
+
+
+def test_grid_plan_draws_the_refined_student(ablation):
+    runs = [("photo-holdout", c, s) for c in ("cpu", "mild") for s in (1, 2)]
+    runs.append(("texture", "cpu", 2))
+    here, rows = ablation.grid_plan(runs, "cpu,mild")
+    assert here == {"photo-holdout": ["cpu", "mild"], "texture": ["cpu"]}
+    assert rows["photo-holdout"][-2:] == ["student mild", "student mild + refine"]
+    assert rows["texture"] == ["teacher cpu", "student cpu", "student cpu + refine"]
+
+
+def test_add_refine_needs_work(ablation, tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": [], "command": "c"}))
+    with pytest.raises(SystemExit, match="--add-refine: needs --work"):
+        ablation.main(["--out", str(tmp_path), "--from-results", "--add-refine", "--no-record"])

@@ -34,10 +34,27 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refine_config(args: argparse.Namespace) -> Any:
+    """The :class:`RefineConfig` of ``predict``'s flags; ``--refine-*`` needs ``--refine``."""
+    import dataclasses
+
+    from maskgen.engine import config_from_args
+    from maskgen.engine.config import flag_name
+    from maskgen.errors import MaskgenError
+    from maskgen.independence.refine import RefineConfig
+
+    if not args.refine:
+        for f in dataclasses.fields(RefineConfig):
+            if f.name != "refine" and getattr(args, f.name, None) is not None:
+                raise MaskgenError(f"{flag_name(f.name)}: only with --refine")
+    return config_from_args(RefineConfig, args)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from maskgen.engine.distributed import check_device
     from maskgen.independence.predict import predict_folder
 
+    refine = _refine_config(args)
     s = predict_folder(
         args.model,
         args.images,
@@ -45,8 +62,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device=str(check_device(args.device)),
         threshold=args.threshold,
         force=args.force,
+        refine=refine,
     )
-    print(f"wrote {s['n_images']} soft and binary masks to {args.out}/soft and {args.out}/binary")
+    how = " (binary refined by GrabCut)" if refine.refine else ""
+    print(
+        f"wrote {s['n_images']} soft and binary masks to {args.out}/soft and {args.out}/binary"
+        + how
+    )
     return 0
 
 
@@ -172,6 +194,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from maskgen.engine import add_config_arguments
+    from maskgen.independence.refine import RefineConfig
+
     parser = subparsers.add_parser(
         "segment",
         help="foreground segmentation from box crops (independence prior): train, distill, predict, evaluate",
@@ -188,6 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--force", action="store_true", help="replace an earlier prediction in --out")
+    add_config_arguments(p, RefineConfig)
     p.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(

@@ -9,8 +9,9 @@ numpy-facing predictor, prediction of a folder, and the GrabCut baseline.
   ``H x W``; one size per call) to ``N x H x W`` float32 soft masks in ``[0, 1]`` at the crops'
   own size; ``predict_binary`` thresholds them at the model's threshold.
 - :func:`predict_folder`: the ``maskgen segment predict`` command's work: ``OUT/soft/*.png``
-  (mask x 255) and ``OUT/binary/*.png`` (0/255 at the threshold), written to a temporary folder
-  and renamed into place at the end.
+  (mask x 255) and ``OUT/binary/*.png`` (0/255 at the threshold, or GrabCut-refined with
+  ``--refine``: :mod:`maskgen.independence.refine`), written to a temporary folder and renamed
+  into place at the end.
 - :func:`grabcut_mask`: OpenCV GrabCut initialised with a rectangle a few pixels inside the
   crop (the box-level label), the classical baseline of ``segment evaluate --method grabcut``.
 
@@ -19,6 +20,7 @@ Results of the trained models: ``benchmarks/RESULTS.md``, section ``segment``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from maskgen.engine.distributed import check_device
 from maskgen.errors import MaskgenError
 from maskgen.independence.providers import ForegroundUNetProvider, UNetConfig
+from maskgen.independence.refine import RefineConfig, refine_masks
 
 MODEL_KIND = "segment-unet"
 #: config.json keys of a model folder that describe where it came from (kept on load/save).
@@ -164,9 +167,19 @@ class SegmentPredictor:
             m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
         return m[:, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
 
-    def predict_binary(self, crops: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Binary masks ``N x H x W`` bool: soft mask ``>= threshold`` (default: the model's)."""
+    def predict_binary(
+        self,
+        crops: np.ndarray,
+        threshold: float | None = None,
+        refine: RefineConfig | None = None,
+    ) -> np.ndarray:
+        """Binary masks ``N x H x W`` bool: soft mask ``>= threshold`` (default: the model's);
+        with ``refine`` (and ``refine.refine`` on) GrabCut seeded by the soft mask instead
+        (:func:`~maskgen.independence.refine.refine_masks`)."""
         thr = self.threshold if threshold is None else check_threshold(threshold)
+        if refine is not None and refine.refine:
+            refine.check_threshold(thr)  # before the forward pass
+            return refine_masks(crops, self.predict(crops), thr, refine)
         return self.predict(crops) >= thr
 
 
@@ -177,9 +190,11 @@ def predict_folder(
     device: str = "cpu",
     threshold: float | None = None,
     force: bool = False,
+    refine: RefineConfig | None = None,
 ) -> dict[str, Any]:
     """Predict every image of a folder; write ``out/soft``, ``out/binary`` and
-    ``out/predict.json``.
+    ``out/predict.json``. With ``refine`` (``refine.refine`` on) ``binary`` holds the
+    GrabCut-refined masks and ``predict.json`` the refinement's settings.
 
     Everything is checked before anything is written; the results go to a temporary folder that
     replaces ``out`` at the end, so a failed run leaves no partial ``out``. An existing ``out``
@@ -195,16 +210,22 @@ def predict_folder(
     predictor = SegmentPredictor.from_folder(model_path, device)
     files = list_images(images, "image folder")
     thr = predictor.threshold if threshold is None else float(threshold)
+    refine = refine if refine is not None and refine.refine else None
+    if refine is not None:
+        refine.check_threshold(thr)
     with staged_output(out, force, marker="predict.json") as tmp:
         for p in files:
-            soft = predictor.predict(read_image(p, "RGB")[None])[0]
-            write_image(tmp / "soft" / f"{p.stem}.png", (soft * 255 + 0.5).astype(np.uint8))
-            write_image(tmp / "binary" / f"{p.stem}.png", (soft >= thr).astype(np.uint8) * 255)
+            crop = read_image(p, "RGB")[None]
+            soft = predictor.predict(crop)
+            hard = soft >= thr if refine is None else refine_masks(crop, soft, thr, refine)
+            write_image(tmp / "soft" / f"{p.stem}.png", (soft[0] * 255 + 0.5).astype(np.uint8))
+            write_image(tmp / "binary" / f"{p.stem}.png", hard[0].astype(np.uint8) * 255)
         summary = {
             "n_images": len(files),
             "threshold": thr,
             "model": str(model_path),
             "stage": predictor.model.info.get("stage"),
+            "refine": None if refine is None else dataclasses.asdict(refine),
         }
         write_json(tmp / "predict.json", summary)
     return summary
