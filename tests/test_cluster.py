@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from maskgen.data.cluster_images import synthetic_cluster
 from maskgen.errors import MaskgenError
@@ -13,7 +14,9 @@ from maskgen.independence.cluster import (
     ClusterGenerator,
     build_networks,
     generate_composites,
+    low_pass,
     make_config,
+    paint_like_behind,
     prior_scale_at,
 )
 from maskgen.independence.cluster_eval import (
@@ -159,6 +162,53 @@ def test_generator_table2_shapes():
     deconvs = [m for m in g.body if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [c.weight.shape[:2] for c in convs] == [(256, 256)] * 2
     assert [d.out_channels for d in deconvs] == [128, 64, 4]
+
+
+def test_rgb_lowres_leaves_no_sharp_rgb_edge_but_keeps_alpha():
+    # A sharp vertical step (saturated sigmoid, as a generator can make from smooth logits):
+    # low-passed by 4 it is spread over several px; unfiltered (alpha) it stays a 1-px step.
+    step = torch.full((1, 3, 16, 16), -8.0)
+    step[..., 6:] = 8.0
+    out = torch.sigmoid(step)
+    low = low_pass(out, 4)
+    rgb_jump = (low[0, 0, 0, 1:] - low[0, 0, 0, :-1]).abs().max()
+    alpha_jump = (out[0, 0, 0, 1:] - out[0, 0, 0, :-1]).abs().max()
+    assert alpha_jump > 0.99 and rgb_jump < 0.5
+    # Constant colours pass unchanged; the factor is taken from the config.
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(low_pass(flat, 4), flat)
+    cfg = make_config("tiny", rgb_lowres=4)
+    g = ClusterGenerator.from_config(cfg).eval()
+    x = g(torch.rand(3, cfg.z_dim) * 2 - 1)
+    assert x.shape == (3, 4, 16, 16) and g.rgb_lowres == 4
+    # Inside each 4x4 cell the upsampled RGB varies smoothly: no jump above the cell means'.
+    d = (x[:, :3, :, 1:] - x[:, :3, :, :-1]).abs().max()
+    cells = F.avg_pool2d(x[:, :3], 4)
+    assert d <= (cells[..., 1:] - cells[..., :-1]).abs().max() + 1e-6
+    with pytest.raises(MaskgenError, match="--rgb-lowres 3"):
+        make_config("tiny", rgb_lowres=3)
+
+
+def test_paint_like_behind_counts_paint_that_a_transparent_pixel_would_match():
+    n, p = 2, 8
+    bg = torch.zeros(n, 3, p, p)
+    bg[..., 4:] = 0.8  # right half bright, left half black
+    layers = torch.zeros(n, 2, 4, p, p)
+    # Layer 0: opaque black paint over the whole patch; half of it lies on black.
+    layers[:, 0, 3] = 1.0
+    assert torch.isclose(paint_like_behind(layers, bg), torch.tensor(0.5), atol=1e-3)
+    # Layer 1 on top, opaque orange on the left quarter: behind it is layer 0's black.
+    layers[:, 1, :3, :, :2] = torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1)
+    layers[:, 1, 3, :, :2] = 1.0
+    share = paint_like_behind(layers, bg)
+    assert torch.isclose(share, torch.tensor(p * p * 0.5 / (p * p * 1.25)), atol=1e-3)
+    # Only alpha gets a gradient, and only where the paint matches what is behind it.
+    layers.requires_grad_(True)
+    paint_like_behind(layers, bg).backward()
+    g = layers.grad
+    assert g[:, :, :3].abs().max() == 0
+    assert (g[:, 0, 3, :, :4] > 0).all() and g[:, 0, 3, :, 4:].abs().max() < 1e-6
+    assert g[:, 1, 3, :, :2].abs().max() < 1e-6
 
 
 def test_presets_follow_table4():
