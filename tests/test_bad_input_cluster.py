@@ -133,6 +133,7 @@ CASES = {
     "train-paint-sigma-zero": (_train("--paint-sigma", "0"), "--paint-sigma 0"),
     "train-rgb-lowres-not-dividing": (_train("--rgb-lowres", "3"), "--rgb-lowres 3"),
     "train-background-unknown": (_train("--background", "grey"), "--background"),
+    "train-bg-fill-unknown": (_train("--bg-fill", "grey"), "--bg-fill"),
     "train-loss-unknown": (_train("--adv-loss", "wgan"), "--adv-loss"),
     "train-preset-unknown": (_train("--preset", "huge"), "--preset"),
     "train-absurd-batch": (_train("--batch-size", "4096", "--layers", "256"), "memory"),

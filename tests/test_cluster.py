@@ -35,6 +35,7 @@ from maskgen.independence.cluster_eval import (
 from maskgen.independence.cluster_patches import (
     PatchSampler,
     as_rgb_uint8,
+    dark_colour,
     disk_mask,
     make_backgrounds,
     window_size,
@@ -149,6 +150,24 @@ def test_disk_background():
     bg = make_backgrounds("disk", 2, s)
     assert bg[:, :, 16, 16].max() == 0 and bg[:, :, 0, 0].min() == 1
     assert make_backgrounds("black", 2, s).max() == 0
+
+
+def test_dark_fill_is_the_images_ground_colour():
+    # 70 % ground of one dark colour (with a little noise), 30 % bright objects.
+    rng = np.random.default_rng(0)
+    img = np.empty((60, 60, 3), np.uint8)
+    img[:] = (20, 13, 8)
+    img[:, :18] = (235, 115, 30)
+    img[:, 18:] += rng.integers(0, 3, size=(60, 42, 3)).astype(np.uint8)
+    s = PatchSampler(img, 20, 30)
+    assert np.allclose(s.dark_colour.numpy(), np.array([20, 13, 8]) / 255, atol=2 / 255)
+    assert torch.allclose(dark_colour(torch.zeros(3, 4, 4)), torch.zeros(3))
+    bg = make_backgrounds("disk", 3, s, fill="dark")
+    assert torch.allclose(bg[:, :, 15, 15], s.dark_colour.expand(3, 3))
+    flat = make_backgrounds("black", 2, s, fill="dark")
+    assert torch.allclose(flat, s.dark_colour.view(1, 3, 1, 1).expand(2, 3, 30, 30))
+    with pytest.raises(MaskgenError, match="fill"):
+        make_backgrounds("disk", 1, s, fill="grey")
 
 
 def test_generator_table2_shapes():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskgen.cli.main import main
@@ -159,8 +160,6 @@ def test_rgb_lowres_flag_trains_and_the_saved_model_keeps_it(data, tmp_path):
 
 
 def test_paint_weight_flag_trains_and_logs_the_paint_share(data, tmp_path):
-    import torch
-
     run = tmp_path / "paint"
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += ["--out", str(run), "--steps", "4", "--paint-weight", "10", "--paint-sigma", "0.2"]
@@ -179,6 +178,31 @@ def test_paint_weight_flag_trains_and_logs_the_paint_share(data, tmp_path):
     a = ClusterPredictor.from_folder(run).instances(2, seed=0)
     b = ClusterPredictor.from_folder(other).instances(2, seed=0)
     assert not torch.allclose(a, b)
+
+
+def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
+    from maskgen.core.io import read_image
+    from maskgen.independence.cluster import ClusterPredictor
+    from maskgen.independence.cluster_patches import PatchSampler
+    from maskgen.independence.composition import compose_rgba
+
+    run = tmp_path / "dark"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    assert main([*args, "--out", str(run), "--steps", "2", "--bg-fill", "dark", *TRAIN]) == 0
+    pred = ClusterPredictor.from_folder(run)
+    assert pred.config.bg_fill == "dark"
+    image = read_image(data / "image.png")
+    ground = PatchSampler(image, 20, pred.patch_size).dark_colour
+    # render() composes over the same background as training. The composite is linear in the
+    # background: composite = (layers over black) + background * prod(1 - alpha), so the
+    # background behind the layers can be read back; at the disk centre it is the ground colour.
+    r = pred.render(4, seed=0, image=image)
+    layers = r["layers"]
+    over_black = compose_rgba(list(layers.unbind(1)))
+    through = (1 - layers[:, :, 3:4]).prod(dim=1)
+    c = pred.patch_size // 2
+    bg = (r["composite"] - over_black)[:, :, c, c] / through[:, :, c, c]
+    assert torch.allclose(bg, ground.expand(4, 3), atol=1e-3)
 
 
 def test_sample_writes_grids_and_rgba(trained, data, tmp_path):

@@ -490,9 +490,10 @@ class ClusterTrainer:
         """Real patches ``n x 3 x P x P`` and the generator's output for ``n`` composites."""
         dev, n = self.ctx.device, self.per_rank
         real = self.sampler.sample(n).to(dev)
-        bg = make_backgrounds(self.cfg.background, n, self.sampler, radius=self.cfg.disk_radius).to(
-            dev
-        )
+        cfg = self.cfg
+        bg = make_backgrounds(
+            cfg.background, n, self.sampler, radius=cfg.disk_radius, fill=cfg.bg_fill
+        ).to(dev)
         with self._autocast():
             out = generate_composites(self.gw, self.cfg, n, bg)
         return real, out
@@ -772,7 +773,9 @@ class ClusterPredictor:
         inst = g(sample_z(n, cfg.z_dim, gen, self.device)).float().cpu()
         if image is not None:
             sampler = PatchSampler(image, self.generator.facts["instance_size"], p)
-            bg = make_backgrounds(cfg.background, n, sampler, generator=gen, radius=cfg.disk_radius)
+            bg = make_backgrounds(
+                cfg.background, n, sampler, generator=gen, radius=cfg.disk_radius, fill=cfg.bg_fill
+            )
         else:
             bg = torch.zeros(n, 3, p, p)
         comp = generate_composites(g, cfg, n, bg.to(self.device), generator=gen)

@@ -165,6 +165,12 @@ class ClusterConfig:
         "background provider: real patch with a central black disk, or black",
         choices=("disk", "black"),
     )
+    bg_fill: str = param(
+        "black",
+        "not in the paper: colour of the background's disk (and of --background black): black "
+        "(paper) or dark, the image's ground colour (median of its darkest 10 %% of pixels)",
+        choices=("black", "dark"),
+    )
     disk_radius: float | None = param(
         None,
         "radius in px of the background's black disk (default 20 * P / 64)",
