@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from maskgen.data.cluster_images import synthetic_cluster
 from maskgen.errors import MaskgenError
@@ -13,7 +14,9 @@ from maskgen.independence.cluster import (
     ClusterGenerator,
     build_networks,
     generate_composites,
+    low_pass,
     make_config,
+    paint_like_behind,
     prior_scale_at,
 )
 from maskgen.independence.cluster_eval import (
@@ -32,6 +35,7 @@ from maskgen.independence.cluster_eval import (
 from maskgen.independence.cluster_patches import (
     PatchSampler,
     as_rgb_uint8,
+    dark_colour,
     disk_mask,
     make_backgrounds,
     window_size,
@@ -148,6 +152,24 @@ def test_disk_background():
     assert make_backgrounds("black", 2, s).max() == 0
 
 
+def test_dark_fill_is_the_images_ground_colour():
+    # 70 % ground of one dark colour (with a little noise), 30 % bright objects.
+    rng = np.random.default_rng(0)
+    img = np.empty((60, 60, 3), np.uint8)
+    img[:] = (20, 13, 8)
+    img[:, :18] = (235, 115, 30)
+    img[:, 18:] += rng.integers(0, 3, size=(60, 42, 3)).astype(np.uint8)
+    s = PatchSampler(img, 20, 30)
+    assert np.allclose(s.dark_colour.numpy(), np.array([20, 13, 8]) / 255, atol=2 / 255)
+    assert torch.allclose(dark_colour(torch.zeros(3, 4, 4)), torch.zeros(3))
+    bg = make_backgrounds("disk", 3, s, fill="dark")
+    assert torch.allclose(bg[:, :, 15, 15], s.dark_colour.expand(3, 3))
+    flat = make_backgrounds("black", 2, s, fill="dark")
+    assert torch.allclose(flat, s.dark_colour.view(1, 3, 1, 1).expand(2, 3, 30, 30))
+    with pytest.raises(MaskgenError, match="fill"):
+        make_backgrounds("disk", 1, s, fill="grey")
+
+
 def test_generator_table2_shapes():
     g = ClusterGenerator(6, 64, (256, 128, 64), 2)
     z = torch.rand(3, 6) * 2 - 1
@@ -159,6 +181,53 @@ def test_generator_table2_shapes():
     deconvs = [m for m in g.body if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [c.weight.shape[:2] for c in convs] == [(256, 256)] * 2
     assert [d.out_channels for d in deconvs] == [128, 64, 4]
+
+
+def test_rgb_lowres_leaves_no_sharp_rgb_edge_but_keeps_alpha():
+    # A sharp vertical step (saturated sigmoid, as a generator can make from smooth logits):
+    # low-passed by 4 it is spread over several px; unfiltered (alpha) it stays a 1-px step.
+    step = torch.full((1, 3, 16, 16), -8.0)
+    step[..., 6:] = 8.0
+    out = torch.sigmoid(step)
+    low = low_pass(out, 4)
+    rgb_jump = (low[0, 0, 0, 1:] - low[0, 0, 0, :-1]).abs().max()
+    alpha_jump = (out[0, 0, 0, 1:] - out[0, 0, 0, :-1]).abs().max()
+    assert alpha_jump > 0.99 and rgb_jump < 0.5
+    # Constant colours pass unchanged; the factor is taken from the config.
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(low_pass(flat, 4), flat)
+    cfg = make_config("tiny", rgb_lowres=4)
+    g = ClusterGenerator.from_config(cfg).eval()
+    x = g(torch.rand(3, cfg.z_dim) * 2 - 1)
+    assert x.shape == (3, 4, 16, 16) and g.rgb_lowres == 4
+    # Inside each 4x4 cell the upsampled RGB varies smoothly: no jump above the cell means'.
+    d = (x[:, :3, :, 1:] - x[:, :3, :, :-1]).abs().max()
+    cells = F.avg_pool2d(x[:, :3], 4)
+    assert d <= (cells[..., 1:] - cells[..., :-1]).abs().max() + 1e-6
+    with pytest.raises(MaskgenError, match="--rgb-lowres 3"):
+        make_config("tiny", rgb_lowres=3)
+
+
+def test_paint_like_behind_counts_paint_that_a_transparent_pixel_would_match():
+    n, p = 2, 8
+    bg = torch.zeros(n, 3, p, p)
+    bg[..., 4:] = 0.8  # right half bright, left half black
+    layers = torch.zeros(n, 2, 4, p, p)
+    # Layer 0: opaque black paint over the whole patch; half of it lies on black.
+    layers[:, 0, 3] = 1.0
+    assert torch.isclose(paint_like_behind(layers, bg), torch.tensor(0.5), atol=1e-3)
+    # Layer 1 on top, opaque orange on the left quarter: behind it is layer 0's black.
+    layers[:, 1, :3, :, :2] = torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1)
+    layers[:, 1, 3, :, :2] = 1.0
+    share = paint_like_behind(layers, bg)
+    assert torch.isclose(share, torch.tensor(p * p * 0.5 / (p * p * 1.25)), atol=1e-3)
+    # Only alpha gets a gradient, and only where the paint matches what is behind it.
+    layers.requires_grad_(True)
+    paint_like_behind(layers, bg).backward()
+    g = layers.grad
+    assert g[:, :, :3].abs().max() == 0
+    assert (g[:, 0, 3, :, :4] > 0).all() and g[:, 0, 3, :, 4:].abs().max() < 1e-6
+    assert g[:, 1, 3, :, :2].abs().max() < 1e-6
 
 
 def test_presets_follow_table4():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskgen.cli.main import main
@@ -134,6 +135,74 @@ def test_patch_size_flag_sets_the_instance_resolution(data, tmp_path):
     assert pred.masks(3, seed=0).shape == (3, 24, 24)
     lay = pred.layers(2, seed=1)
     assert lay["layers"].shape == (2, 3, 24, 24, 4) and lay["composites"].shape == (2, 24, 24, 3)
+
+
+def test_rgb_lowres_flag_trains_and_the_saved_model_keeps_it(data, tmp_path):
+    import torch.nn.functional as F
+
+    from maskgen.independence.cluster import ClusterPredictor
+
+    run = tmp_path / "lowres"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    assert main([*args, "--out", str(run), "--steps", "3", "--rgb-lowres", "4", *TRAIN]) == 0
+    pred = ClusterPredictor.from_folder(run)
+    assert pred.config.rgb_lowres == 4 and pred.generator.rgb_lowres == 4
+    inst = pred.instances(4, seed=0)
+    # The sampled RGB is the bilinear upsampling of its own 4x4-cell means: pooling it again
+    # and upsampling changes nothing but the border cells' interpolation.
+    rgb = inst[:, :3]
+    again = F.interpolate(F.avg_pool2d(rgb, 4), size=rgb.shape[-2:], mode="bilinear")
+    assert (again - rgb)[..., 4:-4, 4:-4].abs().max() < 0.05
+    # Alpha is not filtered: the same run without the flag differs in RGB only in smoothness,
+    # so check alpha is not the low-passed version of itself.
+    a = inst[:, 3:]
+    assert not (a == F.interpolate(F.avg_pool2d(a, 4), size=a.shape[-2:], mode="bilinear")).all()
+
+
+def test_paint_weight_flag_trains_and_logs_the_paint_share(data, tmp_path):
+    run = tmp_path / "paint"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--out", str(run), "--steps", "4", "--paint-weight", "10", "--paint-sigma", "0.2"]
+    assert main([*args, *TRAIN]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= x["paint_loss"] <= 1 for x in lines)
+    cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+    assert cfg["paint_weight"] == 10 and cfg["paint_sigma"] == 0.2
+    # The same run without the term differs (the term reaches the generator's weights).
+    other = tmp_path / "nopaint"
+    args[args.index(str(run))] = str(other)
+    args[args.index("--paint-weight") + 1] = "0"
+    assert main([*args, *TRAIN]) == 0
+    from maskgen.independence.cluster import ClusterPredictor
+
+    a = ClusterPredictor.from_folder(run).instances(2, seed=0)
+    b = ClusterPredictor.from_folder(other).instances(2, seed=0)
+    assert not torch.allclose(a, b)
+
+
+def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
+    from maskgen.core.io import read_image
+    from maskgen.independence.cluster import ClusterPredictor
+    from maskgen.independence.cluster_patches import PatchSampler
+    from maskgen.independence.composition import compose_rgba
+
+    run = tmp_path / "dark"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    assert main([*args, "--out", str(run), "--steps", "2", "--bg-fill", "dark", *TRAIN]) == 0
+    pred = ClusterPredictor.from_folder(run)
+    assert pred.config.bg_fill == "dark"
+    image = read_image(data / "image.png")
+    ground = PatchSampler(image, 20, pred.patch_size).dark_colour
+    # render() composes over the same background as training. The composite is linear in the
+    # background: composite = (layers over black) + background * prod(1 - alpha), so the
+    # background behind the layers can be read back; at the disk centre it is the ground colour.
+    r = pred.render(4, seed=0, image=image)
+    layers = r["layers"]
+    over_black = compose_rgba(list(layers.unbind(1)))
+    through = (1 - layers[:, :, 3:4]).prod(dim=1)
+    c = pred.patch_size // 2
+    bg = (r["composite"] - over_black)[:, :, c, c] / through[:, :, c, c]
+    assert torch.allclose(bg, ground.expand(4, 3), atol=1e-3)
 
 
 def test_sample_writes_grids_and_rgba(trained, data, tmp_path):

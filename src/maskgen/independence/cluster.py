@@ -18,7 +18,9 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
 - Not in the paper, on in the ``cpu`` preset only: a centred-disk logit bias on alpha that is
   annealed to 0 during training (:func:`prior_scale_at`; the saved generator has none) and a
   binarisation term ``mean(alpha (1 - alpha))``. Optional, off in every preset: lazy R1 on D,
-  instance noise, a warm-up of ``lambda``, an EMA of G.
+  instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
+  outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
+  (``--paint-weight``, :func:`paint_like_behind`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -73,6 +75,20 @@ KIND = "cluster"
 WEIGHTS_PREFIX = "generator."
 
 
+def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``x`` (``M x C x P x P`` float) average-pooled by ``factor`` and upsampled bilinearly back
+    to ``P x P``: what is left has no detail finer than ``factor`` px.
+
+    Applied to the generator's RGB *after* the sigmoid (``--rgb-lowres``): smooth logits can
+    still give a sharp edge through a saturated sigmoid, smooth colours cannot. Alpha is left at
+    full resolution, so an object's outline has to be cut by alpha; an opaque blob that paints
+    the outline in background colour (the failure this is for) no longer fools D.
+    """
+    p = x.shape[-1]
+    small = F.avg_pool2d(x, factor)
+    return F.interpolate(small, size=(p, p), mode="bilinear", align_corners=False)
+
+
 class ClusterGenerator(nn.Module):
     """Paper Table 2 generator: ``z`` (``M x z_dim``) -> RGBA ``M x 4 x P x P`` in ``[0, 1]``.
 
@@ -80,6 +96,7 @@ class ClusterGenerator(nn.Module):
     ``1 x 1 x z`` input to ``b*b*c0`` (a linear layer), BN, lReLU; ``g_base_convs`` x (4x4 conv
     ``c0`` stride 1, BN, lReLU); 4x4 deconv ``c1`` stride 2, BN, lReLU; 4x4 deconv ``c2``
     stride 2, BN, lReLU; 4x4 deconv 4 stride 2, sigmoid. Channel 3 is the soft mask (alpha).
+    With ``rgb_lowres > 1`` (not in the paper) the RGB channels are low-passed (:func:`low_pass`).
     """
 
     def __init__(
@@ -91,10 +108,12 @@ class ClusterGenerator(nn.Module):
         negative_slope: float = 0.2,
         alpha_prior: float = 0.0,
         area_target: float = 0.25,
+        rgb_lowres: int = 1,
     ) -> None:
         super().__init__()
         c0, c1, c2 = channels
         self.z_dim, self.patch_size, self.base = z_dim, patch_size, patch_size // 8
+        self.rgb_lowres = rgb_lowres
         self.fc = nn.Linear(z_dim, self.base * self.base * c0, bias=False)
         self.bn0 = nn.BatchNorm1d(self.base * self.base * c0)
         act = nn.LeakyReLU(negative_slope, inplace=True)
@@ -139,7 +158,10 @@ class ClusterGenerator(nn.Module):
         h = self.body(h)
         if self.prior_scale != 0.0:
             h = h + self.prior_scale * self.logit_bias
-        return torch.sigmoid(h)
+        out = torch.sigmoid(h)
+        if self.rgb_lowres > 1:
+            out = torch.cat([low_pass(out[:, :3], self.rgb_lowres), out[:, 3:]], dim=1)
+        return out
 
     # ------------------------------------------------------------------ one model API
     @classmethod
@@ -152,6 +174,7 @@ class ClusterGenerator(nn.Module):
             cfg.g_base_convs,
             alpha_prior=cfg.alpha_prior,
             area_target=cfg.area_target,
+            rgb_lowres=cfg.rgb_lowres,
         )
         g.config = cfg
         return g
@@ -291,7 +314,47 @@ def generate_composites(
     inst = inst.view(n, L, 4, P, P)
     placed = placed.view(n, L, 4, P, P)
     comp = compose([(placed[:, i, :3], placed[:, i, 3:4]) for i in range(L)], background)
-    return {"z": z, "instances": inst, "layers": placed, "composite": comp}
+    return {
+        "z": z,
+        "instances": inst,
+        "layers": placed,
+        "composite": comp,
+        "background": background,
+    }
+
+
+def paint_like_behind(
+    layers: torch.Tensor, background: torch.Tensor, sigma: float = 0.1
+) -> torch.Tensor:
+    """Share of the layers' alpha spent on paint that looks like what is behind it.
+
+    Where a layer's colour matches the composite behind it (the background and the layers
+    below), an opaque pixel and a transparent one give the same composite, so D cannot tell a
+    mask cut to the object's outline from an object-sized blob that paints the outline in
+    background colour. This term settles that ambiguity for transparency:
+    ``sum(alpha * s) / sum(alpha)`` with ``s = exp(-|rgb - behind|^2 / (2 sigma^2))``. ``s``
+    and the denominator are constants for the gradient, so only alpha is pushed (down, where
+    ``s`` is high); colours are left to D.
+
+    Args:
+        layers: ``n x L x 4 x P x P`` placed RGBA layers in ``[0, 1]``, back to front.
+        background: ``n x 3 x P x P`` (``x_0``).
+        sigma: colour distance scale (RGB in ``[0, 1]``).
+
+    Returns:
+        scalar in ``[0, 1]``, differentiable in the alphas.
+    """
+    with torch.no_grad():
+        behind = background.float()
+        sims = []
+        for i in range(layers.shape[1]):
+            rgb, a = layers[:, i, :3].float(), layers[:, i, 3:4].float()
+            d2 = ((rgb - behind) ** 2).sum(1, keepdim=True)
+            sims.append(torch.exp(-d2 / (2.0 * sigma * sigma)))
+            behind = rgb * a + behind * (1.0 - a)
+        sim = torch.stack(sims, dim=1)  # n x L x 1 x P x P
+    alpha = layers[:, :, 3:4].float()
+    return (alpha * sim).sum() / alpha.detach().sum().clamp_min(1e-6)
 
 
 # --------------------------------------------------------------------------------- training
@@ -312,15 +375,27 @@ def regularizers(
       all-layer term at ``1/L`` of the cost.
     - Binarisation term (ours, weight ``binary_weight``, 0 in the paper presets):
       ``mean(alpha * (1 - alpha))`` over the generated masks.
+    - Paint term (ours, weight ``paint_weight``, 0 in every preset): :func:`paint_like_behind`
+      of the placed layers; always computed (it is cheap) and logged as ``paint_loss``, a
+      label-free monitor of background-coloured paint.
 
-    Returns ``{"extra": weighted sum (scalar, attached), "info_loss", "binary_loss"}``.
+    Returns ``{"extra": weighted sum (scalar, attached), "info_loss", "binary_loss",
+    "paint_loss"}``.
     """
     zhat = q(out["instances"][:, 0])
     info = F.mse_loss(zhat.float(), out["z"][:, 0].float())
     alphas = out["instances"][:, :, 3:4].float()
     binary = (alphas * (1.0 - alphas)).mean()
+    paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
     extra = cfg.info_weight * info + cfg.binary_weight * binary
-    return {"extra": extra, "info_loss": info.detach(), "binary_loss": binary.detach()}
+    if cfg.paint_weight > 0:
+        extra = extra + cfg.paint_weight * paint
+    return {
+        "extra": extra,
+        "info_loss": info.detach(),
+        "binary_loss": binary.detach(),
+        "paint_loss": paint.detach(),
+    }
 
 
 def preview_grid(out: dict[str, torch.Tensor], real: torch.Tensor, k: int = 8) -> torch.Tensor:
@@ -415,9 +490,10 @@ class ClusterTrainer:
         """Real patches ``n x 3 x P x P`` and the generator's output for ``n`` composites."""
         dev, n = self.ctx.device, self.per_rank
         real = self.sampler.sample(n).to(dev)
-        bg = make_backgrounds(self.cfg.background, n, self.sampler, radius=self.cfg.disk_radius).to(
-            dev
-        )
+        cfg = self.cfg
+        bg = make_backgrounds(
+            cfg.background, n, self.sampler, radius=cfg.disk_radius, fill=cfg.bg_fill
+        ).to(dev)
         with self._autocast():
             out = generate_composites(self.gw, self.cfg, n, bg)
         return real, out
@@ -466,7 +542,11 @@ class ClusterTrainer:
             step=step,
             autocast=self._autocast(),
         )
-        m.update(info_loss=float(reg["info_loss"]), binary_loss=float(reg["binary_loss"]))
+        m.update(
+            info_loss=float(reg["info_loss"]),
+            binary_loss=float(reg["binary_loss"]),
+            paint_loss=float(reg["paint_loss"]),
+        )
         return m
 
     def ema_phase(self) -> None:
@@ -693,7 +773,9 @@ class ClusterPredictor:
         inst = g(sample_z(n, cfg.z_dim, gen, self.device)).float().cpu()
         if image is not None:
             sampler = PatchSampler(image, self.generator.facts["instance_size"], p)
-            bg = make_backgrounds(cfg.background, n, sampler, generator=gen, radius=cfg.disk_radius)
+            bg = make_backgrounds(
+                cfg.background, n, sampler, generator=gen, radius=cfg.disk_radius, fill=cfg.bg_fill
+            )
         else:
             bg = torch.zeros(n, 3, p, p)
         comp = generate_composites(g, cfg, n, bg.to(self.device), generator=gen)
@@ -724,6 +806,8 @@ __all__ = [
     "LatentPredictor",
     "build_networks",
     "generate_composites",
+    "low_pass",
+    "paint_like_behind",
     "make_config",
     "prior_scale_at",
     "r1_step",

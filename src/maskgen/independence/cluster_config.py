@@ -110,6 +110,28 @@ class ClusterConfig:
         "(0 = fixed prior throughout)",
         low=0,
     )
+    rgb_lowres: int = param(
+        1,
+        "not in the paper: the generator's RGB is average-pooled by this factor and upsampled "
+        "bilinearly (alpha stays full resolution), so sharp outlines can only come from alpha "
+        "(1 = off); --patch-size must be a multiple of it",
+        low=1,
+        high=16,
+    )
+    paint_weight: float = param(
+        0.0,
+        "not in the paper: weight of the share of alpha spent on paint that looks like what is "
+        "behind the layer (a transparent pixel would show the same; 0 = off); penalises alpha only",
+        low=0,
+    )
+    paint_sigma: float = param(
+        0.1,
+        "colour distance (RGB in [0, 1]) at which paint stops counting as like what is behind: "
+        "similarity exp(-d^2 / (2 sigma^2))",
+        low=0,
+        low_open=True,
+        high=2,
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
@@ -142,6 +164,12 @@ class ClusterConfig:
         "disk",
         "background provider: real patch with a central black disk, or black",
         choices=("disk", "black"),
+    )
+    bg_fill: str = param(
+        "black",
+        "not in the paper: colour of the background's disk (and of --background black): black "
+        "(paper) or dark, the image's ground colour (median of its darkest 10 %% of pixels)",
+        choices=("black", "dark"),
     )
     disk_radius: float | None = param(
         None,
@@ -185,6 +213,10 @@ class ClusterConfig:
             )
         if self.pad >= p:
             raise MaskgenError(f"--pad {self.pad}: must be smaller than --patch-size {p}")
+        if p % self.rgb_lowres:
+            raise MaskgenError(
+                f"--rgb-lowres {self.rgb_lowres}: --patch-size {p} is not a multiple of it"
+            )
         if len(self.g_channels) != 3:
             raise MaskgenError(
                 f"--g-channels {','.join(map(str, self.g_channels))}: needs exactly three widths"
