@@ -25,7 +25,10 @@ Deviations from GauGAN, with the reason:
 - optional per-pixel noise (``noise``, off in GauGAN, whose only randomness is the style code):
   a one-channel Gaussian map added before the SPADE blocks at 1/2 and full resolution, with a
   per-channel strength that is a linear map of the style code (StyleGAN's noise inputs, made
-  style-dependent so that a flat material gets little and a grainy one more), zero at the start.
+  style-dependent so that a flat material gets little and a grainy one more), ``NOISE_INIT`` at
+  the start; and one grey noise map added to the output with a per-pixel, per-channel gain (a
+  1 x 1 conv of the last features, ``NOISE_RGB_INIT`` at the start): grain needs no detour
+  through the decoder. With noise an untrained generator is the coarse fill plus faint grain.
   A refinement of a smooth fill has no other source of the fine, unpredictable detail a
   texture is made of: the style code is one vector per instance.
 
@@ -42,6 +45,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
+
+NOISE_INIT = 1.0  # initial strength of the noise inputs (SpadeGenerator, cfg.noise)
+NOISE_RGB_INIT = 0.02  # initial gain of the output grain, [-1, 1] units (~2.5 of 255)
 
 
 @dataclasses.dataclass
@@ -158,12 +164,21 @@ class SpadeGenerator(nn.Module):
         self.proj0 = nn.Conv2d(2 * w, w, 1)  # halve the channels before full resolution (cost)
         self.block0 = SpadeResBlock(w, w, hid)
         self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
-        if cfg.noise:  # per-channel noise strength from the style code, zero at the start
+        if cfg.noise:  # per-channel noise strength from the style code
             self.noise1 = nn.Linear(cfg.style_dim, 4 * w)
             self.noise0 = nn.Linear(cfg.style_dim, w)
             for lin in (self.noise1, self.noise0):
                 nn.init.zeros_(lin.weight)
-                nn.init.zeros_(lin.bias)
+                # Not zero (StyleGAN's init): a variance-matching loss has no first-order
+                # gradient at zero strength, and Adam moves a weight ~lr a step, too little to
+                # leave a saddle in a few hundred steps. The zero to_rgb still starts at identity.
+                nn.init.constant_(lin.bias, NOISE_INIT)
+            # per-pixel grain straight into RGB: a 1x1 conv of the last features gives each
+            # pixel's per-channel gain on one grey noise map (learning to route noise through
+            # the decoder is too slow for a few hundred steps)
+            self.noise_rgb = nn.Conv2d(w, 3, 1)
+            nn.init.zeros_(self.noise_rgb.weight)
+            nn.init.constant_(self.noise_rgb.bias, NOISE_RGB_INIT)
         nn.init.zeros_(self.to_rgb.weight)  # start as the coarse fill (zero residual)
         nn.init.zeros_(self.to_rgb.bias)
 
@@ -197,7 +212,12 @@ class SpadeGenerator(nn.Module):
         h = self.block1(self._noise(h, z, "noise1", noise_gen), new_mask) + e1
         h = F.interpolate(self.proj0(h), scale_factor=2.0, mode="nearest")
         h = self.block0(self._noise(h, z, "noise0", noise_gen), new_mask) + e0
-        residual = self.to_rgb(F.leaky_relu(h, 0.2))
+        h = F.leaky_relu(h, 0.2)
+        residual = self.to_rgb(h)
+        if self.cfg.noise:
+            b, _, hh, ww = h.shape
+            n = torch.randn(1 if noise_gen is not None else b, 1, hh, ww, generator=noise_gen)
+            residual = residual + self.noise_rgb(h) * n.to(h.device, h.dtype)
         return (coarse + residual).clamp(-1.0, 1.0), mu, logvar
 
     def _noise(
