@@ -138,12 +138,13 @@ def test_train_with_texture_loss_and_noise(tiny_scenes: Path, tmp_path: Path, ca
         "synth", "train",
         "--data", str(tiny_scenes / "annotations" / "train_coco.json"),
         "--images", str(tiny_scenes / "images" / "train"),
-        "--out", str(out), *TINY, "--style-weight", "5", "--noise",
+        "--out", str(out), *TINY, "--style-margin", "2", "--style-weight", "5", "--noise",
     ]  # fmt: skip
     rc, _, err = run_cli(argv, capsys)
     assert rc == 0, err
     header = json.loads((out / "model" / "config.json").read_text())
     assert header["config"]["noise"] is True and header["training"]["style_weight"] == 5.0
+    assert header["training"]["style_margin"] == 2
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["loss_style"] >= 0
     syn = MaskSynthesizer.from_folder(out)
