@@ -6,9 +6,12 @@ For each unoccluded instance (the stage-1 rule) of the given split -- by default
 scenes' **validation** split (the test split is the re-shape benchmark's) -- with full mask ``M``:
 the visible pixels are ``M & D`` for a random deformation ``D`` of ``M`` (drawn in the instance's
 window, as in training) and the new mask is ``M``, so the truth inside the new mask is known.
-Prints the mean absolute error (0-255) inside the new mask and on its hidden part (``M & ~D``) of
-each model, the mean-colour fill (the visible pixels' mean) and the coarse fill (push-pull, what an
-untrained generator returns). ``MODEL`` is a model or run folder, or ``builtin``.
+Prints, for each model, the mean-colour fill (the visible pixels' mean) and the coarse fill
+(push-pull, what an untrained generator returns): the mean absolute error (0-255) inside the new
+mask and on its hidden part (``M & ~D``), and on the hidden part the texture measures of
+:mod:`maskgen.synthesis.texture` -- high-frequency energy (the truth's printed beside it) and the
+patch sliced Wasserstein distance to the truth (means over the instances where they are defined).
+``MODEL`` is a model or run folder, or ``builtin``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from maskgen.inpainting.samplers import complete_instances, cut, instance_window
 from maskgen.synthesis import MaskSynthesizer, load_synthesizer
 from maskgen.synthesis.data import random_deformation
 from maskgen.synthesis.model import SpadeGenerator, SynthNetConfig
+from maskgen.synthesis.texture import hf_energy, patch_swd, texture_region
 
 
 def cases(data: str, images: str, n: int, seed: int):
@@ -77,14 +81,27 @@ def main() -> None:
         return out
 
     methods = {"mean-colour fill": mean_colour} | methods
-    print(f"{len(data)} held-out instances; MAE (0-255) inside the new mask / on its hidden part")
+    truth_hf = [hf_energy(image, texture_region(new, visible)) for image, visible, new in data]
+    truth_hf = np.mean([v for v in truth_hf if v is not None])
+    print(
+        f"{len(data)} held-out instances; MAE (0-255) inside the new mask / on its hidden part; "
+        f"on the hidden part: HF energy (truth {truth_hf:.2f}) and patch SWD to the truth"
+    )
     for name, fn in methods.items():
-        full, hidden = [], []
+        full, hidden, hf, swd = [], [], [], []
         for image, visible, new in data:
             pred = fn(image, visible, new)
+            region = texture_region(new, visible)
             full.append(mae(pred, image, new))
-            hidden.append(mae(pred, image, new & ~visible))
-        print(f"  {name:40s} {np.mean(full):6.2f} / {np.mean(hidden):6.2f}")
+            hidden.append(mae(pred, image, region))
+            hf.append(hf_energy(pred, region))
+            swd.append(patch_swd(pred, image, region))
+        hf_m = np.mean([v for v in hf if v is not None])
+        swd_m = np.mean([v for v in swd if v is not None])
+        print(
+            f"  {name:40s} {np.mean(full):6.2f} / {np.mean(hidden):6.2f}   "
+            f"HF {hf_m:6.2f}  SWD {swd_m:6.2f}"
+        )
 
 
 if __name__ == "__main__":

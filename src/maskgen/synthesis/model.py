@@ -21,7 +21,16 @@ Deviations from GauGAN, with the reason:
 - additive U-Net skips from the encoder at 1/2 and full resolution (GauGAN has none), for the
   same reason;
 - no spectral norm in the generator (GauGAN uses it; it costs a power iteration per layer and
-  the generator is small); the discriminator keeps it.
+  the generator is small); the discriminator keeps it;
+- optional per-pixel noise (``noise``, off in GauGAN, whose only randomness is the style code):
+  a one-channel Gaussian map added before the SPADE blocks at 1/2 and full resolution, with a
+  per-channel strength that is a linear map of the style code (StyleGAN's noise inputs, made
+  style-dependent so that a flat material gets little and a grainy one more), ``NOISE_INIT`` at
+  the start; and one grey noise map added to the output with a per-pixel, per-channel gain (a
+  1 x 1 conv of the last features, ``NOISE_RGB_INIT`` at the start): grain needs no detour
+  through the decoder. With noise an untrained generator is the coarse fill plus faint grain.
+  A refinement of a smooth fill has no other source of the fine, unpredictable detail a
+  texture is made of: the style code is one vector per instance.
 
 Tensor conventions: images ``B x 3 x S x S`` float in ``[-1, 1]``; masks ``B x 1 x S x S``
 float ``{0, 1}``; ``S`` a multiple of 4.
@@ -37,6 +46,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
+NOISE_INIT = 1.0  # initial strength of the noise inputs (SpadeGenerator, cfg.noise)
+NOISE_RGB_INIT = 0.02  # initial gain of the output grain, [-1, 1] units (~2.5 of 255)
+
 
 @dataclasses.dataclass
 class SynthNetConfig:
@@ -47,12 +59,15 @@ class SynthNetConfig:
         style_dim: length of the style code (GauGAN: 256).
         spade_hidden: channels of the SPADE layers' shared mask convolution (GauGAN: 128).
         crop_size: side of the network's input, px (an instance window is resized to it).
+        noise: per-pixel noise inputs (module docstring; off in GauGAN; off when a stored
+            config predates it).
     """
 
     width: int = 16
     style_dim: int = 32
     spade_hidden: int = 16
     crop_size: int = 64
+    noise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,6 +164,21 @@ class SpadeGenerator(nn.Module):
         self.proj0 = nn.Conv2d(2 * w, w, 1)  # halve the channels before full resolution (cost)
         self.block0 = SpadeResBlock(w, w, hid)
         self.to_rgb = nn.Conv2d(w, 3, 3, padding=1)
+        if cfg.noise:  # per-channel noise strength from the style code
+            self.noise1 = nn.Linear(cfg.style_dim, 4 * w)
+            self.noise0 = nn.Linear(cfg.style_dim, w)
+            for lin in (self.noise1, self.noise0):
+                nn.init.zeros_(lin.weight)
+                # Not zero (StyleGAN's init): a variance-matching loss has no first-order
+                # gradient at zero strength, and Adam moves a weight ~lr a step, too little to
+                # leave a saddle in a few hundred steps. The zero to_rgb still starts at identity.
+                nn.init.constant_(lin.bias, NOISE_INIT)
+            # per-pixel grain straight into RGB: a 1x1 conv of the last features gives each
+            # pixel's per-channel gain on one grey noise map (learning to route noise through
+            # the decoder is too slow for a few hundred steps)
+            self.noise_rgb = nn.Conv2d(w, 3, 1)
+            nn.init.zeros_(self.noise_rgb.weight)
+            nn.init.constant_(self.noise_rgb.bias, NOISE_RGB_INIT)
         nn.init.zeros_(self.to_rgb.weight)  # start as the coarse fill (zero residual)
         nn.init.zeros_(self.to_rgb.bias)
 
@@ -158,6 +188,7 @@ class SpadeGenerator(nn.Module):
         visible: torch.Tensor,
         new_mask: torch.Tensor,
         sample: bool = False,
+        noise_gen: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(crop, mu, logvar)``: the re-rendered crop ``B x 3 x S x S`` in ``[-1, 1]`` and the
         style code's ``B x style_dim`` mean and log-variance.
@@ -167,6 +198,9 @@ class SpadeGenerator(nn.Module):
             visible: the instance's visible pixels in the crop.
             new_mask: the new full mask (modulates every SPADE layer, §3.4).
             sample: draw the style code (training, GauGAN's reparameterisation); else use ``mu``.
+            noise_gen: CPU generator of the noise maps (``cfg.noise``), one map shared by the
+                batch; ``None``: torch's global one, a map per sample (training). Inference
+                passes a fixed-seed one, so that an input has one answer.
         """
         mu, logvar = self.style(coarse, visible)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
@@ -175,11 +209,29 @@ class SpadeGenerator(nn.Module):
         h = self.enc2(e1) + self.style_fc(z)[:, :, None, None]
         h = self.block2(h, new_mask)
         h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-        h = self.block1(h, new_mask) + e1
+        h = self.block1(self._noise(h, z, "noise1", noise_gen), new_mask) + e1
         h = F.interpolate(self.proj0(h), scale_factor=2.0, mode="nearest")
-        h = self.block0(h, new_mask) + e0
-        residual = self.to_rgb(F.leaky_relu(h, 0.2))
+        h = self.block0(self._noise(h, z, "noise0", noise_gen), new_mask) + e0
+        h = F.leaky_relu(h, 0.2)
+        residual = self.to_rgb(h)
+        if self.cfg.noise:
+            b, _, hh, ww = h.shape
+            n = torch.randn(1 if noise_gen is not None else b, 1, hh, ww, generator=noise_gen)
+            residual = residual + self.noise_rgb(h) * n.to(h.device, h.dtype)
         return (coarse + residual).clamp(-1.0, 1.0), mu, logvar
+
+    def _noise(
+        self, h: torch.Tensor, z: torch.Tensor, name: str, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        """``h`` plus a ``B x 1 x H x W`` standard normal map times the per-channel strength
+        ``B x C`` the linear layer ``name`` makes of the style code ``z`` (``h`` when no noise)."""
+        if not self.cfg.noise:
+            return h
+        b, _, hh, ww = h.shape
+        # with a given generator every sample gets the same map: an answer independent of batching
+        n = torch.randn(1 if gen is not None else b, 1, hh, ww, generator=gen)
+        n = n.to(h.device, h.dtype)
+        return h + n * getattr(self, name)(z)[:, :, None, None]
 
 
 class PatchDiscriminator(nn.Module):

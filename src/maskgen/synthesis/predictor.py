@@ -9,7 +9,8 @@ At inference (the same windows as training): the square window of
 :func:`~maskgen.inpainting.samplers.instance_window` around ``visible | new_mask`` is cut from
 the image (zero-padded where it leaves it) and resized to the model's ``crop_size``; the
 generator gets the crop's visible pixels push-pull filled (the coarse fill), the visible mask
-and the new mask, and the style code's mean (no sampling: one answer per input). Its correction
+and the new mask, and the style code's mean (no sampling: one answer per input; a model with
+noise inputs gets the same fixed-seed noise maps at every call). Its correction
 of the coarse fill is resized back to the window and added to the coarse fill made at window
 resolution (so known pixels keep their full detail); the result is pasted inside ``new_mask``
 only.
@@ -42,6 +43,7 @@ from maskgen.synthesis.model import SpadeGenerator, SynthNetConfig
 
 MODEL_KIND = "mask-synth"
 SHIPPED_SYNTH = Path(__file__).resolve().parent.parent / "models" / "synth-builtin"
+NOISE_SEED = 0  # the noise maps of a model with noise inputs, fixed at inference
 
 
 def _check_inputs(image: np.ndarray, visible: np.ndarray, new_masks: list[np.ndarray]) -> None:
@@ -155,7 +157,9 @@ class MaskSynthesizer:
             )
             for k in (1, 2)
         )
-        pred, _, _ = self.generator(coarse, vis_t, new_t)
+        # a fixed noise draw (models with noise inputs): one answer per input
+        noise = torch.Generator().manual_seed(NOISE_SEED)
+        pred, _, _ = self.generator(coarse, vis_t, new_t, noise_gen=noise)
         delta = ((pred - coarse) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
         outs = []
         for k, new in enumerate(new_masks):
