@@ -386,7 +386,9 @@ def regularizers(
     info = F.mse_loss(zhat.float(), out["z"][:, 0].float())
     alphas = out["instances"][:, :, 3:4].float()
     binary = (alphas * (1.0 - alphas)).mean()
-    paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
+    # Without its weight the paint term is only a monitor: no graph, so the step costs no more.
+    with torch.set_grad_enabled(cfg.paint_weight > 0 and torch.is_grad_enabled()):
+        paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
     extra = cfg.info_weight * info + cfg.binary_weight * binary
     if cfg.paint_weight > 0:
         extra = extra + cfg.paint_weight * paint
