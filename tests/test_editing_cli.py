@@ -63,11 +63,21 @@ def test_order_cli_format(model: Path, scenes: Path, tmp_path: Path, capsys) -> 
         np.testing.assert_array_equal(
             sc.render(), read_image(scenes / "images/test" / im["file_name"])
         )
+    assert d["info"]["non_touching_pairs"] == {"max_path": 7, "min_far_score": 3.0}
     rc, _, err = run_cli(_order_args(model, scenes, out), capsys)
     assert_one_line_error(rc, err, str(out), "--force")
+    # the flags reach the decision: without non-touching pairs, never more pairs listed
+    rc, _, err = run_cli(_order_args(model, scenes, out) + ["--max-path", "0", "--force"], capsys)
+    assert rc == 0, err
+    d0 = json.loads(out.read_text())
+    assert d0["info"]["non_touching_pairs"]["max_path"] == 0
+    n0 = sum(len(e["pairs"]) for e in d0["images"])
+    assert n0 <= sum(len(e["pairs"]) for e in d["images"])
 
 
-@pytest.mark.parametrize("case", ["missing-masks", "missing-image", "bad-inpainter"])
+@pytest.mark.parametrize(
+    "case", ["missing-masks", "missing-image", "bad-inpainter", "max-path", "far-score"]
+)
 def test_order_cli_bad_input(case: str, model: Path, scenes: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     import shutil
 
@@ -81,6 +91,12 @@ def test_order_cli_bad_input(case: str, model: Path, scenes: Path, tmp_path: Pat
     elif case == "missing-image":
         (sc / "images/test/000000.png").unlink()
         needles = ("000000.png", "not found")
+    elif case == "max-path":
+        args += ["--max-path", "-1"]
+        needles = ("--max-path -1", "must be in")
+    elif case == "far-score":
+        args += ["--min-far-score", "nan"]
+        needles = ("--min-far-score nan", "must be in")
     else:
         args += ["--layers", str(tmp_path / "L"), "--inpainter", "nowhere"]
         needles = ("--inpainter nowhere",)

@@ -53,6 +53,20 @@ def add_order_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pairwise order classifier: shipped (default), none, or a model/run folder made by "
         "amodal order-train",
     )
+    p.add_argument(
+        "--max-path",
+        type=int,
+        default=None,
+        help="pairs whose visible masks do not touch are candidates when a path of at most this "
+        "many pixel steps through visible pixels joins them (default 7 with a pair classifier, "
+        "0 -- none -- with --pair-net none, the previous method)",
+    )
+    p.add_argument(
+        "--min-far-score",
+        type=float,
+        default=None,
+        help="such pairs are kept when their |score| is at least this (default 3.0)",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --layers)")
     p.set_defaults(func=run_order)
@@ -92,11 +106,27 @@ def run_order_train(args: argparse.Namespace) -> int:
 def run_order(args: argparse.Namespace) -> int:
     from maskgen.amodal.completion import check_images
     from maskgen.amodal.predictor import AmodalPredictor
+    from maskgen.cli.amodal_checks import check_range
     from maskgen.core.io import refuse_overwrite, write_json
     from maskgen.data.loader import load_dataset
-    from maskgen.editing.order import DEFAULT_WEIGHTS, NO_PAIRNET_WEIGHTS, order_json, order_records
+    from maskgen.editing.order import (
+        DEFAULT_MAX_PATH,
+        DEFAULT_MIN_FAR_SCORE,
+        DEFAULT_WEIGHTS,
+        NO_PAIRNET_WEIGHTS,
+        order_json,
+        order_records,
+    )
     from maskgen.editing.pairnet import PairOrderNet
 
+    if args.max_path is not None:
+        check_range("--max-path", args.max_path, 0, 64)
+    if args.min_far_score is not None:
+        check_range("--min-far-score", args.min_far_score, 0, 1e6)
+    max_path = args.max_path
+    if max_path is None:
+        max_path = 0 if args.pair_net == "none" else DEFAULT_MAX_PATH
+    min_far = DEFAULT_MIN_FAR_SCORE if args.min_far_score is None else args.min_far_score
     check_model_arg(args.model)
     net: Any = "shipped"
     weights = DEFAULT_WEIGHTS
@@ -121,7 +151,13 @@ def run_order(args: argparse.Namespace) -> int:
     # without the classifier: the previous method exactly (pairs keep their own decisions)
     follow = net is not None
     for rec, ids, order in order_records(
-        dataset.images, predictor, weights, pairnet=net, follow_ranking=follow
+        dataset.images,
+        predictor,
+        weights,
+        pairnet=net,
+        follow_ranking=follow,
+        max_path=max_path,
+        min_far_score=min_far,
     ):
         entries.append(order_json(rec, ids, order))
         n_pairs += len(entries[-1]["pairs"])
@@ -135,6 +171,7 @@ def run_order(args: argparse.Namespace) -> int:
         "method": "amodal-vae completions (maskgen.editing.order)",
         "weights": weights,
         "pair_net": str(args.pair_net),
+        "non_touching_pairs": {"max_path": max_path, "min_far_score": min_far},
     }
     write_json(out, {"images": entries, "info": info})
     print(f"{len(entries)} images, {n_pairs} pairs in occlusion -> {out}")
