@@ -46,11 +46,13 @@ from maskgen.engine import (
     RunFolder,
     RunOptions,
     config_to_dict,
+    finish_run,
     init_distributed,
     load_model_folder,
     load_state_dict_strict,
     param,
     resume_key,
+    run_summary,
     save_model_folder,
     seed_everything,
     shutdown_distributed,
@@ -373,7 +375,7 @@ def train_pairnet(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", opts.quiet)
-            return {"out": str(out), "model": str(model_dir), "finished": True, "steps": cfg.steps}
+            return run_summary(run, None, cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = PairTrainer(cfg, data, ctx.device)
         _say(
@@ -381,12 +383,14 @@ def train_pairnet(
             opts.quiet,
         )
         res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="order-pairnet")
-        if res.finished:
-            trainer.net.cpu().save_folder(model_dir, extra={"training": config_to_dict(cfg)})
-            run.mark_finished()
-            _say(f"model written to {model_dir}", opts.quiet)
-        return {"out": str(out), "model": str(model_dir), "finished": res.finished,
-                "steps": res.done, "last": res.last}  # fmt: skip
+        net = trainer.net
+        return finish_run(
+            run,
+            res,
+            lambda d: net.cpu().save_folder(d, extra={"training": config_to_dict(cfg)}),
+            lambda text: _say(text, opts.quiet),
+            cfg.steps,
+        )
     finally:
         shutdown_distributed()
 

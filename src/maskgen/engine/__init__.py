@@ -31,7 +31,15 @@ from maskgen.engine.distributed import (
     wrap_ddp,
 )
 from maskgen.engine.images import make_image_grid, save_image_grid
-from maskgen.engine.loop import CheckpointIO, LoopResult, RunOptions, Trainer, training_loop
+from maskgen.engine.loop import (
+    CheckpointIO,
+    LoopResult,
+    RunOptions,
+    Trainer,
+    finish_run,
+    run_summary,
+    training_loop,
+)
 from maskgen.engine.model_io import (
     load_model_folder,
     load_state_dict_strict,
@@ -48,6 +56,8 @@ __all__ = [
     "LoopResult",
     "RunOptions",
     "Trainer",
+    "finish_run",
+    "run_summary",
     "add_config_arguments",
     "config_from_args",
     "config_from_dict",

@@ -221,3 +221,30 @@ def training_loop(
     bar.close()
     save(done)
     return LoopResult(start, done, done >= total_steps, time.monotonic() - t0, last)
+
+
+def run_summary(run: RunFolder, result: LoopResult | None, total_steps: int) -> dict[str, Any]:
+    """A trainer's return value: ``{"out", "model", "finished", "steps", "last"}``; ``result``
+    None means the run had finished in an earlier invocation (nothing trained now)."""
+    if result is None:
+        return {"out": str(run.path), "model": str(run.model_dir()), "finished": True,
+                "steps": total_steps}  # fmt: skip
+    return {"out": str(run.path), "model": str(run.model_dir()), "finished": result.finished,
+            "steps": result.done, "last": result.last}  # fmt: skip
+
+
+def finish_run(
+    run: RunFolder,
+    result: LoopResult,
+    save: Callable[[Any], object],
+    say: Callable[[str], None],
+    total_steps: int,
+) -> dict[str, Any]:
+    """After :func:`training_loop`: when it finished, ``save(run.model_dir())`` writes the model
+    folder, the run is marked ``DONE`` (only then, so a crash while saving retrains nothing but
+    rewrites the model) and ``say`` tells where; returns :func:`run_summary`."""
+    if result.finished:
+        save(run.model_dir())
+        run.mark_finished()
+        say(f"model written to {run.model_dir()}")
+    return run_summary(run, result, total_steps)

@@ -29,9 +29,11 @@ from maskgen.engine import (
     RunFolder,
     RunOptions,
     config_to_dict,
+    finish_run,
     init_distributed,
     param,
     resume_key,
+    run_summary,
     save_model_folder,
     seed_everything,
     shutdown_distributed,
@@ -282,7 +284,7 @@ def train_inpainter(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", opts.quiet)
-            return {"out": str(out), "model": str(model_dir), "finished": True, "steps": cfg.steps}
+            return run_summary(run, None, cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = InpaintTrainer(cfg, data, ctx.device)
         n = count_parameters(trainer.model)
@@ -295,22 +297,19 @@ def train_inpainter(
             res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="inpaint")
         finally:
             trainer.close()
-        if res.finished:
-            save_model_folder(
-                model_dir,
+        model = trainer.model
+        return finish_run(
+            run,
+            res,
+            lambda d: save_model_folder(
+                d,
                 MODEL_KIND,
-                trainer.model.cfg.to_dict(),
-                trainer.model.state_dict(),
+                model.cfg.to_dict(),
+                model.state_dict(),
                 extra={"training": config_to_dict(cfg)},
-            )
-            run.mark_finished()
-            _say(f"model written to {model_dir}", opts.quiet)
-        return {
-            "out": str(out),
-            "model": str(model_dir),
-            "finished": res.finished,
-            "steps": res.done,
-            "last": res.last,
-        }
+            ),
+            lambda text: _say(text, opts.quiet),
+            cfg.steps,
+        )
     finally:
         shutdown_distributed()

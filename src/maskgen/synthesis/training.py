@@ -50,9 +50,11 @@ from maskgen.engine import (
     RunOptions,
     barrier,
     config_to_dict,
+    finish_run,
     init_distributed,
     param,
     resume_key,
+    run_summary,
     save_image_grid,
     save_model_folder,
     seed_everything,
@@ -387,7 +389,7 @@ def train_synthesizer(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", quiet)
-            return {"out": str(out), "model": str(model_dir), "finished": True, "steps": cfg.steps}
+            return run_summary(run, None, cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = SynthTrainer(cfg, data, ctx)
         trainer.run = run
@@ -398,22 +400,19 @@ def train_synthesizer(
             quiet,
         )
         res = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="synth")
-        if res.finished:
-            save_model_folder(
-                model_dir,
+        gen = trainer.gen
+        return finish_run(
+            run,
+            res,
+            lambda d: save_model_folder(
+                d,
                 MODEL_KIND,
-                trainer.gen.cfg.to_dict(),
-                trainer.gen.state_dict(),
+                gen.cfg.to_dict(),
+                gen.state_dict(),
                 extra={"training": config_to_dict(cfg)},
-            )
-            run.mark_finished()
-            _say(f"model written to {model_dir}", quiet)
-        return {
-            "out": str(out),
-            "model": str(model_dir),
-            "finished": res.finished,
-            "steps": res.done,
-            "last": res.last,
-        }
+            ),
+            lambda text: _say(text, quiet),
+            cfg.steps,
+        )
     finally:
         shutdown_distributed()
