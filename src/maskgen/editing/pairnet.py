@@ -375,7 +375,7 @@ def train_pairnet(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", opts.quiet)
-            return run_summary(run, None, cfg.steps)
+            return run_summary(run, total_steps=cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = PairTrainer(cfg, data, ctx.device)
         _say(
@@ -389,7 +389,6 @@ def train_pairnet(
             res,
             lambda d: net.cpu().save_folder(d, extra={"training": config_to_dict(cfg)}),
             lambda text: _say(text, opts.quiet),
-            cfg.steps,
         )
     finally:
         shutdown_distributed()

@@ -223,9 +223,12 @@ def training_loop(
     return LoopResult(start, done, done >= total_steps, time.monotonic() - t0, last)
 
 
-def run_summary(run: RunFolder, result: LoopResult | None, total_steps: int) -> dict[str, Any]:
+def run_summary(
+    run: RunFolder, result: LoopResult | None = None, total_steps: int = 0
+) -> dict[str, Any]:
     """A trainer's return value: ``{"out", "model", "finished", "steps", "last"}``; ``result``
-    None means the run had finished in an earlier invocation (nothing trained now)."""
+    None means the run had finished its ``total_steps`` in an earlier invocation (nothing
+    trained now, no ``last``)."""
     if result is None:
         return {"out": str(run.path), "model": str(run.model_dir()), "finished": True,
                 "steps": total_steps}  # fmt: skip
@@ -238,7 +241,6 @@ def finish_run(
     result: LoopResult,
     save: Callable[[Any], object],
     say: Callable[[str], None],
-    total_steps: int,
 ) -> dict[str, Any]:
     """After :func:`training_loop`: when it finished, ``save(run.model_dir())`` writes the model
     folder, the run is marked ``DONE`` (only then, so a crash while saving retrains nothing but
@@ -247,4 +249,4 @@ def finish_run(
         save(run.model_dir())
         run.mark_finished()
         say(f"model written to {run.model_dir()}")
-    return run_summary(run, result, total_steps)
+    return run_summary(run, result)

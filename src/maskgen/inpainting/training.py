@@ -284,7 +284,7 @@ def train_inpainter(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", opts.quiet)
-            return run_summary(run, None, cfg.steps)
+            return run_summary(run, total_steps=cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = InpaintTrainer(cfg, data, ctx.device)
         n = count_parameters(trainer.model)
@@ -309,7 +309,6 @@ def train_inpainter(
                 extra={"training": config_to_dict(cfg)},
             ),
             lambda text: _say(text, opts.quiet),
-            cfg.steps,
         )
     finally:
         shutdown_distributed()

@@ -389,7 +389,7 @@ def train_synthesizer(
         model_dir = run.model_dir()
         if run.is_finished():
             _say(f"{out}: already finished; the model is in {model_dir}", quiet)
-            return run_summary(run, None, cfg.steps)
+            return run_summary(run, total_steps=cfg.steps)
         seed_everything(cfg.seed, ctx.rank)
         trainer = SynthTrainer(cfg, data, ctx)
         trainer.run = run
@@ -412,7 +412,6 @@ def train_synthesizer(
                 extra={"training": config_to_dict(cfg)},
             ),
             lambda text: _say(text, quiet),
-            cfg.steps,
         )
     finally:
         shutdown_distributed()
