@@ -41,11 +41,11 @@ FLAT_STD = 6.0  # known pixels with a smaller mean channel std count as a flat c
 def _cases(scenes: Path, split: str, n: int, seed: int) -> list[dict]:
     """``n`` cases of each kind: dicts with image, hole, known, (amodal, label), kind."""
     from maskgen.core.io import read_image
+    from maskgen.core.masks import dilate
     from maskgen.data.loader import load_dataset
     from maskgen.inpainting.samplers import (
         MIN_INSTANCE_PIXELS,
         complete_instances,
-        dilate,
         mask_box,
         place_shape,
     )

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from maskgen.core.io import read_image
+from maskgen.core.masks import dilate
 from maskgen.data.types import Dataset
 from maskgen.errors import MaskgenError
 
@@ -319,14 +320,6 @@ def place_shape(
         m = m[:, ::-1]
     x0, y0 = int(round(centre[0] - out_w / 2.0)), int(round(centre[1] - out_h / 2.0))
     return cut(m, (-x0, -y0, width - x0, height - y0))
-
-
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Dilate a bool mask by a disc of ``radius`` px (unchanged for ``radius < 1``)."""
-    if radius < 1:
-        return mask
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
 
 
 def _background_crop(
