@@ -156,3 +156,27 @@ def test_edit_cli_refits_by_default(
     rc, _, err = run_cli([*base, "--out", str(tmp_path / "off"), "--refit-steps", "0"], capsys)
     assert rc == 0, err
     assert json.loads((tmp_path / "off/masks.json").read_text())["info"]["latent_refit"] == "off"
+
+
+def test_revealable_mask_asks_more_samples_of_a_refitted_completion() -> None:
+    from maskgen.amodal.predictor import Completion
+    from maskgen.editing.erase import REVEAL_SHARE, REVEAL_SHARE_REFIT, revealable_mask
+
+    assert REVEAL_SHARE < REVEAL_SHARE_REFIT
+    n = 8
+    k = int(np.ceil(REVEAL_SHARE * n))  # enough samples for the plain share, too few when refitted
+    assert k / n < REVEAL_SHARE_REFIT
+    mode = np.zeros((4, 4), bool)
+    mode[0, 0] = True
+    samples = np.zeros((n, 4, 4), bool)
+    samples[:k, 2, 2] = True
+
+    def comp(refitted: bool) -> Completion:
+        z = np.zeros(2, np.float32)
+        return Completion(
+            (4, 4), (0, 0, 4, 4), mode, mode, None, samples, np.zeros(n), np.zeros(4),
+            np.zeros(4), "predicted", 0.0, 1.0, z, z, refitted=refitted,
+        )  # fmt: skip
+
+    assert revealable_mask(comp(False))[2, 2] and revealable_mask(comp(False))[0, 0]
+    assert not revealable_mask(comp(True))[2, 2] and revealable_mask(comp(True))[0, 0]

@@ -104,6 +104,8 @@ class Completion:
         mu, sigma: ``(D,)`` float32 latent decoded for the mode (q2's posterior mean, or the
             refitted latent) and q2's posterior standard deviation.
         region: ``(x0, y0, x1, y1)`` integer pixel region the local arrays cover.
+        refitted: whether the mode's latent was refitted (:mod:`maskgen.amodal.refit`); the
+            samples are then centred on the refitted latent.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Completion:
         consistency: float,
         mu: np.ndarray,
         sigma: np.ndarray,
+        refitted: bool = False,
     ) -> None:
         self.shape = shape
         self.region = region
@@ -137,6 +140,7 @@ class Completion:
         self.consistency = consistency
         self.mu = mu
         self.sigma = sigma
+        self.refitted = refitted
 
     def _full(self, local: np.ndarray, dtype: Any = bool, order: str = "C") -> np.ndarray:
         x0, y0, x1, y1 = self.region
@@ -759,4 +763,5 @@ class AmodalPredictor:
             consistency=cons,
             mu=np.asarray(mu, np.float32),
             sigma=np.asarray(sigma, np.float32),
+            refitted=self.refit is not None,
         )
