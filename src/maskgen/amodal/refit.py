@@ -58,7 +58,7 @@ class RefitConfig:
         low=0,
     )  # fmt: skip
     refit_prior: float = param(
-        1.0, "latent refit: weight of the shape prior N(0, I) (|z|^2 / 2)", low=0
+        0.5, "latent refit: weight of the shape prior N(0, I) (|z|^2 / 2)", low=0
     )
 
     @property
