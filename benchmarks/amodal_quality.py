@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--note", default="", help="a line added to the section")
+    from maskgen.amodal.refit import add_refit_arguments, refit_from_args
+
+    add_refit_arguments(p, on=False)  # as `maskgen amodal complete`
     args = p.parse_args(argv)
 
     import numpy as np
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model) if args.model else SHIPPED_MODEL
     out = Path(args.out)
     t_all = time.perf_counter()
-    predictor = AmodalPredictor.from_folder(model_dir)
+    refit = refit_from_args(args)
+    predictor = AmodalPredictor.from_folder(model_dir, refit=refit)
     gt = load_dataset(gt_path)
     visible = load_dataset(vis_path)  # what a user has: visible masks only
     gt_recs = {r.id: r for r in gt.images}
@@ -266,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         "(invisible: pixels outside the GT visible mask); per-instance invisible IoU averages occluded "
         "instances only. Amodal-VAE rows: posterior mode thresholded, visible mask OR-ed in; "
         "'restricted' keeps predicted invisible pixels only under other instances' visible masks "
-        "(the default of `maskgen amodal complete`).",
+        "(the default of `maskgen amodal complete`). Latent refit (maskgen.amodal.refit): "
+        + (
+            f"{refit.refit_steps} steps, lr {refit.refit_lr}, posterior weight "
+            f"{refit.refit_posterior}, prior weight {refit.refit_prior} (every Amodal-VAE row, "
+            "the samples centred on the refitted latent)."
+            if refit.enabled
+            else "off."
+        ),
         "",
         "| method | restricted | amodal box | full IoU (dataset) | full IoU (per-inst.) | invisible IoU (dataset) | invisible IoU (per-inst.) |",
         "|---|---|---|---|---|---|---|",
@@ -355,10 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _record import publish
 
-    command = "python benchmarks/amodal_quality.py" + (
-        f" --model {args.model}" if args.model else ""
-    )
-    publish("amodal-quality", lines, command, note=args.note, record=not args.no_record)
+    command = "python benchmarks/amodal_quality.py " + " ".join(argv or sys.argv[1:])
+    section = "amodal-quality" + ("-refit" if refit.enabled else "")
+    publish(section, lines, command.strip(), note=args.note, record=not args.no_record)
     return 0 if all(c[3] for c in checks) else 1
 
 

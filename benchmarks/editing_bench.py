@@ -55,11 +55,11 @@ def ensure_scenes(scenes: Path) -> None:
         )
 
 
-def load_predictor(model: str):  # noqa: ANN201
+def load_predictor(model: str, refit=None):  # noqa: ANN001, ANN201
     from maskgen.amodal.io import SHIPPED_MODEL
     from maskgen.amodal.predictor import AmodalPredictor
 
-    return AmodalPredictor.from_folder(model or SHIPPED_MODEL)
+    return AmodalPredictor.from_folder(model or SHIPPED_MODEL, refit=refit)
 
 
 # ------------------------------------------------------------------------------ order
@@ -227,9 +227,56 @@ class _CachedCompletions:
         return self.value
 
 
+class _Oracle:
+    """The predictor given the truth of the current case (``--oracle``, an upper bound):
+    ``box`` supplies each instance's true amodal box (the tight box of its true amodal mask,
+    cut at the image border), ``mask`` replaces each completion's mask by the true amodal mask
+    and drops its samples while keeping the model's probabilities (so the order is the model's
+    own, decided from the same evidence as without the oracle)."""
+
+    def __init__(self, predictor, kind: str, truth: dict) -> None:  # noqa: ANN001
+        self.predictor, self.kind, self.truth = predictor, kind, truth
+        self.amodal: dict[bytes, np.ndarray] = {}
+
+    def set_case(self, case, amodal: dict[int, np.ndarray]) -> None:  # noqa: ANN001
+        """Remember the true amodal mask of each visible mask of ``case`` (keyed by its bytes)."""
+        self.amodal = {case.visible[i].tobytes(): amodal[i] for i in case.visible}
+
+    def complete_image(self, vm: np.ndarray, **kw):  # noqa: ANN003, ANN201
+        from maskgen.core.boxes import mask_to_box
+
+        true = [self.amodal[m.tobytes()] | m for m in vm]
+        if self.kind == "box":
+            boxes = np.stack([mask_to_box(a) for a in true]).astype(np.float64)
+            return self.predictor.complete_image(vm, amodal_boxes=boxes, **kw)
+        return [_with_mask(c, a) for c, a in zip(self.predictor.complete_image(vm, **kw), true,
+                                                   strict=True)]  # fmt: skip
+
+
+def _with_mask(c, amodal: np.ndarray):  # noqa: ANN001, ANN202
+    """Completion ``c`` with its mask replaced by ``amodal`` (whole-image region, no samples)."""
+    from maskgen.amodal.predictor import Completion
+
+    h, w = amodal.shape
+    prob = c.probability
+    return Completion(
+        (h, w), (0, 0, w, h), amodal, amodal, prob, np.zeros((0, h, w), bool), np.zeros(0),
+        c.visible_box, c.amodal_box, "oracle", c.uncertainty, c.consistency, c.mu, c.sigma,
+    )  # fmt: skip
+
+
+def _true_amodal(scenes: Path, split: str) -> dict[int, dict[int, np.ndarray]]:
+    """image id -> annotation id -> ``H x W`` bool true amodal mask."""
+    from maskgen.data.loader import load_dataset
+
+    gt = load_dataset(scenes / f"annotations/{split}_kins2020.json")
+    return {int(r.id): {int(i.id): r.amodal_mask(i) for i in r.instances} for r in gt.images}
+
+
 def bench_edits(scenes: Path, predictor, inpainters: dict, args) -> list[str]:  # noqa: ANN001
-    """Every test edit case with each inpainter of ``inpainters`` (name -> inpainter); the IoU
-    and the pictures come from the first one (the owner map does not depend on the inpainter)."""
+    """Every edit case of ``args.split`` with each inpainter of ``inpainters`` (name ->
+    inpainter); the IoU and the pictures come from the first one (the owner map does not depend
+    on the inpainter). ``args.oracle`` (``box`` / ``mask``) gives the completion the truth."""
     from maskgen.data.edit_cases import DEFAULT_MIN_HIDDEN, edit_cases
     from maskgen.editing.scene import Scene
 
@@ -241,8 +288,14 @@ def bench_edits(scenes: Path, predictor, inpainters: dict, args) -> list[str]:  
     parts = dict.fromkeys(("right instance", "wrong instance", "object, truly background",
                            "background, truly object"), 0)  # fmt: skip
     n = 0
+    oracle = None
+    if args.oracle != "none":
+        truth = _true_amodal(scenes, args.split)
+        predictor = oracle = _Oracle(predictor, args.oracle, truth)
     cached = _CachedCompletions(predictor)
-    for case in edit_cases(scenes, "test", max_cases=args.max_cases):
+    for case in edit_cases(scenes, args.split, max_cases=args.max_cases):
+        if oracle is not None:
+            oracle.set_case(case, oracle.truth[case.image_id])
         ids = sorted(case.visible)
         vm = np.stack([case.visible[i] for i in ids])
         outs = {}
@@ -282,7 +335,7 @@ def bench_edits(scenes: Path, predictor, inpainters: dict, args) -> list[str]:  
         if args.figures and case.case_id < FIGURE_CASES:
             _figure(Path(args.figures), case, outs[names[0]], base, owner, ids)
         n += 1
-    lines = _edit_lines(acc, names, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN)
+    lines = _edit_lines(acc, names, inter, union, per_case_iou, n, DEFAULT_MIN_HIDDEN, args)
     total = max(sum(parts.values()), 1)
     split = ", ".join(f"{k} {v / total:.3f}" for k, v in parts.items())
     n_rev = max(sum(owned[(names[0], r)].n for r in OWNED), 1)
@@ -319,7 +372,7 @@ def _figure(folder: Path, case, out, base, owner, ids) -> None:  # noqa: ANN001
     )
 
 
-def _edit_lines(acc, names, inter, union, per_case, n, min_hidden) -> list[str]:  # noqa: ANN001
+def _edit_lines(acc, names, inter, union, per_case, n, min_hidden, args) -> list[str]:  # noqa: ANN001
     rows = []
     for m in names:
         label = "Telea, whole region" if m == "telea-whole" else f"layers ({m})"
@@ -328,7 +381,16 @@ def _edit_lines(acc, names, inter, union, per_case, n, min_hidden) -> list[str]:
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     iou = inter / union if union else float("nan")
     return [
-        f"{n} edit cases of the built-in test split (every annotated instance hiding >= "
+        *(
+            [
+                f"**Oracle `{args.oracle}`** (an upper bound, not a method): the completion is given "
+                f"the true amodal {'boxes' if args.oracle == 'box' else 'masks'}.",
+                "",
+            ]
+            if args.oracle != "none"
+            else []
+        ),
+        f"{n} edit cases of the built-in {args.split} split (every annotated instance hiding >= "
         f"{min_hidden} px of annotated instances is erased once; exact targets re-drawn from the "
         "seed). Inside the erased region: MAE (0-255, over RGB) / PSNR (dB) against the target.",
         "",
@@ -416,9 +478,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sections", default="order,edits,speed")
     p.add_argument("--fit", action="store_true", help="refit the order weights on val first")
     p.add_argument("--max-cases", type=int, default=None)
+    p.add_argument("--split", default="test", choices=("val", "test"), help="edit cases' split")
+    p.add_argument(
+        "--oracle",
+        default="none",
+        choices=("none", "box", "mask"),
+        help="edits: give the completion the true amodal boxes or masks (an upper bound)",
+    )
     p.add_argument("--speed-images", type=int, default=10)
     p.add_argument("--figures", default=None, help="write the first 8 cases' pictures here")
     p.add_argument("--no-record", action="store_true")
+    from maskgen.amodal.refit import RefitConfig
+    from maskgen.engine.config import add_config_arguments, config_from_args
+
+    add_config_arguments(p, RefitConfig)
     args = p.parse_args(argv)
 
     from maskgen.cli.amodal_edit import make_inpainter
@@ -428,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
 
     scenes = REPO / args.scenes
     ensure_scenes(scenes)
-    predictor = load_predictor(args.model)
+    refit = config_from_args(RefitConfig, args)
+    print(f"latent refit: {refit}")
+    predictor = load_predictor(args.model, refit)
     inpainters = {name: make_inpainter(name) for name in args.inpainter.split(",")}
     inpainter = next(iter(inpainters.values()))
     command = "python benchmarks/editing_bench.py " + " ".join(argv or sys.argv[1:])
@@ -437,15 +512,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         weights = fit_weights(scenes, predictor)
         print(f"fitted weights (val split): {weights}")
+    note = (
+        f"Latent refit (maskgen.amodal.refit): {refit.refit_steps} steps, lr {refit.refit_lr}, "
+        f"posterior weight {refit.refit_posterior}, prior weight {refit.refit_prior}"
+        if refit.enabled
+        else "Latent refit: off"
+    )
     if "order" in sections:
         lines = bench_order(scenes, predictor, weights)
-        publish("editing-order", lines, command.strip(), None, not args.no_record)
+        publish("editing-order", lines, command.strip(), note, not args.no_record)
     if "edits" in sections:
         lines = bench_edits(scenes, predictor, inpainters, args)
-        publish("editing-edits", lines, command.strip(), None, not args.no_record)
+        section = "editing-edits" + ("" if args.split == "test" else f"-{args.split}")
+        section += "" if args.oracle == "none" else f"-oracle-{args.oracle}"
+        publish(section, lines, command.strip(), note, not args.no_record)
     if "speed" in sections:
         lines = bench_speed(scenes, predictor, inpainter, args.speed_images)
-        publish("editing-speed", lines, command.strip(), None, not args.no_record)
+        publish("editing-speed", lines, command.strip(), note, not args.no_record)
     return 0
 
 

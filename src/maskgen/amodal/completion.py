@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from maskgen.amodal.predictor import AmodalPredictor, Completion, ImageInput
+from maskgen.amodal.refit import refit_info
 from maskgen.core.boxes import mask_to_box, xywh_to_xyxy, xyxy_to_xywh
 from maskgen.core.io import read_json
 from maskgen.core.rle import encode_rle
@@ -173,7 +174,9 @@ def protocol_info(
             "gt": "known amodal boxes from the input file",
             "file": "known amodal boxes from a boxes file",
         }[box_mode],
-        "prediction": "posterior mean (mode) of q2 decoded, thresholded at p >= threshold",
+        "prediction": "posterior mean (mode) of q2 decoded, thresholded at p >= threshold"
+        + ("" if getattr(predictor, "refit", None) is None else "; the latent refitted first"),
+        "latent_refit": refit_info(predictor),
         "model": predictor.source,
         "threshold": predictor.threshold,
         "input_masks": str(masks_path),

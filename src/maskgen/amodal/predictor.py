@@ -21,7 +21,11 @@ Pipeline per instance (supplementary §3.2; ``docs/design.md``, "Amodal-VAE"):
    :func:`maskgen.amodal.data.context_crop` makes it in training); it is mapped back to pixels with
    :func:`~maskgen.core.boxes.absolute_box`. With ``amodal_boxes`` given, those boxes are used
    instead ("--amodal-box" mode; the paper's remedy for its box failures, supplementary Fig. 7-8).
-4. **Decode.** The *posterior mean* ``mu`` is decoded (the "mode"); ``sigmoid`` gives Bernoulli
+4. **Decode.** The *posterior mean* ``mu`` is decoded (the "mode"); with a
+   :class:`~maskgen.amodal.refit.RefitConfig` (``refit=``; off by default, on by default in
+   the editing commands) the latent is first refitted against the instance's visible
+   evidence in its amodal box (:mod:`maskgen.amodal.refit`) and that latent is the mode (and the
+   samples' centre). ``sigmoid`` gives Bernoulli
    probabilities on the 28x28 amodal-box frame, pasted into the image with
    :func:`maskgen.core.masks.paste_mask` and thresholded at the model's saved threshold ``t``
    (a pixel is in the mask when ``p >= t``; the paper's ``t = 0.1``, supplementary §3.1).
@@ -66,6 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskgen.amodal.refit import RefitConfig, evidence_crops, refit_latents
 from maskgen.core.boxes import absolute_box, mask_to_box, square_box
 from maskgen.core.masks import DEFAULT_CROP_SIZE, crop_masks, paste_mask
 from maskgen.errors import MaskgenError
@@ -96,8 +101,11 @@ class Completion:
             gave a degenerate box; the visible box was used).
         uncertainty: mean posterior sigma over the latents (float).
         consistency: consistency score of the raw mode (float in ``[0, 1]``).
-        mu, sigma: ``(D,)`` float32 posterior mean and standard deviation.
+        mu, sigma: ``(D,)`` float32 latent decoded for the mode (q2's posterior mean, or the
+            refitted latent) and q2's posterior standard deviation.
         region: ``(x0, y0, x1, y1)`` integer pixel region the local arrays cover.
+        refitted: whether the mode's latent was refitted (:mod:`maskgen.amodal.refit`); the
+            samples are then centred on the refitted latent.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class Completion:
         consistency: float,
         mu: np.ndarray,
         sigma: np.ndarray,
+        refitted: bool = False,
     ) -> None:
         self.shape = shape
         self.region = region
@@ -131,6 +140,7 @@ class Completion:
         self.consistency = consistency
         self.mu = mu
         self.sigma = sigma
+        self.refitted = refitted
 
     def _full(self, local: np.ndarray, dtype: Any = bool, order: str = "C") -> np.ndarray:
         x0, y0, x1, y1 = self.region
@@ -299,6 +309,7 @@ class AmodalPredictor:
         config: the model folder's ``config.json`` dict (kept for reports).
         batch_size: crops per forward pass.
         source: where the model came from (for reports).
+        refit: the latent refit (:mod:`maskgen.amodal.refit`); None or ``refit_steps=0``: off.
     """
 
     def __init__(
@@ -310,6 +321,7 @@ class AmodalPredictor:
         batch_size: int = 1024,
         source: str = "",
         fuse: bool = True,
+        refit: RefitConfig | None = None,
     ) -> None:
         self.device = torch.device(device)
         model = model.to(self.device).eval()
@@ -326,6 +338,7 @@ class AmodalPredictor:
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
         self.source = source
+        self.refit = refit if refit is not None and refit.enabled else None
         # Instances per pipeline chunk and whether the model runs in a worker thread while the
         # previous chunk is pasted back (results do not depend on either).
         self.chunk_instances = 256
@@ -338,9 +351,14 @@ class AmodalPredictor:
 
     @classmethod
     def from_folder(
-        cls, path: str | os.PathLike[str], device: str = "cpu", batch_size: int = 1024
+        cls,
+        path: str | os.PathLike[str],
+        device: str = "cpu",
+        batch_size: int = 1024,
+        refit: RefitConfig | None = None,
     ) -> AmodalPredictor:
-        """Load a model folder (``config.json`` + ``model.safetensors``) strictly.
+        """Load a model folder (``config.json`` + ``model.safetensors``) strictly; ``refit``
+        (default None: off) as in the constructor.
 
         Raises:
             MaskgenError: the folder is missing, incomplete or does not match its config.
@@ -359,6 +377,7 @@ class AmodalPredictor:
             config=model.folder_config,
             batch_size=batch_size,
             source=str(path),
+            refit=refit,
         )
 
     @property
@@ -607,9 +626,13 @@ class AmodalPredictor:
         mu, logvar, rel = self.encode(
             st["crops"], st["ctx"], vb[:, 2:] - vb[:, :2], boxes=need_boxes
         )
-        st["mu"], st["rel"] = mu, rel
-        st["probs"] = self.decode(mu)
+        st["rel"] = rel
+        st["boxes"], st["sources"] = self._boxes(st)
         st["sigma"] = sigma = np.exp(0.5 * logvar.astype(np.float64)).astype(np.float32)
+        if self.refit is not None and n:
+            mu = self._refit(st, mu, sigma)
+        st["mu"] = mu
+        st["probs"] = self.decode(mu)
         st["sample_probs"] = None
         if samples > 0 and n:
             eps = np.stack(
@@ -623,29 +646,59 @@ class AmodalPredictor:
             z = (mu[:, None] + sigma[:, None] * eps).reshape(n * samples, -1)
             st["sample_probs"] = self.decode(z).reshape(n, samples, size, size)
 
+    @staticmethod
+    def _boxes(st: dict[str, Any]) -> tuple[list[np.ndarray], list[str]]:
+        """Each instance's amodal box in pixels and where it came from (supplied, predicted by
+        the box head, or the visible box when the head's box is degenerate)."""
+        boxes, sources = [], []
+        for j, box in enumerate(st["known"]):
+            source = "supplied"
+            if box is None:
+                source = "predicted"
+                box = absolute_box(st["rel"][j], st["vboxes"][j])
+                if not (box[2] > box[0] and box[3] > box[1]):  # degenerate head output
+                    box, source = st["vboxes"][j].copy(), "visible-fallback"
+            boxes.append(box)
+            sources.append(source)
+        return boxes, sources
+
+    def _refit(self, st: dict[str, Any], mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """The refitted latents of a chunk (:mod:`maskgen.amodal.refit`), image by image for the
+        evidence, in one batch for the optimisation."""
+        assert self.refit is not None
+        vs, ws = [], []
+        boxes = np.stack(st["boxes"])
+        owners = np.asarray([i for i, _ in st["owners"]])
+        for i, item in enumerate(st["items"]):
+            rows = np.flatnonzero(owners == i)
+            if len(rows):
+                which = np.asarray([st["owners"][r][1] for r in rows], np.intp)
+                v, w = evidence_crops(
+                    item.visible_masks, which, boxes[rows], self.crop_size, st["count_maps"][i]
+                )
+                vs.append(v)
+                ws.append(w)
+        return refit_latents(
+            self.model, mu, sigma, np.concatenate(vs), np.concatenate(ws), self.refit
+        )
+
     def _finish_chunk(
         self, st: dict[str, Any], restrict: bool, return_probability: bool
     ) -> list[list[Completion]]:
         """Paste back, image by image."""
         items = st["items"]
-        vbox_arr, rel, known = st["vboxes"], st["rel"], st["known"]
+        vbox_arr = st["vboxes"]
         sample_probs = st["sample_probs"]
         results: list[list[Completion]] = [[] for _ in items]
         for j, (i, k) in enumerate(st["owners"]):
             vm = items[i].visible_masks
-            box, source = known[j], "supplied"
-            if box is None:
-                source = "predicted"
-                box = absolute_box(rel[j], vbox_arr[j])
-                if not (box[2] > box[0] and box[3] > box[1]):  # degenerate head output
-                    box, source = vbox_arr[j].copy(), "visible-fallback"
             results[i].append(
                 self._finish(
                     vm[k],
                     st["count_maps"][i],
                     vbox_arr[j],
-                    box,
-                    source,
+                    st["boxes"][j],
+                    st["sources"][j],
                     st["probs"][j],
                     None if sample_probs is None else sample_probs[j],
                     st["mu"][j],
@@ -710,4 +763,5 @@ class AmodalPredictor:
             consistency=cons,
             mu=np.asarray(mu, np.float32),
             sigma=np.asarray(sigma, np.float32),
+            refitted=self.refit is not None,
         )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from maskgen.amodal.io import SHIPPED_MODEL, check_model_arg  # noqa: F401 (re-exported)
+from maskgen.amodal.refit import add_refit_arguments, refit_from_args
 
 
 def add_complete_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +70,7 @@ def add_complete_parser(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=1024, help="crops per forward pass (default 1024)"
     )
     p.add_argument("--force", action="store_true", help="overwrite --out and overlay files")
+    add_refit_arguments(p, on=False)
     p.set_defaults(func=run_complete)
 
 
@@ -133,7 +135,7 @@ def run_complete(args: argparse.Namespace) -> int:
     box_mode = "gt" if args.gt_amodal_boxes else ("file" if args.amodal_boxes else "predicted")
     boxes = read_amodal_boxes(args.amodal_boxes) if args.amodal_boxes else None
     predictor = AmodalPredictor.from_folder(
-        args.model, device=args.device, batch_size=args.batch_size
+        args.model, device=args.device, batch_size=args.batch_size, refit=refit_from_args(args)
     )
     annotations, stats = complete_dataset(
         predictor,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from maskgen.amodal.refit import add_refit_arguments, refit_from_args
 from maskgen.cli.amodal_complete import SHIPPED_MODEL, check_model_arg
 from maskgen.errors import MaskgenError
 
@@ -98,6 +99,7 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
+    add_refit_arguments(p, on=True)
     p.set_defaults(func=run_edit)
 
 
@@ -325,7 +327,9 @@ def run_edit(args: argparse.Namespace) -> int:
     synth = None
     if any(n == "reshape" and not v[1].rigid for n, v in ops):
         synth = load_synth(args.synth)
-    predictor = AmodalPredictor.from_folder(args.model, device=args.device)
+    predictor = AmodalPredictor.from_folder(
+        args.model, device=args.device, refit=refit_from_args(args)
+    )
     n_samples = max([v[1] + 1 for n, v in ops if n == "sample"], default=0)
     n_samples = max(
         [n_samples] + [v[1].value + 1 for n, v in ops if n == "reshape" and v[1].kind == "sample"]

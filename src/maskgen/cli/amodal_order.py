@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from maskgen.amodal.refit import add_refit_arguments, refit_from_args, refit_info
 from maskgen.cli.amodal_complete import SHIPPED_MODEL, check_model_arg
 from maskgen.errors import MaskgenError
 
@@ -69,6 +70,7 @@ def add_order_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite --out (and --layers)")
+    add_refit_arguments(p, on=True)
     p.set_defaults(func=run_order)
 
 
@@ -146,7 +148,9 @@ def run_order(args: argparse.Namespace) -> int:
         inpainter = make_inpainter(args.inpainter, args.device)
     dataset = load_dataset(args.masks)
     check_images(dataset, args.images, args.masks)
-    predictor = AmodalPredictor.from_folder(args.model, device=args.device)
+    predictor = AmodalPredictor.from_folder(
+        args.model, device=args.device, refit=refit_from_args(args)
+    )
     entries, n_pairs = [], 0
     # without the classifier: the previous method exactly (pairs keep their own decisions)
     follow = net is not None
@@ -172,6 +176,7 @@ def run_order(args: argparse.Namespace) -> int:
         "weights": weights,
         "pair_net": str(args.pair_net),
         "non_touching_pairs": {"max_path": max_path, "min_far_score": min_far},
+        "latent_refit": refit_info(predictor),
     }
     write_json(out, {"images": entries, "info": info})
     print(f"{len(entries)} images, {n_pairs} pairs in occlusion -> {out}")

@@ -52,6 +52,8 @@ from maskgen.inpainting.base import DEFAULT_INPAINT_RADIUS, inpaint_from
 __all__ = [
     "BACKGROUND",
     "REVEAL_SAMPLES",
+    "REVEAL_SHARE",
+    "REVEAL_SHARE_REFIT",
     "UNCHANGED",
     "EditResult",
     "erase_and_complete",
@@ -69,18 +71,24 @@ BACKGROUND = -1  # assignment value of a revealed pixel that shows background
 # the current order: 1, 2, 3, 4 or 8 of 8 samples, and adding the mode's pixels of probability
 # >= 0.2-0.4 (which added none): a quarter kept (the same IoU as "any" within 0.001, with fewer
 # wrong-layer pixels).
+# A refitted completion (maskgen.amodal.refit) already grows under its occluders and its samples
+# are centred on it: there more samples must agree (chosen on the val edit cases with the refit:
+# a quarter, half, three quarters, all of 8 samples).
 REVEAL_SAMPLES = 8
 REVEAL_SHARE = 0.25
+REVEAL_SHARE_REFIT = 0.5
 
 
 def revealable_mask(completion: Completion) -> np.ndarray:
     """``H x W`` bool: the completion's mode OR the pixels at least :data:`REVEAL_SHARE` of its
-    (post-processed) posterior samples put the instance on -- the shape a layer keeps behind its
-    occluders so that erasing them reveals it (the mode alone without samples)."""
+    (post-processed) posterior samples put the instance on (:data:`REVEAL_SHARE_REFIT` for a
+    refitted completion) -- the shape a layer keeps behind its occluders so that erasing them
+    reveals it (the mode alone without samples)."""
     x0, y0, x1, y1 = completion.region
     local = completion.local_mask.copy()
     if completion.num_samples:
-        local |= completion.local_samples.mean(axis=0) >= REVEAL_SHARE
+        share = REVEAL_SHARE_REFIT if completion.refitted else REVEAL_SHARE
+        local |= completion.local_samples.mean(axis=0) >= share
     out = np.zeros(completion.shape, bool)
     out[y0:y1, x0:x1] = local
     return out
