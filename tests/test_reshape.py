@@ -346,7 +346,10 @@ def test_cli_reshape_bad_input(model, scenes, synth_arg, tmp_path, capsys) -> No
 
 
 def test_cli_reshape_texture_option(model, scenes, synth_arg, tmp_path, capsys) -> None:  # noqa: ANN001
+    from dataclasses import asdict
+
     from maskgen.core.io import read_image
+    from maskgen.synthesis.transfer import TextureOptions
 
     argv, ids, im = _edit_argv(model, scenes, synth_arg)
     mask = np.zeros((im["height"], im["width"]), np.uint8)
@@ -361,7 +364,7 @@ def test_cli_reshape_texture_option(model, scenes, synth_arg, tmp_path, capsys) 
         edited[mode] = read_image(out / "edited.png")
         infos[mode] = json.loads((out / "masks.json").read_text())["info"]["edit"]
     assert infos["none"]["synthesizer_texture"]["texture"] == "none"
-    assert infos["transfer"]["synthesizer_texture"]["texture_patch"] == 9
+    assert infos["transfer"]["synthesizer_texture"] == asdict(TextureOptions())  # the defaults
     assert not np.array_equal(edited["none"], edited["transfer"])
     done = tmp_path / "done"
     done.mkdir()

@@ -53,16 +53,16 @@ class TextureOptions:
         choices=TEXTURE_MODES,
     )
     texture_patch: int = param(
-        9, "with --texture transfer: side of the quilted patches (px)", low=1, high=64
+        13, "with --texture transfer: side of the quilted patches (px)", low=1, high=64
     )
     texture_sigma: float = param(
-        2.0,
+        3.0,
         "with --texture transfer: Gaussian sigma (px) splitting texture from colour/shading",
         low=0.3,
         high=16,
     )
     texture_guide: float = param(
-        0.0,
+        1.0,
         "with --texture transfer: weight of the shading match (source low band vs the "
         "generator's) in the patch choice",
         low=0,
