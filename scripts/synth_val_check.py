@@ -2,7 +2,8 @@
 
     python scripts/synth_val_check.py MODEL [MODEL ...] [--data VAL.json --images DIR] [--n 150]
         [--texture none,transfer] [--texture-patch 5,9] [--texture-sigma 1,2]
-        [--texture-guide 0,1] [--texture-seed 0] [--record]
+        [--texture-guide 0,1] [--texture-seam cut,straight] [--texture-seed 0]
+        [--record [--section NAME]]
 
 For each unoccluded instance (the stage-1 rule) of the given split -- by default the built-in
 scenes' **validation** split (the test split is the re-shape benchmark's) -- with full mask ``M``:
@@ -16,10 +17,11 @@ patch sliced Wasserstein distance to the truth (means over the instances where t
 ``MODEL`` is a model or run folder, or ``builtin``; each model runs with every combination of
 the texture settings given (comma lists; :class:`maskgen.synthesis.transfer.TextureOptions`,
 ``none`` once), with its CPU milliseconds per instance (the whole ``synthesize`` call).
-``--record`` writes the table to benchmarks/RESULTS.md as section ``reshape-texture-val``.
+``--record`` writes the table to benchmarks/RESULTS.md as section ``--section`` (default
+``reshape-texture-val``).
 
 Choosing the texture default (fixed before looking at test numbers; printed as "Chosen"): per
-``transfer`` setting (patch, sigma, guide) the means over the texture seeds given; the lowest
+``transfer`` setting (patch, sigma, guide, seam) the means over the texture seeds given; the lowest
 mean patch SWD wins; it becomes the default only if its SWD is below the smooth (``none``)
 synthesis' and its HF energy closer to the truth's.
 """
@@ -89,9 +91,10 @@ def variants(args: argparse.Namespace) -> list[TextureOptions]:
             [float(v) for v in args.texture_sigma.split(",")],
             [float(v) for v in args.texture_guide.split(",")],
             [int(v) for v in args.texture_seed.split(",")],
+            args.texture_seam.split(","),
         ]
-        for p, s, g, seed in itertools.product(*lists):
-            out.append(TextureOptions("transfer", p, s, g, seed))
+        for p, s, g, seed, seam in itertools.product(*lists):
+            out.append(TextureOptions("transfer", p, s, g, seed, seam))
     return out
 
 
@@ -100,7 +103,7 @@ def label(opts: TextureOptions) -> str:
         return "none"
     return (
         f"transfer p{opts.texture_patch} s{opts.texture_sigma:g} g{opts.texture_guide:g} "
-        f"seed{opts.texture_seed}"
+        f"{opts.texture_seam} seed{opts.texture_seed}"
     )
 
 
@@ -129,20 +132,21 @@ def choose(
     groups: dict[tuple, list[tuple[float, ...]]] = {}
     for o in opts:
         if o.texture == "transfer":
-            key = (o.texture_patch, o.texture_sigma, o.texture_guide)
+            key = (o.texture_patch, o.texture_sigma, o.texture_guide, o.texture_seam)
             groups.setdefault(key, []).append(scores[f"{spec}, texture {label(o)}"])
     if not groups:
         return []
     lines = [
         f"{spec}, transfer settings, means over the texture seeds:",
         "",
-        "| patch | sigma | guide | seeds | MAE new mask | MAE hidden | HF | SWD |",
-        "|---|---|---|---|---|---|---|---|",
+        "| patch | sigma | guide | seam | seeds | MAE new mask | MAE hidden | HF | SWD |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     means = {k: np.mean(v, axis=0) for k, v in groups.items()}
-    for (p, s, g), m in means.items():
+    for (p, s, g, seam), m in means.items():
         lines.append(
-            f"| {p} | {s:g} | {g:g} | {len(groups[(p, s, g)])} | {m[0]:.2f} | {m[1]:.2f} | "
+            f"| {p} | {s:g} | {g:g} | {seam} | {len(groups[(p, s, g, seam)])} | {m[0]:.2f} | "
+            f"{m[1]:.2f} | "
             f"{m[2]:.2f} | {m[3]:.2f} |"
         )
     best = min(means, key=lambda k: means[k][3])
@@ -156,7 +160,8 @@ def choose(
         )
     return lines + [
         "",
-        f"Chosen (lowest mean SWD): patch {best[0]}, sigma {best[1]:g}, guide {best[2]:g} -- "
+        f"Chosen (lowest mean SWD): patch {best[0]}, sigma {best[1]:g}, guide {best[2]:g}, "
+        f"seam {best[3]} -- "
         f"HF {m[2]:.2f} (truth {truth_hf:.2f}), SWD {m[3]:.2f}, MAE hidden {m[1]:.2f}{verdict}.",
     ]
 
@@ -176,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--texture-sigma", default=str(TextureOptions.texture_sigma))
     p.add_argument("--texture-guide", default=str(TextureOptions.texture_guide))
     p.add_argument("--texture-seed", default=str(TextureOptions.texture_seed))
-    p.add_argument("--record", action="store_true", help="record section reshape-texture-val")
+    p.add_argument("--texture-seam", default=TextureOptions.texture_seam)
+    p.add_argument("--record", action="store_true", help="record the table in RESULTS.md")
+    p.add_argument("--section", default="reshape-texture-val", help="its section name")
     args = p.parse_args(argv)
     data = cases(args.data, args.images, args.n, args.seed)
     none = TextureOptions(texture="none")
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     from _record import publish
 
     command = "python scripts/synth_val_check.py " + " ".join(argv or sys.argv[1:])
-    publish("reshape-texture-val", lines, command, None, args.record)
+    publish(args.section, lines, command, None, args.record)
 
 
 if __name__ == "__main__":

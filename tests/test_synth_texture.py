@@ -266,3 +266,34 @@ def test_texture_options_are_validated() -> None:
     ]:
         with pytest.raises(MaskgenError, match=needle):
             make_config(TextureOptions, **bad)
+
+
+def test_boundary_cut_follows_the_cheapest_paths() -> None:
+    import itertools
+
+    from maskgen.synthesis.transfer import boundary_cut, quilt_residual
+
+    def best_path(err: np.ndarray) -> np.ndarray:  # brute force over 8-connected paths
+        rows, cols = err.shape
+        paths = [
+            q for q in itertools.product(range(cols), repeat=rows)
+            if all(abs(a - b) <= 1 for a, b in itertools.pairwise(q))
+        ]  # fmt: skip
+        return np.array(min(paths, key=lambda q: err[np.arange(rows), q].sum()))
+
+    rng = np.random.default_rng(0)
+    idx = np.arange(6)
+    for _ in range(5):
+        err = rng.random((6, 6))  # continuous costs: one least-cost path
+        left, top = best_path(err[:, :3]), best_path(err[:3, :].T)
+        expected = (idx[None, :] >= left[:, None]) & (idx[:, None] >= top[None, :])
+        np.testing.assert_array_equal(boundary_cut(err, 3), expected)
+    # the cut only ever rewrites quilted pixels: the visible residual stays as it is
+    image = _grain(2, size=48)
+    visible, new = _half_seen()
+    residual = (image - image.mean(axis=(0, 1))).astype(np.float32)
+    grey = np.zeros((48, 48), np.float32)
+    rng = np.random.default_rng(0)
+    quilt = quilt_residual(residual, visible, new & ~visible, grey, grey, 9, 0.0, rng, "cut")
+    np.testing.assert_array_equal(quilt[visible], residual[visible])
+    assert (quilt[~new] == 0).all() and np.abs(quilt[new & ~visible]).mean() > 5
