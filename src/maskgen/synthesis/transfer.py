@@ -48,7 +48,8 @@ MAX_CANDIDATES = 2048  # source patches considered per call (a random subset bey
 @dataclass(frozen=True)
 class TextureOptions:
     """How the re-rendered part gets its texture (module docstring). Defaults chosen on the
-    built-in scenes' validation split (``scripts/synth_val_check.py``; RESULTS ``reshape``)."""
+    built-in scenes' validation split (``scripts/synth_val_check.py``; RESULTS
+    ``reshape-texture-val`` and ``reshape-texture-val-seam``)."""
 
     texture: str = param(
         "transfer",
@@ -146,6 +147,29 @@ def boundary_cut(err: np.ndarray, overlap: int) -> np.ndarray:
     return left & top
 
 
+def _pick(
+    cand_r: np.ndarray,
+    cand_g: np.ndarray,
+    have: np.ndarray,
+    ref: np.ndarray,
+    todo: np.ndarray,
+    ref_g: np.ndarray,
+    guide: float,
+    rng: np.random.Generator,
+) -> int:
+    """The index of the candidate a tile copies: at random among those within
+    :data:`TOLERANCE` of the least error -- the mean squared difference of its residual to
+    ``ref`` (``n x 3``, on the tile's ``have`` pixels; flat ``p*p`` bool) plus ``guide`` x that of
+    its low-band grey to ``ref_g`` (on the ``todo`` pixels)."""
+    err = np.zeros(len(cand_r), np.float32)
+    if have.any():
+        err += ((cand_r[:, have] - ref) ** 2).mean(axis=(1, 2))
+    if guide > 0:
+        err += guide * ((cand_g[:, todo] - ref_g) ** 2).mean(axis=1)
+    pool = np.flatnonzero(err <= float(err.min()) * (1 + TOLERANCE) + 1e-6)
+    return int(pool[rng.integers(len(pool))])
+
+
 def quilt_residual(
     residual: np.ndarray,
     known: np.ndarray,
@@ -155,7 +179,7 @@ def quilt_residual(
     patch: int,
     guide: float,
     rng: np.random.Generator,
-    seam: str = "cut",
+    seam: str = "straight",
 ) -> np.ndarray:
     """The residual filled on ``target`` by quilting patches of it from ``known`` (module
     docstring).
@@ -199,16 +223,9 @@ def quilt_residual(
             if not todo.any():
                 continue
             have = filled[sl].reshape(-1)
-            err = np.zeros(len(cand_r), np.float32)
-            if have.any():
-                ref = res[sl].reshape(-1, 3)[have]
-                err += ((cand_r[:, have] - ref) ** 2).mean(axis=(1, 2))
-            if guide > 0:
-                ref_g = g_tgt[sl].reshape(-1)[todo]
-                err += guide * ((cand_g[:, todo] - ref_g) ** 2).mean(axis=1)
-            best = float(err.min())
-            pool = np.flatnonzero(err <= best * (1 + TOLERANCE) + 1e-6)
-            k = int(pool[rng.integers(len(pool))])
+            ref = res[sl].reshape(-1, 3)[have]
+            ref_g = g_tgt[sl].reshape(-1)[todo]
+            k = _pick(cand_r, cand_g, have, ref, todo, ref_g, guide, rng)
             write = todo.reshape(p, p)
             new = cand_r[k].reshape(p, p, 3)
             redo = tgt[sl] & filled[sl]  # quilted by earlier tiles (never visible pixels)
