@@ -2,6 +2,7 @@
 exact targets of the built-in test scenes (:mod:`maskgen.data.reshape_cases`).
 
     python benchmarks/reshape_bench.py [--scenes DIR] [--synth builtin|MODEL|none]
+                                       [--texture transfer|none] [--texture-patch P ...]
                                        [--model AMODAL_MODEL] [--max-instances N]
                                        [--figures DIR] [--no-record]
 
@@ -13,8 +14,11 @@ that differs from its mask, shipped model, seed 0); rigid ``scale``, ``rotate``,
 Methods (:mod:`maskgen.editing.reshape`), each compared with the target inside the new shape's
 visible pixels (``new_visible``): MAE (0-255, mean over RGB; mean over cases) and PSNR (dB, from
 each case's MSE; mean over cases): **synthesis** (``--synth``, as the editor uses it: the
-instance's own pixels kept where the new mask covers them), **generator only** (the same model
-with ``keep_visible`` off, when it has that switch), **mean fill**, **warp**
+instance's own pixels kept where the new mask covers them, with the ``--texture*`` settings of
+:class:`maskgen.synthesis.transfer.TextureOptions`, by default the exemplar texture transfer),
+**smooth synthesis** (the same with ``--texture none``: the generator's own output, shown when
+the synthesis has texture transfer), **generator only** (the synthesis with ``keep_visible``
+off, when it has that switch), **mean fill**, **warp**
 (outline thin-plate for non-rigid, the exact affine map for rigid), and the reference
 **known + mean** (the image's pixels where the new mask overlaps the old one, mean elsewhere:
 exact where the material does not move, which only a method that is told so can use), and
@@ -28,13 +32,15 @@ appearance -- the new shape's visible pixels minus the old visible ones, where k
 help -- because MAE rewards a smooth fill there: **HF energy** (std of the grey Laplacian; the
 **truth**'s beside the methods', closer is better) and **patch SWD** (sliced Wasserstein
 distance between the method's and the truth's mean-removed 5 x 5 patches: texture, not colour;
-0 for the truth). Means over the cases where the region is big enough for them.
+0 for the truth). Means over the cases where the region is big enough for them. The CPU
+milliseconds per ``synthesize`` call (one instance, the shipped model's 64 px crops; texture
+transfer at image resolution) are given for the synthesis and the smooth synthesis.
 
 Figures (``--figures``, default benchmarks/figures): ``reshape_one_instance.png`` (one instance
-re-shaped every way, a shape from the Amodal-VAE prior included: rows truth, synthesis, warp,
-mean fill) and
+re-shaped every way, a shape from the Amodal-VAE prior included: rows truth, synthesis, smooth
+synthesis, warp, mean fill) and
 ``reshape_restyle.png`` (several instances re-styled into one mask: rows the instance, truth,
-synthesis).
+synthesis, smooth synthesis).
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("synthesis", "generator only", "mean fill", "warp", "known + mean", "push-pull")
+METHODS = (
+    "synthesis", "smooth synthesis", "generator only", "mean fill", "warp", "known + mean",
+    "push-pull",
+)  # fmt: skip
 KIND_ORDER = ("shape", "tps", "sample", "scale", "rotate", "flip")
 NONRIGID = ("shape", "tps", "sample")
 FIGURE_MIN_AREA = 1200  # px: the one-instance figure shows the first textured instance this big
@@ -77,7 +86,11 @@ def texture_scores(
     return hf_energy(case.target, region), scores
 
 
-def run_methods(case: Any, synth: Any) -> dict[str, np.ndarray]:
+def run_methods(
+    case: Any, synth: Any, smooth: Any = None, clock: dict[str, list[float]] | None = None
+) -> dict[str, np.ndarray]:
+    """Every method's output on ``case``; ``smooth`` the synthesizer without texture transfer
+    (None: not run); ``clock`` collects the CPU seconds of the synthesis calls."""
     from maskgen.editing.reshape import known_plus_mean, mean_fill, push_pull_fill, warp_fill
 
     out = {
@@ -86,16 +99,20 @@ def run_methods(case: Any, synth: Any) -> dict[str, np.ndarray]:
         "known + mean": known_plus_mean(case.image, case.visible, case.new_mask),
         "push-pull": push_pull_fill(case.image, case.visible, case.new_mask),
     }
-    if synth is not None:
-        out["synthesis"] = np.asarray(synth.synthesize(case.image, case.visible, case.new_mask))
-        if getattr(synth, "keep_visible", False):  # the generator's own pixels everywhere too
-            synth.keep_visible = False
-            try:
-                out["generator only"] = np.asarray(
-                    synth.synthesize(case.image, case.visible, case.new_mask)
-                )
-            finally:
-                synth.keep_visible = True
+    for name, syn in (("synthesis", synth), ("smooth synthesis", smooth)):
+        if syn is not None:
+            t0 = time.process_time()
+            out[name] = np.asarray(syn.synthesize(case.image, case.visible, case.new_mask))
+            if clock is not None:
+                clock[name].append(time.process_time() - t0)
+    if synth is not None and getattr(synth, "keep_visible", False):  # its own pixels everywhere
+        synth.keep_visible = False
+        try:
+            out["generator only"] = np.asarray(
+                synth.synthesize(case.image, case.visible, case.new_mask)
+            )
+        finally:
+            synth.keep_visible = True
     return out
 
 
@@ -116,12 +133,15 @@ def posterior_source(predictor: Any):  # noqa: ANN201
     return samples
 
 
-def bench(args: argparse.Namespace, synth: Any, predictor: Any) -> tuple[list[str], list]:
+def bench(
+    args: argparse.Namespace, synth: Any, predictor: Any, smooth: Any = None
+) -> tuple[list[str], list]:
     from maskgen.data.reshape_cases import KINDS, reshape_cases
 
     mae: dict[tuple[str, str], list[float]] = defaultdict(list)
     psnr: dict[tuple[str, str], list[float]] = defaultdict(list)
     tex: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    clock: dict[str, list[float]] = defaultdict(list)
     keep: list = []  # the cases of the figure's instance
     figure_key = None
     ann_seen: list[tuple[int, int]] = []
@@ -133,7 +153,7 @@ def bench(args: argparse.Namespace, synth: Any, predictor: Any) -> tuple[list[st
             if args.max_instances is not None and len(ann_seen) >= args.max_instances:
                 break
             ann_seen.append(key)
-        outs = run_methods(case, synth)
+        outs = run_methods(case, synth, smooth, clock)
         for name, out in outs.items():
             e = errors(out, case.target, case.new_visible)
             mae[(case.kind, name)].append(e[0])
@@ -153,7 +173,13 @@ def bench(args: argparse.Namespace, synth: Any, predictor: Any) -> tuple[list[st
             keep.append((case, outs))
     seconds = time.perf_counter() - t0
     lines = table(mae, psnr, synth is not None, len(ann_seen), seconds)
-    return lines + [""] + texture_table(tex), keep
+    speed = [
+        f"{name}: {1000 * np.mean(clock[name]):.0f} CPU ms per instance"
+        for name in ("synthesis", "smooth synthesis")
+        if clock[name]
+    ]
+    tail = ["", "Speed (machine shared): " + "; ".join(speed) + "."] if speed else []
+    return lines + [""] + texture_table(tex) + tail, keep
 
 
 def table(mae, psnr, with_synth: bool, n_inst: int, seconds: float) -> list[str]:  # noqa: ANN001
@@ -193,6 +219,12 @@ def table(mae, psnr, with_synth: bool, n_inst: int, seconds: float) -> list[str]
             f"Non-rigid: synthesis MAE / min(mean fill, warp) = {s:.2f} / {base:.2f} = "
             f"**{s / base:.2f}** (target <= 0.8: {verdict}); the editor synthesises these."
         )
+        if mae[("tps", "smooth synthesis")]:
+            g = np.mean([v for k in nonrigid for v in mae[(k, "smooth synthesis")]])
+            lines.append(
+                f"The smooth synthesis (no texture transfer): {g:.2f} / {base:.2f} = "
+                f"{g / base:.2f}."
+            )
         if mae[("tps", "generator only")]:
             g = np.mean([v for k in nonrigid for v in mae[(k, "generator only")]])
             lines.append(
@@ -296,7 +328,9 @@ def _scene_of(scenes: str, image_id: int, ann_id: int) -> tuple[Any, int]:
     raise KeyError(image_id)
 
 
-def figure_one(keep: list, synth: Any, predictor: Any, scenes: str, path: Path) -> None:
+def figure_one(
+    keep: list, synth: Any, predictor: Any, scenes: str, path: Path, smooth: Any = None
+) -> None:
     """One instance re-shaped every way (module docstring). Every method's picture shows the
     truth outside the new mask (the scene without the old shape), so only its own pixels differ."""
     from maskgen.data.builtin import texture_images
@@ -318,15 +352,18 @@ def figure_one(keep: list, synth: Any, predictor: Any, scenes: str, path: Path) 
                 "warp": warp_fill(case0.image, case0.visible, pm),
                 "mean fill": mean_fill(case0.image, case0.visible, pm),
             }
-            if synth is not None:
-                outs["synthesis"] = synth.synthesize(case0.image, case0.visible, pm)
+            for name, syn in (("synthesis", synth), ("smooth synthesis", smooth)):
+                if syn is not None:
+                    outs[name] = syn.synthesize(case0.image, case0.visible, pm)
             entries.append(("prior", pm, target, outs))
     sl = _crop_box([case0.visible] + [e[1] for e in entries])
     blank = np.full_like(_tile(case0.image, sl), 255)
     cols = ["input"] + [e[0] for e in entries]
     rows, labels = [], []
-    for label, key in (("truth", None), ("synthesis", "synthesis"), ("warp", "warp"),
-                       ("mean fill", "mean fill")):  # fmt: skip
+    keys = [("truth", None), ("synthesis", "synthesis")]
+    if smooth is not None:
+        keys.append(("no texture", "smooth synthesis"))
+    for label, key in [*keys, ("warp", "warp"), ("mean fill", "mean fill")]:
         row = [_tile(case0.image, sl) if label == "truth" else blank]
         for _, new, target, outs in entries:
             img = target if key is None else outs.get(key)
@@ -338,7 +375,9 @@ def figure_one(keep: list, synth: Any, predictor: Any, scenes: str, path: Path) 
     _grid(rows, labels, cols, path)
 
 
-def figure_restyle(args: argparse.Namespace, synth: Any, path: Path, n: int = 6) -> None:
+def figure_restyle(
+    args: argparse.Namespace, synth: Any, path: Path, n: int = 6, smooth: Any = None
+) -> None:
     """Several instances re-styled into one mask (module docstring)."""
     from maskgen.core.deform import centroid
     from maskgen.data.builtin import texture_images
@@ -364,7 +403,8 @@ def figure_restyle(args: argparse.Namespace, synth: Any, path: Path, n: int = 6)
     if common is None or not picked:
         return
     cx, cy = centroid(common)
-    tiles = [[], [], []]
+    methods = [synth] + ([smooth] if smooth is not None else [])
+    tiles: list[list[np.ndarray]] = [[] for _ in range(2 + len(methods))]
     for scene, layer, _ in picked:
         a = scene.amodal[layer]
         x, y = centroid(a)
@@ -375,12 +415,12 @@ def figure_restyle(args: argparse.Namespace, synth: Any, path: Path, n: int = 6)
         sl = _crop_box([a, mask])
         tiles[0].append(_tile(scene.image, sl))
         tiles[1].append(_tile(target, sl))
-        out = synth.synthesize(scene.image, a, mask) if synth is not None else target * 0 + 255
-        tiles[2].append(_tile(np.where(mask[..., None], out, target), sl))  # over the truth's bg
+        for row, syn in enumerate(methods, start=2):
+            out = syn.synthesize(scene.image, a, mask) if syn is not None else target * 0 + 255
+            tiles[row].append(_tile(np.where(mask[..., None], out, target), sl))  # truth's bg
+    labels = ["instance", "truth", "synthesis", "no texture"][: len(tiles)]
     if tiles[0]:
-        _grid(
-            tiles, ["instance", "truth", "synthesis"], [f"#{i}" for i in range(len(tiles[0]))], path
-        )
+        _grid(tiles, labels, [f"#{i}" for i in range(len(tiles[0]))], path)
 
 
 # ------------------------------------------------------------------------------ main
@@ -398,7 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-instances", type=int, default=None)
     p.add_argument("--figures", default="benchmarks/figures")
     p.add_argument("--no-record", action="store_true")
+    from maskgen.engine import add_config_arguments, config_from_args, config_to_dict
+    from maskgen.synthesis.transfer import TextureOptions
+
+    add_config_arguments(p, TextureOptions)
     args = p.parse_args(argv)
+    texture = config_from_args(TextureOptions, args)
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _record import publish
 
@@ -406,19 +451,26 @@ def main(argv: list[str] | None = None) -> int:
     from maskgen.amodal.predictor import AmodalPredictor
 
     args.scenes = str(REPO / args.scenes) if not Path(args.scenes).is_absolute() else args.scenes
-    synth = None
+    synth = smooth = None
     if args.synth != "none":
         from maskgen.cli.amodal_edit import load_synth
 
-        synth = load_synth(args.synth)
+        synth = load_synth(args.synth, texture)
+        if texture.texture != "none":
+            smooth = synth.with_texture(TextureOptions(texture="none"))
     predictor = (
         None if args.no_samples else AmodalPredictor.from_folder(args.model or SHIPPED_MODEL)
     )
-    lines, keep = bench(args, synth, predictor)
+    lines, keep = bench(args, synth, predictor, smooth)
     fig = Path(args.figures)
-    figure_one(keep, synth, predictor, args.scenes, fig / "reshape_one_instance.png")
-    figure_restyle(args, synth, fig / "reshape_restyle.png")
-    note = f"Synthesizer: {args.synth}; Amodal-VAE: {args.model or 'shipped'}."
+    figure_one(keep, synth, predictor, args.scenes, fig / "reshape_one_instance.png", smooth)
+    figure_restyle(args, synth, fig / "reshape_restyle.png", smooth=smooth)
+    settings = ", ".join(f"{k} {v}" for k, v in config_to_dict(texture).items())
+    note = (
+        f"Synthesizer: {args.synth} ({settings}); Amodal-VAE: {args.model or 'shipped'}. "
+        "The texture settings are the defaults chosen on the validation split (RESULTS "
+        "`reshape-texture-val`), never on these test cases."
+    )
     command = "python benchmarks/reshape_bench.py " + " ".join(argv or sys.argv[1:])
     publish("reshape", lines, command.strip(), note, not args.no_record)
     return 0

@@ -345,6 +345,38 @@ def test_cli_reshape_bad_input(model, scenes, synth_arg, tmp_path, capsys) -> No
                     capsys, "erased", protect=[done])  # fmt: skip
 
 
+def test_cli_reshape_texture_option(model, scenes, synth_arg, tmp_path, capsys) -> None:  # noqa: ANN001
+    from dataclasses import asdict
+
+    from maskgen.core.io import read_image
+    from maskgen.synthesis.transfer import TextureOptions
+
+    argv, ids, im = _edit_argv(model, scenes, synth_arg)
+    mask = np.zeros((im["height"], im["width"]), np.uint8)
+    mask[8:40, 8:44] = 255  # a big new shape: most of it is not the instance's visible pixels
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    op = ["--reshape", f"{ids[0]}:mask={tmp_path / 'm.png'}"]
+    edited, infos = {}, {}
+    for mode in ("none", "transfer"):
+        out = tmp_path / mode
+        rc, _, err = run_cli([*argv, *op, "--texture", mode, "--out", out], capsys)
+        assert rc == 0, err
+        edited[mode] = read_image(out / "edited.png")
+        infos[mode] = json.loads((out / "masks.json").read_text())["info"]["edit"]
+    assert infos["none"]["synthesizer_texture"]["texture"] == "none"
+    assert infos["transfer"]["synthesizer_texture"] == asdict(TextureOptions())  # the defaults
+    assert not np.array_equal(edited["none"], edited["transfer"])
+    done = tmp_path / "done"
+    done.mkdir()
+    for flags, needle in [
+        (["--texture", "wild"], "--texture"), (["--texture-patch", "0"], "--texture-patch 0"),
+        (["--texture-sigma", "nan"], "--texture-sigma nan"),
+        (["--texture-guide", "-1"], "--texture-guide -1"),
+    ]:  # fmt: skip
+        check_bad_input([*argv, *op, *flags, "--out", done, "--force"], capsys, needle,
+                        protect=[done])  # fmt: skip
+
+
 # ------------------------------------------------------------------------------ serve
 
 

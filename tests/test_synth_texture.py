@@ -177,3 +177,123 @@ def test_bench_texture_table() -> None:
     lines = reshape_bench.texture_table(tex)
     row = next(x for x in lines if x.startswith("| **all non-rigid**"))
     assert row == "| **all non-rigid** | 2 | 21.00 | 11.00 / 4.00 | 0.00 / 8.00 |"
+
+
+# ------------------------------------------------------------------- exemplar texture transfer
+
+
+def _half_seen(size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """``(visible, new)``: the left 40 % of a square instance seen, the whole square new."""
+    new = np.zeros((size, size), bool)
+    new[6:-6, 6:-6] = True
+    visible = new.copy()
+    visible[:, int(size * 0.4) :] = False
+    return visible, new
+
+
+def test_transfer_carries_the_exemplars_grain_and_the_plain_output_does_not() -> None:
+    from maskgen.synthesis.transfer import TextureOptions, transfer_texture
+
+    image = _grain(0, size=48)
+    visible, new = _half_seen()
+    colour = np.array([150.0, 60.0, 40.0], np.float32)  # _grain's colour
+    smooth = np.broadcast_to(colour, image.shape).copy()  # a generator's smooth rendering
+    smooth[visible] = image[visible]
+    region = texture_region(new, visible)
+    truth_hf = hf_energy(image, region)
+    plain = transfer_texture(image, visible, new, smooth, TextureOptions(texture="none"))
+    assert plain is smooth
+    out = transfer_texture(image, visible, new, smooth, TextureOptions())
+    got = out.clip(0, 255).round().astype(np.uint8)
+    assert abs(hf_energy(got, region) - truth_hf) < 0.25 * truth_hf
+    assert hf_energy(smooth.astype(np.uint8), region) < 0.05 * truth_hf
+    assert patch_swd(got, image, region) < 0.4 * patch_swd(smooth.astype(np.uint8), image, region)
+    np.testing.assert_array_equal(out[~region], smooth[~region])  # only the invented part
+    assert np.abs(out[region].mean(axis=0) - colour).max() < 3.0  # zero-mean detail on the base
+    again = transfer_texture(image, visible, new, smooth, TextureOptions())
+    other = transfer_texture(image, visible, new, smooth, TextureOptions(texture_seed=1))
+    np.testing.assert_array_equal(out, again)  # deterministic given the seed
+    assert not np.array_equal(out, other)
+
+
+def test_quilting_continues_stripes_from_the_visible_edge() -> None:
+    from maskgen.synthesis.transfer import quilt_residual
+
+    size = 48
+    xx = np.broadcast_to(np.arange(size), (size, size))
+    stripes = np.where((xx // 3) % 2 == 0, 20.0, -20.0).astype(np.float32)  # period 6 px
+    residual = np.repeat(stripes[..., None], 3, axis=2)
+    visible, new = _half_seen(size)
+    target = new & ~visible
+    grey = np.zeros((size, size), np.float32)
+    rng = np.random.default_rng(0)
+    quilt = quilt_residual(residual * visible[..., None], visible, target, grey, grey, 9, 0.0, rng)
+    # overlap matching locks the phase: the quilt is the stripes themselves, not a random shift
+    assert np.abs(quilt[target] - residual[target]).mean() < 2.0
+    lone = quilt_residual(residual * visible[..., None], visible, target, grey, grey, 1, 0.0, rng)
+    assert np.abs(lone[target] - residual[target]).mean() > 10.0  # pixels alone cannot
+
+
+def test_synthesizer_texture_option() -> None:
+    from maskgen.synthesis.transfer import TextureOptions
+
+    torch.manual_seed(0)
+    gen = SpadeGenerator(SynthNetConfig(width=4, style_dim=3, spade_hidden=4, crop_size=32))
+    image = _grain(3, size=48)
+    visible, new = _half_seen()
+    region = texture_region(new, visible)
+    smooth = MaskSynthesizer(gen, texture=TextureOptions(texture="none"))
+    textured = smooth.with_texture(TextureOptions())
+    assert textured.generator is smooth.generator
+    assert MaskSynthesizer(gen).texture == TextureOptions()  # transfer by default
+    a = smooth.synthesize(image, visible, new)
+    b = textured.synthesize(image, visible, new)
+    truth = hf_energy(image, region)
+    assert hf_energy(a, region) < 0.2 * truth < 0.8 * hf_energy(b, region)
+    np.testing.assert_array_equal(a[~region], b[~region])
+
+
+def test_texture_options_are_validated() -> None:
+    from maskgen.engine import make_config
+    from maskgen.errors import MaskgenError
+    from maskgen.synthesis.transfer import TextureOptions
+
+    for bad, needle in [
+        ({"texture": "wild"}, "--texture wild"),
+        ({"texture_patch": 0}, "--texture-patch 0"),
+        ({"texture_sigma": float("nan")}, "--texture-sigma nan"),
+        ({"texture_guide": -1.0}, "--texture-guide -1"),
+    ]:
+        with pytest.raises(MaskgenError, match=needle):
+            make_config(TextureOptions, **bad)
+
+
+def test_boundary_cut_follows_the_cheapest_paths() -> None:
+    import itertools
+
+    from maskgen.synthesis.transfer import boundary_cut, quilt_residual
+
+    def best_path(err: np.ndarray) -> np.ndarray:  # brute force over 8-connected paths
+        rows, cols = err.shape
+        paths = [
+            q for q in itertools.product(range(cols), repeat=rows)
+            if all(abs(a - b) <= 1 for a, b in itertools.pairwise(q))
+        ]  # fmt: skip
+        return np.array(min(paths, key=lambda q: err[np.arange(rows), q].sum()))
+
+    rng = np.random.default_rng(0)
+    idx = np.arange(6)
+    for _ in range(5):
+        err = rng.random((6, 6))  # continuous costs: one least-cost path
+        left, top = best_path(err[:, :3]), best_path(err[:3, :].T)
+        expected = (idx[None, :] >= left[:, None]) & (idx[:, None] >= top[None, :])
+        np.testing.assert_array_equal(boundary_cut(err, 3), expected)
+    # the cut only ever rewrites quilted pixels: the visible residual stays as it is
+    image = _grain(2, size=48)
+    visible, new = _half_seen()
+    residual = (image - image.mean(axis=(0, 1))).astype(np.float32)
+    grey = np.zeros((48, 48), np.float32)
+    rng = np.random.default_rng(0)
+    quilt = quilt_residual(residual, visible, new & ~visible, grey, grey, 9, 0.0, rng, "cut")
+    np.testing.assert_array_equal(quilt[visible], residual[visible])
+    assert (quilt[~new] == 0).all() and np.abs(quilt[new & ~visible]).mean() > 5

@@ -90,6 +90,10 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
         help="mask-conditioned synthesizer for non-rigid --reshape: 'builtin' (the shipped "
         "model, the default) or a model folder from 'maskgen synth train'",
     )  # fmt: skip
+    from maskgen.engine import add_config_arguments
+    from maskgen.synthesis.transfer import TextureOptions
+
+    add_config_arguments(p.add_argument_group("synthesizer texture"), TextureOptions)
     p.add_argument(
         "--inpainter", default="telea",
         help="'telea' (OpenCV, the default), 'builtin' (the shipped learned inpainter) or a "
@@ -258,8 +262,9 @@ def _reshape_values(text: str, rec: Any, args: argparse.Namespace) -> tuple[int,
     return ann, spec, mask
 
 
-def load_synth(name: str) -> Any:
-    """The synthesizer named by ``--synth`` (``builtin`` or a model folder).
+def load_synth(name: str, texture: Any = None) -> Any:
+    """The synthesizer named by ``--synth`` (``builtin`` or a model folder), with the texture
+    settings ``texture`` (a :class:`~maskgen.synthesis.transfer.TextureOptions`; None: defaults).
 
     Raises:
         MaskgenError: no such folder, or no synthesizer in this installation.
@@ -272,7 +277,7 @@ def load_synth(name: str) -> Any:
         ) from None
     if name not in ("builtin", "") and not Path(name).is_dir():
         raise MaskgenError(f"--synth {name}: no such model folder (or use 'builtin')")
-    return load_synthesizer(None if name == "builtin" else name)
+    return load_synthesizer(None if name == "builtin" else name, texture=texture)
 
 
 def _apply(
@@ -305,8 +310,11 @@ def run_edit(args: argparse.Namespace) -> int:
     from maskgen.data.loader import load_dataset
     from maskgen.data.types import Dataset
     from maskgen.editing.scene import Scene
+    from maskgen.engine import config_from_args, config_to_dict
+    from maskgen.synthesis.transfer import TextureOptions
 
     check_model_arg(args.model)
+    texture = config_from_args(TextureOptions, args)
     out = Path(args.out)
     check_out_dir(out, args.force)
     layers_dir = Path(args.layers) if args.layers else None
@@ -326,7 +334,7 @@ def run_edit(args: argparse.Namespace) -> int:
         raise MaskgenError(f"{args.masks}: image id {rec.id}: {e}") from None
     synth = None
     if any(n == "reshape" and not v[1].rigid for n, v in ops):
-        synth = load_synth(args.synth)
+        synth = load_synth(args.synth, texture)
     predictor = AmodalPredictor.from_folder(
         args.model, device=args.device, refit=refit_from_args(args)
     )
@@ -348,6 +356,8 @@ def run_edit(args: argparse.Namespace) -> int:
     if reshaped:
         info["edit"]["reshape"] = reshaped
         info["edit"]["synthesizer"] = args.synth if synth is not None else None
+        if synth is not None:
+            info["edit"]["synthesizer_texture"] = config_to_dict(texture)
     out.mkdir(parents=True, exist_ok=True)
     write_image(out / "edited.png", edited)
     gained = new_vis & ~before_vis

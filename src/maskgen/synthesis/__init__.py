@@ -10,7 +10,9 @@ the user drew -- keeping its colours and texture::
 Modules: ``model`` (SPADE generator, style encoder, multi-scale discriminator), ``data``
 (training pairs from unoccluded instances of a visible-mask data set; no amodal labels),
 ``training`` (config, trainer, ``train_synthesizer``: ``maskgen synth train``), ``predictor``
-(:class:`MaskSynthesizer`, :func:`load_synthesizer`).
+(:class:`MaskSynthesizer`, :func:`load_synthesizer`), ``transfer`` (the instance's own texture
+quilted into the re-rendered part: :class:`~maskgen.synthesis.transfer.TextureOptions`),
+``texture`` (texture measures and loss).
 
 Editing (:mod:`maskgen.editing`) builds on this package; this package never imports editing.
 """

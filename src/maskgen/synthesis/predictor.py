@@ -12,8 +12,11 @@ generator gets the crop's visible pixels push-pull filled (the coarse fill), the
 and the new mask, and the style code's mean (no sampling: one answer per input; a model with
 noise inputs gets the same fixed-seed noise maps at every call). Its correction
 of the coarse fill is resized back to the window and added to the coarse fill made at window
-resolution (so known pixels keep their full detail); the result is pasted inside ``new_mask``
-only.
+resolution (so known pixels keep their full detail); the instance's own texture is then
+quilted into the part the generator had to invent (``texture``, a
+:class:`~maskgen.synthesis.transfer.TextureOptions`; by default exemplar texture transfer,
+:mod:`maskgen.synthesis.transfer`; ``texture="none"`` keeps the generator's smooth output) and
+the result is pasted inside ``new_mask`` only.
 
 ``keep_visible`` (default on) keeps the known pixels -- ``visible & new_mask`` -- exactly as they
 are in the image. Deviation from §3.4 (which renders the whole instance from its mask): a re-shape
@@ -40,6 +43,7 @@ from maskgen.errors import MaskgenError
 from maskgen.inpainting.samplers import cut, instance_window, resize_image, resize_mask
 from maskgen.synthesis.data import coarse_from_visible
 from maskgen.synthesis.model import SpadeGenerator, SynthNetConfig
+from maskgen.synthesis.transfer import TextureOptions, transfer_texture
 
 MODEL_KIND = "mask-synth"
 SHIPPED_SYNTH = Path(__file__).resolve().parent.parent / "models" / "synth-builtin"
@@ -73,6 +77,8 @@ class MaskSynthesizer:
         generator: a trained :class:`SpadeGenerator` (moved to ``device``, put in eval mode).
         device: torch device of the forward passes.
         keep_visible: keep the image's pixels where the new mask overlaps the visible region.
+        texture: how the re-rendered part gets its texture (:class:`TextureOptions`; None: the
+            defaults, exemplar texture transfer, :mod:`maskgen.synthesis.transfer`).
     """
 
     def __init__(
@@ -80,11 +86,17 @@ class MaskSynthesizer:
         generator: SpadeGenerator,
         device: str | torch.device = "cpu",
         keep_visible: bool = True,
+        texture: TextureOptions | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
         self.cfg = generator.cfg
         self.keep_visible = keep_visible
+        self.texture = texture if texture is not None else TextureOptions()
+
+    def with_texture(self, texture: TextureOptions | None) -> MaskSynthesizer:
+        """This synthesizer (the same generator, not copied) with other texture settings."""
+        return MaskSynthesizer(self.generator, self.device, self.keep_visible, texture)
 
     @classmethod
     def from_folder(
@@ -92,6 +104,7 @@ class MaskSynthesizer:
         path: str | os.PathLike[str],
         device: str | torch.device = "cpu",
         keep_visible: bool = True,
+        texture: TextureOptions | None = None,
     ) -> MaskSynthesizer:
         """Load a model folder (or a finished run folder) of kind ``mask-synth``, strictly.
 
@@ -103,7 +116,7 @@ class MaskSynthesizer:
             raise MaskgenError(f"{path}: config.json has no synthesis config")
         gen = SpadeGenerator(SynthNetConfig.from_dict(header["config"]))
         load_state_dict_strict(gen, state, path)
-        return cls(gen, device, keep_visible)
+        return cls(gen, device, keep_visible, texture)
 
     def save_folder(self, path: str | os.PathLike[str]) -> Path:
         """Write the model folder (``config.json`` + ``model.safetensors``)."""
@@ -136,7 +149,7 @@ class MaskSynthesizer:
         new_masks = list(new_masks)
         _check_inputs(image, visible, new_masks)
         size = self.cfg.crop_size
-        windows, coarse_full, inputs = [], [], []
+        windows, crops, coarse_full, inputs = [], [], [], []
         for new in new_masks:
             win = instance_window(visible | new)
             img_c, vis_c = cut(image, win), cut(visible, win)
@@ -147,6 +160,7 @@ class MaskSynthesizer:
                 small = resize_image(vis_c.astype(np.float32), (size, size))
                 vis_s = small >= small.max()
             windows.append(win)
+            crops.append((img_c, vis_c, cut(new, win)))
             coarse_full.append(coarse_from_visible(img_c, vis_c))
             inputs.append((coarse_from_visible(small_img, vis_s), vis_s, new_s))
         coarse = torch.from_numpy(np.stack([c for c, _, _ in inputs]) / 127.5 - 1.0)
@@ -165,7 +179,8 @@ class MaskSynthesizer:
         for k, new in enumerate(new_masks):
             side = coarse_full[k].shape[0]
             up = cv2.resize(delta[k], (side, side), interpolation=cv2.INTER_LINEAR)
-            rendered = (coarse_full[k] + up).clip(0, 255).round().astype(np.uint8)
+            rendered = transfer_texture(*crops[k], coarse_full[k] + up, self.texture)
+            rendered = rendered.clip(0, 255).round().astype(np.uint8)
             paste = new & ~visible if self.keep_visible else new
             outs.append(_paste(image, rendered, paste, windows[k]))
         return outs
@@ -189,11 +204,14 @@ _CACHE: dict[tuple[str, str, str], MaskSynthesizer] = {}
 
 
 def load_synthesizer(
-    spec: str | os.PathLike[str] | None = None, device: str = "cpu"
+    spec: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    texture: TextureOptions | None = None,
 ) -> MaskSynthesizer:
     """The synthesizer named by ``spec``: ``None`` or ``"builtin"`` -- the shipped model
     (:data:`SHIPPED_SYNTH`, trained on the built-in scenes); anything else -- a model folder or a
-    finished ``maskgen synth train`` run folder. Cached per folder (and weights file version).
+    finished ``maskgen synth train`` run folder. Cached per folder (and weights file version);
+    ``texture`` (None: the defaults) gives a view of the cached one with those settings.
 
     Raises:
         MaskgenError: the folder is missing, of another kind, or its weights do not match.
@@ -211,4 +229,7 @@ def load_synthesizer(
     key = (str(folder.resolve()), str(device), str(stamp))
     if key not in _CACHE:
         _CACHE[key] = MaskSynthesizer.from_folder(spec, device)
-    return _CACHE[key]
+    base = _CACHE[key]
+    if texture is None or texture == base.texture:
+        return base
+    return base.with_texture(texture)
