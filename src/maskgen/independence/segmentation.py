@@ -51,6 +51,7 @@ from maskgen.independence.gan import (
 from maskgen.independence.layout import identity_layout
 from maskgen.independence.predict import MODEL_KIND, Segmenter
 from maskgen.independence.providers import BackgroundPatchProvider, UNetConfig
+from maskgen.independence.tta import TTA_CHOICES
 
 RUN_KIND = "segment"
 #: Discriminator presets of application 1 (:data:`~maskgen.independence.discriminator.
@@ -210,6 +211,12 @@ class SegmentConfig:
     restart_steps: int = param(
         300, "steps of each short restart (with --restarts > 1; below --steps)", low=1
     )
+    tta: str = param(
+        "none",
+        "test-time augmentation of the saved model: flip (its soft mask is the mean of the "
+        "crop's and the mirror image's) or none (one pass, as the paper)",
+        choices=TTA_CHOICES,
+    )
     loss: str = param("nonsaturating", "adversarial loss", choices=("nonsaturating", "hinge"))
     seed: int = param(0, "RNG seed (same seed, same machine -> same run)", low=0, high=2**31 - 1)
 
@@ -360,7 +367,7 @@ class SegmentTrainer:
         seed_everything(cfg.seed, ctx.rank)
         dev = self.dev = ctx.device
         self.g = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank)
-        self.fg = Segmenter(cfg.unet()).to(dev)
+        self.fg = Segmenter(cfg.unet(), tta=cfg.tta).to(dev)
         self.d = SNDiscriminator(cfg.disc).to(dev)
         self.fg_ema = (
             copy.deepcopy(self.fg).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
