@@ -420,19 +420,22 @@ def run_curves(a: argparse.Namespace, runs: list, work: Path, cmd: str) -> list[
     """``--curve``: :func:`curve_one` for every run, one after the other (single thread);
     finished points are reused. Returns the section's lines."""
     points = sorted({int(x) for x in a.curve.split(",")})
-    t0 = time.time()
     for s in sorted({r[0] for r in runs}):
         make_set(s, work / s, a.quick)
-    results = [curve_one(r, str(work), points, a.quick) for r in runs]
+    if a.from_results:  # no training: the points scored so far (a run may have been stopped)
+        files = [work / "results" / f"{s}-{c}-s{k}-curve{max(points)}.json" for s, c, k in runs]
+        results = [json.loads(f.read_text()) for f in files if f.is_file()]
+    else:
+        results = [curve_one(r, str(work), points, a.quick) for r in runs]
     import cv2
 
     cv2.setNumThreads(1)
     refs = {s: references(work / s) for s in sorted({r[0] for r in runs})}
     refs = {s: {k: v for k, v in r.items() if not k.startswith("_")} for s, r in refs.items()}
     head = (
-        f"Teacher checkpoints (EMA weights) on each set's test crops: {len(runs)} teacher runs "
-        f"trained to {max(points)} steps, paused at steps {', '.join(map(str, points))}; wall "
-        f"{(time.time() - t0) / 60:.1f} min for this invocation (finished points are reused). "
+        f"Teacher checkpoints (EMA weights) on each set's test crops: {len(results)} teacher "
+        f"runs trained towards {max(points)} steps, paused at steps "
+        f"{', '.join(map(str, points))} (a row per point reached). "
         "Binarisations, all label-free: `0.5` (the paper's), `area` (one threshold per model, "
         "the quantile of the unlabelled training crops' soft masks at which the binary area "
         "equals the GAN's area target), `flip ...` (soft masks averaged with those of the "

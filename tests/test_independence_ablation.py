@@ -212,3 +212,19 @@ def test_area_threshold_matches_the_share(ablation):
 def test_curve_needs_sets_and_configs(ablation, tmp_path):
     with pytest.raises(SystemExit, match="--curve: needs --sets and --configs"):
         ablation.main(["--out", str(tmp_path), "--curve", "2,4", "--no-record"])
+
+
+def test_curve_from_results_trains_nothing(ablation, tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    (work / "results").mkdir(parents=True)
+    r = _curve("cpu", 0, {3000: (0.60, 0.59, 0.62, 0.61)})
+    (work / "results" / "photo-cpu-s0-curve6000.json").write_text(json.dumps(r))
+    monkeypatch.setattr(ablation, "make_set", lambda *a: None)
+    monkeypatch.setattr(ablation, "references", lambda d: {"grabcut": 0.68, "circle": 0.45})
+    monkeypatch.setattr(ablation, "curve_one", lambda *a: pytest.fail("trained"))
+    args = ["--out", str(tmp_path / "out"), "--work", str(work), "--curve", "3000,6000",
+            "--sets", "photo", "--configs", "cpu", "--seeds", "0,1", "--from-results",
+            "--no-record"]  # fmt: skip
+    assert ablation.main(args) == 0
+    text = (tmp_path / "out" / "curve.md").read_text()
+    assert "1 teacher runs" in text and "| photo | cpu | 0 | 3000 | 0.600 |" in text
