@@ -861,10 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs = parse_runs(a.runs, a.quick)
         out.mkdir(parents=True, exist_ok=True)
-        cmd = "python benchmarks/independence_ablation.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        summary = train_all(a, runs, out, work, cmd.strip())
+        cmd = _command(argv)
+        summary = train_all(a, runs, out, work, cmd)
     grids = sorted(p.stem for p in out.glob("grid-*.png"))
     lines = section_lines(summary, grids, a.section)
     if not a.from_results or a.add_refine:  # --from-results may read a read-only folder
@@ -882,6 +880,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _command(argv: list[str] | None) -> str:
+    """The command line as recorded: the arguments without ``--note TEXT`` (the note is
+    printed under the section already)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in args:
+        i = args.index("--note")
+        del args[i : i + 2]
+    args = [x for x in args if not x.startswith("--note=")]
+    return ("python benchmarks/independence_ablation.py " + " ".join(args)).strip()
+
+
 def main_curve(a: argparse.Namespace, argv: list[str] | None) -> int:
     """``--curve``: the teacher checkpoint table, written to ``--out/curve.md`` and recorded."""
     if not (a.sets and a.configs):
@@ -889,16 +898,14 @@ def main_curve(a: argparse.Namespace, argv: list[str] | None) -> int:
     out = Path(a.out)
     work = Path(a.work) if a.work else out.parent / (out.name + "-work")
     out.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/independence_ablation.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    lines = run_curves(a, cross_runs(a.sets, a.configs, a.seeds), work, cmd.strip())
+    cmd = _command(argv)
+    lines = run_curves(a, cross_runs(a.sets, a.configs, a.seeds), work, cmd)
     _write(out / "curve.md", "\n".join(lines) + "\n")
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _record import publish
 
     record = not (a.no_record or a.quick)
-    publish(a.section, lines, command=cmd.strip(), note=a.note, record=record)
+    publish(a.section, lines, command=cmd, note=a.note, record=record)
     return 0
 
 
