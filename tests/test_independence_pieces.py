@@ -311,9 +311,10 @@ def test_tta_flip_through_cli(tiny_set, tmp_path, capsys):
     assert rc == 0, err
 
 
-def test_tta_off_by_default_and_in_paper():
+def test_tta_flip_and_6000_steps_in_cpu_paper_one_pass():
     from maskgen.engine import make_config
     from maskgen.independence.segmentation import SegmentConfig
 
-    for preset in ("paper", "tiny"):
-        assert make_config(SegmentConfig, preset, images="i", backgrounds="b").tta == "none"
+    cpu = make_config(SegmentConfig, "cpu", images="i", backgrounds="b")
+    assert (cpu.tta, cpu.steps) == ("flip", 6000)
+    assert make_config(SegmentConfig, "paper", images="i", backgrounds="b").tta == "none"
