@@ -7,6 +7,8 @@ Usage::
         [--no-record] [--runs photo-holdout:cpu:0,... | --sets A,B --configs x,y --seeds 0,1,2]
     python benchmarks/independence_ablation.py --out DIR --from-results   # re-record only
     python benchmarks/independence_ablation.py --out DIR --from-results --add-refine --work WORK
+    python benchmarks/independence_ablation.py --out DIR --work WORK --curve 1000,2000,...
+        --sets photo --configs cpu --seeds 0,1 --section independence-tuning-steps
 
 Each run (set, configuration, training seed) is one single-thread process: ``segment train``
 (default steps of the configuration) -> ``segment distill`` (600 steps) -> predict the set's
@@ -32,6 +34,12 @@ finished runs. ``--from-results`` trains nothing: it rebuilds the section from
 for finished runs a rerun finds) and redraws the grids. Writes section ``--section`` (default
 ``independence-ablation``) of ``benchmarks/RESULTS.md`` unless ``--no-record`` (``--quick``
 never records).
+
+``--curve STEPS`` (the tuning trials): teachers only, each trained to the largest step and
+paused at every listed step, where its EMA weights are scored on the set's test crops under
+each label-free binarisation (0.5, the area-matched threshold, each with and without flip
+test-time augmentation); finished points are reused, so rerunning the command rebuilds the
+section without training.
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,6 +92,12 @@ CONFIGS: dict[str, tuple[str, dict]] = {
             "binary_weight": 0.3,
         },
     ),
+    # issue 12 follow-up (tuned on the photo tuning set, section independence-tuning-steps):
+    # longer training and flip test-time augmentation, spelt out so the row keeps its meaning
+    # whatever the preset's defaults are
+    "cpu-3000-none": ("cpu", {"steps": 3000, "tta": "none"}),
+    "cpu-6000-flip": ("cpu", {"steps": 6000, "tta": "flip"}),
+    "cpu-6000-ema999": ("cpu", {"steps": 6000, "tta": "flip", "ema_decay": 0.999}),
 }
 
 #: The default run list (one wave of 15): the 2 x 2 of the two mild pieces, 3 seeds each, on the
@@ -222,6 +240,208 @@ def run_one(spec: tuple[str, str, int], work: str, quick: bool) -> dict:
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(res, indent=2) + "\n")
     return res
+
+
+def _crops(folder: Path) -> tuple[list[str], np.ndarray]:
+    """Names and ``N x H x W x 3`` uint8 crops of a folder of equal-size images."""
+    import numpy as np
+
+    from maskgen.core.io import read_image
+    from maskgen.data.segmentation_sets import list_images
+
+    files = list_images(folder)
+    return [f.stem for f in files], np.stack([read_image(f, "RGB") for f in files])
+
+
+def _soft(model, crops: np.ndarray, flip: bool) -> np.ndarray:
+    """Soft masks ``N x H x W`` of ``crops``; with ``flip`` the mean with the mirrored crops'."""
+    from maskgen.independence.predict import SegmentPredictor
+
+    pred = SegmentPredictor(model, "cpu")
+    soft = pred.predict(crops)
+    if flip:
+        soft = 0.5 * (soft + pred.predict(crops[:, :, ::-1].copy())[:, :, ::-1])
+    return soft
+
+
+def area_threshold(soft: np.ndarray, area: float) -> float:
+    """The threshold at which a share ``area`` of the pixels of ``soft`` (any shape) is
+    ``>=`` it: the ``1 - area`` quantile."""
+    import numpy as np
+
+    return float(np.clip(np.quantile(np.asarray(soft, np.float64), 1.0 - area), 0.0, 1.0))
+
+
+def binarisations(model, d: Path, area: float) -> dict[str, float]:
+    """Teacher fg IoU on the set's test crops under each label-free binarisation (no labels
+    choose anything: the area-matched threshold comes from the unlabelled training crops and
+    the area target ``area`` the GAN was trained with), plus diagnostics of mask areas (the
+    ground-truth area is read for the diagnosis only)."""
+    import numpy as np
+
+    from maskgen.data.segmentation_sets import load_mask_folder
+    from maskgen.independence.predict import evaluate_masks
+
+    names, test = _crops(d / "test/images")
+    _, train = _crops(d / "train/images")
+    gt = load_mask_folder(d / "test/masks")
+    out: dict[str, float] = {}
+    for flip in (False, True):
+        soft = _soft(model, test, flip)
+        t_area = area_threshold(_soft(model, train, flip), area)
+        pre = "flip " if flip else ""
+        for rule, thr in (("0.5", 0.5), ("area", t_area)):
+            masks = {n: soft[i] >= thr for i, n in enumerate(names)}
+            out[pre + rule] = float(evaluate_masks(masks, gt)["dataset"]["fg_iou"])
+        out[pre + "area threshold"] = t_area
+        if not flip:
+            out["test soft area"] = float(soft.mean())
+            out["test area at 0.5"] = float((soft >= 0.5).mean())
+    out["test true area"] = float(np.mean([m.mean() for m in gt.values()]))
+    return out
+
+
+def _ckpt_step(run: Path) -> int:
+    """The step of ``run``'s newest checkpoint (0 when it has none)."""
+    cks = sorted((run / "checkpoints").glob("ckpt-*.pt"))
+    return int(cks[-1].stem.split("-")[1]) if cks else 0
+
+
+def _ema_at(run: Path, cfg) -> tuple[int, object]:
+    """The step of ``run``'s newest checkpoint and the EMA (else raw) UNet in it."""
+    import torch
+
+    from maskgen.independence.predict import Segmenter
+
+    ck = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    state = torch.load(ck, map_location="cpu", weights_only=True)
+    model = Segmenter(cfg.unet())
+    objs = state["objects"]
+    model.load_state_dict(objs["ema"] if objs.get("ema") is not None else objs["unet"])
+    return int(state["step"]), model.eval()
+
+
+def curve_one(spec: tuple[str, str, int], work: str, points: list[int], quick: bool) -> dict:
+    """One teacher trained to ``max(points)`` steps, paused at each point to score its EMA
+    weights under every binarisation of :func:`binarisations` (no distillation). The
+    ``cpu`` preset's schedules do not depend on ``steps`` (area warm-up 300 steps, no noise,
+    no binarisation ramp), so the point at 3000 is the default 3000-step teacher."""
+    import torch
+
+    torch.set_num_threads(1)
+    from maskgen.engine import RunOptions, make_config
+    from maskgen.independence.segmentation import SegmentConfig, train_segmentation
+
+    set_name, conf, seed = spec
+    w, d = Path(work), Path(work) / set_name
+    steps = max(points)
+    tag = f"{set_name}-{conf}-s{seed}-curve{steps}"
+    done = w / "results" / f"{tag}.json"
+    res = json.loads(done.read_text()) if done.is_file() else {"points": {}, "cpu_s": {}}
+    preset, over = CONFIGS[conf]
+    over = dict(over, steps=steps)
+    if quick:
+        over.update(unet_widths=(8, 16, 16), disc="tiny", batch_size=8)
+    cfg = make_config(
+        SegmentConfig,
+        preset,
+        images=str(d / "train/images"),
+        backgrounds=str(d / "backgrounds"),
+        seed=seed,
+        **over,
+    )
+    run = w / "runs" / f"{tag}-teacher"
+    for k in sorted(points):
+        if str(k) in res["points"]:
+            continue
+        t0 = time.process_time()
+        if _ckpt_step(run) < k:  # (a pause at k resumed with stop_after k would step past k)
+            stop = None if k == steps else k
+            opts = RunOptions(threads=1, quiet=True, log_every=2 if quick else 100, stop_after=stop)
+            train_segmentation(cfg, run, opts)
+        at, model = _ema_at(run, cfg)
+        if at != k:  # resumed past this point (an earlier, longer pause): no score for it
+            continue
+        res["points"][str(k)] = binarisations(model, d, cfg.area_target)
+        res["cpu_s"][str(k)] = res["cpu_s"].get("total", 0.0) + time.process_time() - t0
+        res["cpu_s"]["total"] = res["cpu_s"][str(k)]
+        res.update(set=set_name, config=conf, seed=seed, steps=steps)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        _write(done, json.dumps(res, indent=2) + "\n")
+        print(f"+ {tag} step {k}: {res['points'][str(k)]}", file=sys.stderr, flush=True)
+    return res
+
+
+RULES = ("0.5", "area", "flip 0.5", "flip area")
+
+
+def curve_lines(results: list[dict], refs: dict) -> list[str]:
+    """The ``--curve`` table: teacher fg IoU per (set, configuration, seed, step) under each
+    binarisation, mask areas, and the mean over the seeds per step."""
+    lines = [
+        "| set | configuration | seed | step | "
+        + " | ".join(f"fg IoU, {r}" for r in RULES)
+        + " | area threshold | test soft area | test area at 0.5 | true area |",
+        "|---|---|---|---|" + "---|" * (len(RULES) + 4),
+    ]
+    order = {c: i for i, c in enumerate(CONFIGS)}
+    rs = sorted(results, key=lambda r: (r["set"], order.get(r["config"], 99), r["seed"]))
+    for r in rs:
+        for k in sorted(r["points"], key=int):
+            v = r["points"][k]
+            lines.append(
+                f"| {r['set']} | {r['config']} | {r['seed']} | {k} | "
+                + " | ".join(f"{v[x]:.3f}" for x in RULES)
+                + f" | {v['area threshold']:.3f} | {v['test soft area']:.3f} | "
+                f"{v['test area at 0.5']:.3f} | {v['test true area']:.3f} |"
+            )
+    lines += ["", "Mean over the seeds (every seed has the step):", ""]
+    lines += ["| set | configuration | step | seeds | " + " | ".join(RULES) + " |"]
+    lines += ["|---|---|---|---|" + "---|" * len(RULES)]
+    for s, c in dict.fromkeys((r["set"], r["config"]) for r in rs):
+        group = [r for r in rs if (r["set"], r["config"]) == (s, c)]
+        steps = sorted(set.intersection(*(set(r["points"]) for r in group)), key=int)
+        for k in steps:
+            means = [sum(r["points"][k][x] for r in group) / len(group) for x in RULES]
+            lines.append(
+                f"| {s} | {c} | {k} | {','.join(str(r['seed']) for r in group)} | "
+                + " | ".join(f"{m:.3f}" for m in means)
+                + " |"
+            )
+    refs_txt = "; ".join(
+        f"{s}: GrabCut {v['grabcut']:.3f}, area-matched circle {v['circle']:.3f} "
+        f"(circle + 0.15 = {v['circle'] + 0.15:.3f})"
+        for s, v in refs.items()
+    )
+    return [*lines, "", f"References on the same test crops: {refs_txt}."]
+
+
+def run_curves(a: argparse.Namespace, runs: list, work: Path, cmd: str) -> list[str]:
+    """``--curve``: :func:`curve_one` for every run, one after the other (single thread);
+    finished points are reused. Returns the section's lines."""
+    points = sorted({int(x) for x in a.curve.split(",")})
+    for s in sorted({r[0] for r in runs}):
+        make_set(s, work / s, a.quick)
+    if a.from_results:  # no training: the points scored so far (a run may have been stopped)
+        files = [work / "results" / f"{s}-{c}-s{k}-curve{max(points)}.json" for s, c, k in runs]
+        results = [json.loads(f.read_text()) for f in files if f.is_file()]
+    else:
+        results = [curve_one(r, str(work), points, a.quick) for r in runs]
+    import cv2
+
+    cv2.setNumThreads(1)
+    refs = {s: references(work / s) for s in sorted({r[0] for r in runs})}
+    refs = {s: {k: v for k, v in r.items() if not k.startswith("_")} for s, r in refs.items()}
+    head = (
+        f"Teacher checkpoints (EMA weights) on each set's test crops: {len(results)} teacher "
+        f"runs trained towards {max(points)} steps, paused at steps "
+        f"{', '.join(map(str, points))} (a row per point reached). "
+        "Binarisations, all label-free: `0.5` (the paper's), `area` (one threshold per model, "
+        "the quantile of the unlabelled training crops' soft masks at which the binary area "
+        "equals the GAN's area target), `flip ...` (soft masks averaged with those of the "
+        "mirrored crops first). The true area column is read for the diagnosis only."
+    )
+    return [head, "", *curve_lines(results, refs)]
 
 
 def references(d: Path) -> dict:
@@ -608,11 +828,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a line added under the section (e.g. 'the machine was shared')",
     )
+    p.add_argument(
+        "--curve",
+        default=None,
+        help="steps, e.g. 1000,2000,3000: train teachers only, to the largest, and score each "
+        "pause under every label-free binarisation (section --section)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 runs, no record")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--section", default=SECTION, help=f"RESULTS.md section (default: {SECTION})")
     a = p.parse_args(argv)
     out = Path(a.out)
+    if a.curve:
+        return main_curve(a, argv)
     if a.from_results:
         if not (out / "summary.json").is_file():
             raise SystemExit(f"--from-results: {out / 'summary.json'} not found")
@@ -633,10 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs = parse_runs(a.runs, a.quick)
         out.mkdir(parents=True, exist_ok=True)
-        cmd = "python benchmarks/independence_ablation.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        summary = train_all(a, runs, out, work, cmd.strip())
+        cmd = _command(argv)
+        summary = train_all(a, runs, out, work, cmd)
     grids = sorted(p.stem for p in out.glob("grid-*.png"))
     lines = section_lines(summary, grids, a.section)
     if not a.from_results or a.add_refine:  # --from-results may read a read-only folder
@@ -650,6 +876,35 @@ def main(argv: list[str] | None = None) -> int:
 
         for g in grids:
             shutil.copyfile(out / f"{g}.png", REPO / "benchmarks/figures" / f"{a.section}_{g}.png")
+    publish(a.section, lines, command=cmd, note=a.note, record=record)
+    return 0
+
+
+def _command(argv: list[str] | None) -> str:
+    """The command line as recorded: the arguments without ``--note TEXT`` (the note is
+    printed under the section already)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in args:
+        i = args.index("--note")
+        del args[i : i + 2]
+    args = [x for x in args if not x.startswith("--note=")]
+    return ("python benchmarks/independence_ablation.py " + " ".join(args)).strip()
+
+
+def main_curve(a: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--curve``: the teacher checkpoint table, written to ``--out/curve.md`` and recorded."""
+    if not (a.sets and a.configs):
+        raise SystemExit("--curve: needs --sets and --configs (and --seeds)")
+    out = Path(a.out)
+    work = Path(a.work) if a.work else out.parent / (out.name + "-work")
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = _command(argv)
+    lines = run_curves(a, cross_runs(a.sets, a.configs, a.seeds), work, cmd)
+    _write(out / "curve.md", "\n".join(lines) + "\n")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _record import publish
+
+    record = not (a.no_record or a.quick)
     publish(a.section, lines, command=cmd, note=a.note, record=record)
     return 0
 

@@ -174,3 +174,57 @@ def test_add_refine_needs_work(ablation, tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"runs": [], "command": "c"}))
     with pytest.raises(SystemExit, match="--add-refine: needs --work"):
         ablation.main(["--out", str(tmp_path), "--from-results", "--add-refine", "--no-record"])
+
+
+def _curve(conf, seed, points):
+    keys = ("area threshold", "test soft area", "test area at 0.5", "test true area")
+    pts = {str(k): {**dict(zip(ablation_rules(), v, strict=True)), **dict.fromkeys(keys, 0.25)}
+           for k, v in points.items()}  # fmt: skip
+    return {"set": "photo", "config": conf, "seed": seed, "points": pts}
+
+
+def ablation_rules():
+    return ("0.5", "area", "flip 0.5", "flip area")
+
+
+def test_curve_table_means_only_over_shared_steps(ablation):
+    assert ablation_rules() == ablation.RULES
+    res = [
+        _curve("cpu", 0, {3000: (0.60, 0.59, 0.62, 0.61), 6000: (0.64, 0.63, 0.66, 0.65)}),
+        _curve("cpu", 1, {3000: (0.62, 0.61, 0.64, 0.63)}),  # stopped before 6000
+    ]
+    lines = ablation.curve_lines(res, {"photo": {"grabcut": 0.68, "circle": 0.45}})
+    assert "| photo | cpu | 0 | 6000 | 0.640 | 0.630 | 0.660 | 0.650 |" in lines[3]
+    means = [x for x in lines if x.startswith("| photo | cpu | ")]
+    assert "| photo | cpu | 3000 | 0,1 | 0.610 | 0.600 | 0.630 | 0.620 |" in means
+    assert not any(x.startswith("| photo | cpu | 6000 | 0,1") for x in means)
+    assert "circle + 0.15 = 0.600" in lines[-1]
+
+
+def test_area_threshold_matches_the_share(ablation):
+    import numpy as np
+
+    soft = np.linspace(0, 1, 1001)
+    t = ablation.area_threshold(soft, 0.25)
+    assert abs((soft >= t).mean() - 0.25) < 0.002
+
+
+def test_curve_needs_sets_and_configs(ablation, tmp_path):
+    with pytest.raises(SystemExit, match="--curve: needs --sets and --configs"):
+        ablation.main(["--out", str(tmp_path), "--curve", "2,4", "--no-record"])
+
+
+def test_curve_from_results_trains_nothing(ablation, tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    (work / "results").mkdir(parents=True)
+    r = _curve("cpu", 0, {3000: (0.60, 0.59, 0.62, 0.61)})
+    (work / "results" / "photo-cpu-s0-curve6000.json").write_text(json.dumps(r))
+    monkeypatch.setattr(ablation, "make_set", lambda *a: None)
+    monkeypatch.setattr(ablation, "references", lambda d: {"grabcut": 0.68, "circle": 0.45})
+    monkeypatch.setattr(ablation, "curve_one", lambda *a: pytest.fail("trained"))
+    args = ["--out", str(tmp_path / "out"), "--work", str(work), "--curve", "3000,6000",
+            "--sets", "photo", "--configs", "cpu", "--seeds", "0,1", "--from-results",
+            "--no-record"]  # fmt: skip
+    assert ablation.main(args) == 0
+    text = (tmp_path / "out" / "curve.md").read_text()
+    assert "1 teacher runs" in text and "| photo | cpu | 0 | 3000 | 0.600 |" in text

@@ -200,6 +200,7 @@ def test_realism_ranks_exact_masks_above_wrong_ones(tmp_path):
 
 # ----------------------------------------------------------------------- bad input, new flags
 BAD = [
+    (["--tta", "mirror"], "--tta"),
     (["--augment", "colour"], "--augment colour"),
     (["--augment", "color,color"], "--augment"),
     (["--augment-p", "1.5"], "--augment-p"),
@@ -270,3 +271,50 @@ def test_cluster_bad_new_flags(cluster_image, tmp_path, capsys, flags, needle):
     out = tmp_path / "run"
     check_bad_input([*_cluster_argv(cluster_image, out), *flags], capsys, needle)
     assert not out.exists()
+
+
+# ------------------------------------------------------------- flip test-time augmentation
+def test_flip_average_is_mirror_symmetric_and_exact_for_symmetric_models():
+    from maskgen.independence.tta import flip_average
+
+    x = torch.rand(3, 3, 8, 8)
+    # a model that only sees the left edge: its mask is not mirror-symmetric, the average is
+    left = lambda im: im[:, :1] * (torch.arange(8.0) < 2)  # noqa: E731
+    m = flip_average(left, x)
+    assert torch.allclose(flip_average(left, x.flip(-1)), m.flip(-1))  # flip-equivariant
+    assert not torch.allclose(m, left(x))
+    same = lambda im: im[:, :1]  # noqa: E731  (pixel-wise: commutes with the flip)
+    assert torch.allclose(flip_average(same, x), same(x))
+
+
+def test_tta_flip_through_cli(tiny_set, tmp_path, capsys):
+    """``--tta flip`` is stored with the model; predictions are then the flip average (and
+    differ from one pass), ``--tta none`` keeps one pass."""
+    from maskgen.independence.predict import Segmenter, SegmentPredictor
+
+    _train(tiny_set, tmp_path / "run", capsys, "--tta", "flip")
+    header = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert header["tta"] == "flip"
+    model = Segmenter.from_folder(tmp_path / "run")
+    assert model.tta == "flip"
+    crops = np.stack([np.asarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3)),
+                                 np.uint8) for i in range(3)])  # fmt: skip
+    flipped = SegmentPredictor(model).predict(crops)
+    model.tta = "none"
+    one = SegmentPredictor(model).predict(crops)
+    mirror = SegmentPredictor(model).predict(crops[:, :, ::-1].copy())[:, :, ::-1]
+    assert np.allclose(flipped, 0.5 * (one + mirror), atol=1e-5)
+    assert not np.allclose(flipped, one, atol=1e-4)
+    rc, _, err = run_cli(
+        ["segment", "predict", "--model", tmp_path / "run", "--images",
+         tiny_set / "test/images", "--out", tmp_path / "pred"], capsys)  # fmt: skip
+    assert rc == 0, err
+
+
+def test_tta_flip_and_6000_steps_in_cpu_paper_one_pass():
+    from maskgen.engine import make_config
+    from maskgen.independence.segmentation import SegmentConfig
+
+    cpu = make_config(SegmentConfig, "cpu", images="i", backgrounds="b")
+    assert (cpu.tta, cpu.steps) == ("flip", 6000)
+    assert make_config(SegmentConfig, "paper", images="i", backgrounds="b").tta == "none"

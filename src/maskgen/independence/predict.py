@@ -1,7 +1,8 @@
 """The trained foreground segmenter (teacher or distilled student) as one model API, its
 numpy-facing predictor, prediction of a folder, and the GrabCut baseline.
 
-- :class:`Segmenter`: the foreground UNet provider with its binarisation ``threshold``;
+- :class:`Segmenter`: the foreground UNet provider with its binarisation ``threshold`` and
+  test-time augmentation ``tta``;
   ``Segmenter.from_folder(path, device)`` reads a ``segment-unet`` model folder (a segment or
   distill run folder's ``model/`` is found automatically), strictly and kind-checked;
   ``model.save_folder(path)`` writes one.
@@ -21,6 +22,7 @@ Results of the trained models: ``benchmarks/RESULTS.md``, section ``segment``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from pathlib import Path
@@ -34,6 +36,7 @@ from maskgen.engine.distributed import check_device
 from maskgen.errors import MaskgenError
 from maskgen.independence.providers import ForegroundUNetProvider, UNetConfig
 from maskgen.independence.refine import RefineConfig, refine_masks
+from maskgen.independence.tta import check_tta, flip_average
 
 MODEL_KIND = "segment-unet"
 #: config.json keys of a model folder that describe where it came from (kept on load/save).
@@ -62,14 +65,22 @@ class Segmenter(ForegroundUNetProvider):
         threshold: soft mask value at and above which a pixel is foreground (0.5 unless tuned).
         info: where the model came from (``stage`` teacher/student, ``trained_steps``, ``run``,
             ``teacher``), stored in ``config.json``.
+        tta: ``"flip"``: predictions (:func:`predict_soft_tensor`) are the mean of the crop's
+            and its mirror image's soft masks (:mod:`~maskgen.independence.tta`); ``"none"``:
+            one pass, as the paper. Stored in ``config.json``; training ignores it.
     """
 
     def __init__(
-        self, cfg: UNetConfig, threshold: float = 0.5, info: dict[str, Any] | None = None
+        self,
+        cfg: UNetConfig,
+        threshold: float = 0.5,
+        info: dict[str, Any] | None = None,
+        tta: str = "none",
     ) -> None:
         super().__init__(cfg)
         self.threshold = check_threshold(threshold, "threshold")
         self.info = dict(info or {})
+        self.tta = check_tta(tta)
 
     @classmethod
     def from_folder(
@@ -91,7 +102,8 @@ class Segmenter(ForegroundUNetProvider):
         except (KeyError, TypeError, ValueError):
             raise MaskgenError(f"{path}: config.json has no valid 'unet' settings") from None
         thr = check_threshold(header.get("threshold", 0.5), f"{path}: threshold")
-        model = cls(cfg, thr, {k: header[k] for k in _INFO_KEYS if k in header})
+        tta = check_tta(header.get("tta", "none"), f"{path}: tta")
+        model = cls(cfg, thr, {k: header[k] for k in _INFO_KEYS if k in header}, tta)
         load_state_dict_strict(model, state, path)
         return model.to(device).eval()
 
@@ -100,7 +112,7 @@ class Segmenter(ForegroundUNetProvider):
         from maskgen.engine import save_model_folder
 
         self.info.update(info)
-        extra = {"threshold": self.threshold, **self.info}
+        extra = {"threshold": self.threshold, "tta": self.tta, **self.info}
         return save_model_folder(
             path, MODEL_KIND, {"unet": self.cfg.to_dict()}, self.state_dict(), extra=extra
         )
@@ -110,9 +122,13 @@ class Segmenter(ForegroundUNetProvider):
 def predict_soft_tensor(
     model: ForegroundUNetProvider, images: torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
-    """``N x 3 x S x S`` float in ``[0, 1]`` (``S`` = the model's size) -> ``N x 1 x S x S``."""
+    """``N x 3 x S x S`` float in ``[0, 1]`` (``S`` = the model's size) -> ``N x 1 x S x S``;
+    the flip average when the model's ``tta`` is ``"flip"``."""
     model.eval()
-    outs = [model.alpha(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    fn = model.alpha
+    if getattr(model, "tta", "none") == "flip":
+        fn = functools.partial(flip_average, model.alpha)
+    outs = [fn(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
     return torch.cat(outs) if outs else images.new_zeros((0, 1, *images.shape[2:]))
 
 
