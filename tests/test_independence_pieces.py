@@ -309,6 +309,26 @@ def test_tta_flip_through_cli(tiny_set, tmp_path, capsys):
         ["segment", "predict", "--model", tmp_path / "run", "--images",
          tiny_set / "test/images", "--out", tmp_path / "pred"], capsys)  # fmt: skip
     assert rc == 0, err
+    assert json.loads((tmp_path / "pred" / "predict.json").read_text())["tta"] == "flip"
+    # predict --tta none overrides the saved flip: one pass, recorded
+    rc, _, err = run_cli(
+        ["segment", "predict", "--model", tmp_path / "run", "--images",
+         tiny_set / "test/images", "--out", tmp_path / "pred1", "--tta", "none"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert json.loads((tmp_path / "pred1" / "predict.json").read_text())["tta"] == "none"
+    assert SegmentPredictor.from_folder(tmp_path / "run", tta="none").model.tta == "none"
+    from maskgen.core.io import read_image
+
+    soft = sorted((tmp_path / "pred" / "soft").glob("*.png"))
+    assert any(
+        (read_image(f, "L") != read_image(tmp_path / "pred1" / "soft" / f.name, "L")).any()
+        for f in soft
+    )
+    out = tmp_path / "pred2"
+    check_bad_input(
+        ["segment", "predict", "--model", tmp_path / "run", "--images",
+         tiny_set / "test/images", "--out", out, "--tta", "mirror"], capsys, "--tta")  # fmt: skip
+    assert not out.exists()
 
 
 def test_tta_flip_and_6000_steps_in_cpu_paper_one_pass():

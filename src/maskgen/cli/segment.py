@@ -63,6 +63,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         force=args.force,
         refine=refine,
+        tta=args.tta,
     )
     how = " (binary refined by GrabCut)" if refine.refine else ""
     print(
@@ -196,6 +197,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from maskgen.engine import add_config_arguments
     from maskgen.independence.refine import RefineConfig
+    from maskgen.independence.tta import TTA_CHOICES
 
     parser = subparsers.add_parser(
         "segment",
@@ -212,6 +214,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=_threshold, default=None, help="binarisation threshold (model's, 0.5)"
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default=None,
+        help="test-time augmentation: flip (mean with the mirror image's mask) or none "
+        "(default: the one saved with the model)",
+    )
     p.add_argument("--force", action="store_true", help="replace an earlier prediction in --out")
     add_config_arguments(p, RefineConfig)
     p.set_defaults(func=_cmd_predict)

@@ -152,10 +152,17 @@ class SegmentPredictor:
 
     @classmethod
     def from_folder(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        tta: str | None = None,
     ) -> SegmentPredictor:
-        """A predictor for the model folder (or run folder) ``path``."""
-        return cls(Segmenter.from_folder(path, device), device)
+        """A predictor for the model folder (or run folder) ``path``; ``tta`` (``"none"`` or
+        ``"flip"``) overrides the test-time augmentation saved with the model."""
+        model = Segmenter.from_folder(path, device)
+        if tta is not None:
+            model.tta = check_tta(tta)
+        return cls(model, device)
 
     @property
     def threshold(self) -> float:
@@ -207,10 +214,12 @@ def predict_folder(
     threshold: float | None = None,
     force: bool = False,
     refine: RefineConfig | None = None,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Predict every image of a folder; write ``out/soft``, ``out/binary`` and
     ``out/predict.json``. With ``refine`` (``refine.refine`` on) ``binary`` holds the
-    GrabCut-refined masks and ``predict.json`` the refinement's settings.
+    GrabCut-refined masks and ``predict.json`` the refinement's settings. ``tta`` overrides the
+    model's test-time augmentation (None: the model's; ``predict.json`` records the one used).
 
     Everything is checked before anything is written; the results go to a temporary folder that
     replaces ``out`` at the end, so a failed run leaves no partial ``out``. An existing ``out``
@@ -222,8 +231,10 @@ def predict_folder(
 
     if threshold is not None:
         check_threshold(threshold)
+    if tta is not None:
+        check_tta(tta, "--tta")
     prepare_out_dir(out, force, marker="predict.json")
-    predictor = SegmentPredictor.from_folder(model_path, device)
+    predictor = SegmentPredictor.from_folder(model_path, device, tta)
     files = list_images(images, "image folder")
     thr = predictor.threshold if threshold is None else float(threshold)
     refine = refine if refine is not None and refine.refine else None
@@ -241,6 +252,7 @@ def predict_folder(
             "threshold": thr,
             "model": str(model_path),
             "stage": predictor.model.info.get("stage"),
+            "tta": predictor.model.tta,
             "refine": None if refine is None else dataclasses.asdict(refine),
         }
         write_json(tmp / "predict.json", summary)
