@@ -165,6 +165,26 @@ def _cached(done: Path, w: Path, tag: str) -> dict:
     return res
 
 
+def _teacher_config(d: Path, conf: str, seed: int, quick: bool, **over: object) -> object:
+    """The ``SegmentConfig`` of configuration ``conf`` on the set in ``d`` at training seed
+    ``seed``: the configuration's overrides, then ``over``; ``quick`` shrinks the networks."""
+    from maskgen.engine import make_config
+    from maskgen.independence.segmentation import SegmentConfig
+
+    preset, conf_over = CONFIGS[conf]
+    over = {**conf_over, **over}
+    if quick:
+        over.update(unet_widths=(8, 16, 16), disc="tiny", batch_size=8)
+    return make_config(
+        SegmentConfig,
+        preset,
+        images=str(d / "train/images"),
+        backgrounds=str(d / "backgrounds"),
+        seed=seed,
+        **over,
+    )
+
+
 def run_one(spec: tuple[str, str, int], work: str, quick: bool) -> dict:
     """One (set, configuration, seed): train, distill, evaluate, score (single thread)."""
     import torch
@@ -177,7 +197,6 @@ def run_one(spec: tuple[str, str, int], work: str, quick: bool) -> dict:
     from maskgen.independence.distillation import DistillConfig, distill
     from maskgen.independence.predict import Segmenter
     from maskgen.independence.segmentation import (
-        SegmentConfig,
         load_backgrounds,
         load_training_images,
         sec_per_iter,
@@ -191,20 +210,12 @@ def run_one(spec: tuple[str, str, int], work: str, quick: bool) -> dict:
     done = w / "results" / f"{tag}.json"
     if done.is_file():
         return _cached(done, w, tag)
-    preset, over = CONFIGS[conf]
-    over = dict(over)
+    over = {}
     if quick:
-        over.update(steps=4, unet_widths=(8, 16, 16), disc="tiny", batch_size=8)
-        if over.get("restarts", 1) > 1:
+        over["steps"] = 4
+        if CONFIGS[conf][1].get("restarts", 1) > 1:
             over["restart_steps"] = 2
-    cfg = make_config(
-        SegmentConfig,
-        preset,
-        images=str(d / "train/images"),
-        backgrounds=str(d / "backgrounds"),
-        seed=seed,
-        **over,
-    )
+    cfg = _teacher_config(d, conf, seed, quick, **over)
     opts = RunOptions(threads=1, quiet=True, log_every=2 if quick else 100)
     t0 = time.process_time()
     teacher, student = w / "runs" / f"{tag}-teacher", w / "runs" / f"{tag}-student"
@@ -329,8 +340,8 @@ def curve_one(spec: tuple[str, str, int], work: str, points: list[int], quick: b
     import torch
 
     torch.set_num_threads(1)
-    from maskgen.engine import RunOptions, make_config
-    from maskgen.independence.segmentation import SegmentConfig, train_segmentation
+    from maskgen.engine import RunOptions
+    from maskgen.independence.segmentation import train_segmentation
 
     set_name, conf, seed = spec
     w, d = Path(work), Path(work) / set_name
@@ -338,18 +349,7 @@ def curve_one(spec: tuple[str, str, int], work: str, points: list[int], quick: b
     tag = f"{set_name}-{conf}-s{seed}-curve{steps}"
     done = w / "results" / f"{tag}.json"
     res = json.loads(done.read_text()) if done.is_file() else {"points": {}, "cpu_s": {}}
-    preset, over = CONFIGS[conf]
-    over = dict(over, steps=steps)
-    if quick:
-        over.update(unet_widths=(8, 16, 16), disc="tiny", batch_size=8)
-    cfg = make_config(
-        SegmentConfig,
-        preset,
-        images=str(d / "train/images"),
-        backgrounds=str(d / "backgrounds"),
-        seed=seed,
-        **over,
-    )
+    cfg = _teacher_config(d, conf, seed, quick, steps=steps)
     run = w / "runs" / f"{tag}-teacher"
     for k in sorted(points):
         if str(k) in res["points"]:
