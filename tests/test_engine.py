@@ -25,6 +25,7 @@ from maskgen.engine import (
     capture_rng_state,
     check_finite,
     init_distributed,
+    load_cached,
     load_model_folder,
     load_state_dict_strict,
     make_grad_scaler,
@@ -92,6 +93,25 @@ def test_run_folder_refuses_foreign_folders(tmp_path: Path) -> None:
     save_model_folder(tmp_path / "m", "amodal-vae", {}, {"w": torch.zeros(1)})
     with pytest.raises(MaskgenError, match="model folder, not a run"):
         RunFolder(tmp_path / "m", kind="amodal-vae", config={}, ctx=CTX)
+
+
+def test_load_cached_reads_once_per_weights_version(tmp_path: Path) -> None:
+    folder = save_model_folder(tmp_path / "m", "toy", {}, {"w": torch.zeros(1)})
+    cache: dict[tuple[str, str, str], list[str]] = {}
+    calls: list[str] = []
+
+    def load(spec: str | os.PathLike[str], device: str) -> list[str]:
+        calls.append(str(spec))
+        return [str(spec), device]
+
+    first = load_cached(cache, folder, "cpu", load)
+    assert load_cached(cache, folder, "cpu", load) is first and len(calls) == 1
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # "retrained"
+    assert load_cached(cache, folder, "cpu", load) is not first and len(calls) == 2
+    with pytest.raises(MaskgenError, match="model folder not found"):
+        load_cached(cache, tmp_path / "nope", "cpu", load)
 
 
 def test_metrics_log_and_torn_line_repair(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from maskgen.engine.loop import (
     training_loop,
 )
 from maskgen.engine.model_io import (
+    load_cached,
     load_model_folder,
     load_state_dict_strict,
     resolve_model_folder,
@@ -80,6 +81,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "load_cached",
     "load_model_folder",
     "load_state_dict_strict",
     "make_grad_scaler",

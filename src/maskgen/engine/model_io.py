@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +24,8 @@ from maskgen.errors import MaskgenError
 MODEL_FORMAT = "maskgen-model"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+T = TypeVar("T")
 
 
 def save_model_folder(
@@ -89,6 +92,27 @@ def resolve_model_folder(path: str | os.PathLike[str]) -> Path:
             f"(no {inner}/{CONFIG_NAME}); finish training first"
         )
     return path
+
+
+def load_cached(
+    cache: dict[tuple[str, str, str], T],
+    spec: str | os.PathLike[str],
+    device: str,
+    load: Callable[[str | os.PathLike[str], str], T],
+) -> T:
+    """``load(spec, device)``, cached in ``cache`` per resolved folder, device and weights file
+    version (its modification time), so a retrained folder is read again.
+
+    Raises:
+        MaskgenError: as :func:`resolve_model_folder`, or whatever ``load`` raises.
+    """
+    folder = resolve_model_folder(spec)
+    weights = folder / WEIGHTS_NAME
+    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
+    key = (str(folder.resolve()), str(device), str(stamp))
+    if key not in cache:
+        cache[key] = load(spec, device)
+    return cache[key]
 
 
 def load_model_folder(

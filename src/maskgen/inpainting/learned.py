@@ -30,9 +30,9 @@ import torch
 
 from maskgen.engine import (
     check_device,
+    load_cached,
     load_model_folder,
     load_state_dict_strict,
-    resolve_model_folder,
     save_model_folder,
 )
 from maskgen.errors import MaskgenError
@@ -220,10 +220,4 @@ def load_inpainter(spec: str | os.PathLike[str] | None = None, device: str = "cp
                 "has no model); run scripts/train_builtin_inpainter.sh or pass --inpainter telea"
             )
         spec = BUILTIN_INPAINTER
-    folder = resolve_model_folder(spec)
-    weights = folder / "model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
-    key = (str(folder.resolve()), str(device), str(stamp))
-    if key not in _CACHE:
-        _CACHE[key] = LearnedInpainter.from_folder(spec, device)
-    return _CACHE[key]
+    return load_cached(_CACHE, spec, device, LearnedInpainter.from_folder)

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from maskgen.engine import (
+    load_cached,
     load_model_folder,
     load_state_dict_strict,
-    resolve_model_folder,
     save_model_folder,
 )
 from maskgen.errors import MaskgenError
@@ -223,13 +223,7 @@ def load_synthesizer(
                 "no model); train one with 'maskgen synth train' and pass its folder"
             )
         spec = SHIPPED_SYNTH
-    folder = resolve_model_folder(spec)
-    weights = folder / "model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
-    key = (str(folder.resolve()), str(device), str(stamp))
-    if key not in _CACHE:
-        _CACHE[key] = MaskSynthesizer.from_folder(spec, device)
-    base = _CACHE[key]
+    base = load_cached(_CACHE, spec, device, MaskSynthesizer.from_folder)
     if texture is None or texture == base.texture:
         return base
     return base.with_texture(texture)
