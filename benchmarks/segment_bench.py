@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from maskgen.independence.segmentation import SegmentConfig, train_segmentation
 
 REPO = Path(__file__).resolve().parent.parent
 FIG = REPO / "benchmarks" / "figures"
+THREADS = 1  # the set runs; one thread, so CPU time ~ wall time on an idle core
 
 
 def make_set(name: str, d: Path) -> None:
@@ -109,10 +111,10 @@ def train_pair(d: Path, teacher: Path, student: Path, train_steps, distill_steps
     imgs, bgs = str(d / "train/images"), str(d / "backgrounds")
     cfg = make_config(SegmentConfig, "cpu", images=imgs, backgrounds=bgs, steps=train_steps)
     print(f"+ segment train -> {teacher}", file=sys.stderr, flush=True)
-    train_segmentation(cfg, teacher, RunOptions())
+    train_segmentation(cfg, teacher, RunOptions(threads=THREADS))
     dcfg = make_config(DistillConfig, "cpu", teacher=str(teacher), steps=distill_steps)
     print(f"+ segment distill -> {student}", file=sys.stderr, flush=True)
-    distill(dcfg, student, RunOptions())
+    distill(dcfg, student, RunOptions(threads=THREADS))
 
 
 def save_grabcut(masks: dict, folder: Path) -> None:
@@ -201,7 +203,8 @@ other jobs shared the 2 cores; numbers from `/tmp` runs of `train_segmentation`,
   crops with a random ellipse pasted from another crop onto another background stayed near
   D(real) 0.5 / D(fake) 0.45 on the texture set. D's learning, not G's, is the bottleneck.
 - Training at 32x32 (4x fewer pixels, batch 32, 3000 steps) localised objects within a few
-  hundred steps on all three sets; this is the `cpu` preset. Masks are resized back to the crop
+  hundred steps on all three sets; this is the `cpu` preset's resolution (it now trains
+  6000 steps with flip test-time augmentation: RESULTS `independence-tuning-steps`). Masks are resized back to the crop
   size for evaluation. Kept from the stabilisers: a 300-step linear warm-up of lambda and an EMA
   (0.99) of the UNet for the saved teacher; instance noise is off by default.
 - Pedestrians: D wins early (D(real) ~0.8, D(fake) ~0.2 throughout), yet G still learns person
@@ -227,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     work = (REPO / a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[1]
     results = {
         s: bench_set(s, work, a.train_steps, a.distill_steps) for s in a.sets.split(",") if s
     }
+    load_after = os.getloadavg()[1]
     lines = [
         "Foreground segmentation from box crops (independence prior, application 1). Test crops of each set;",
         "fixed polarity (foreground = predicted mask, never flipped); **dataset** = counts summed over all test",
@@ -260,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        "Timings: the set runs were made with `--threads 1` while about eight other processes shared",
-        "the 2 cores (three of them these runs), so wall times are inflated; the `--speed` rows use",
-        "torch's default 2 threads under the same load, which made them slower still (thread",
-        "oversubscription). The lead re-measures on an idle machine.",
+        f"Timings: the set runs use {THREADS} torch thread; 5-minute load average "
+        f"{load_before:.1f} before them and {load_after:.1f} after (above {THREADS} means other "
+        "jobs shared the cores and wall times are inflated). The `--speed` rows use torch's "
+        "default threads.",
         "",
         "| set | train wall (s) | distill wall (s) | train s/iter (median tick) |",
         "|---|---|---|---|",
