@@ -247,6 +247,13 @@ def test_presets_follow_table4():
         make_config("nope")
 
 
+def test_quality_preset_is_cpu_at_64_with_more_layers():
+    cpu, q = make_config("cpu"), make_config("quality")
+    assert (q.patch_size, q.layers, q.pad) == (64, 16, 24)
+    changed = {k for k in PRESETS["cpu"] | vars(cpu) if getattr(cpu, k) != getattr(q, k)}
+    assert changed == {"patch_size", "layers", "pad", "preset"}
+
+
 def test_prior_anneal_schedule_reaches_zero():
     # Curriculum: full prior at step 0, linear decay, exactly 0 from prior_anneal on.
     cfg = make_config("tiny", alpha_prior=4.0, prior_anneal=10)

@@ -102,6 +102,17 @@ def test_train_writes_run_and_model(trained):
     assert sorted(p.name for p in (trained / "grids").iterdir())[-1] == "grid-00000006.png"
 
 
+def test_quality_preset_resolves_and_trains(data, tmp_path):
+    run = tmp_path / "quality"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--out", str(run), "--preset", "quality", "--steps", "2", "--batch-size", "2"]
+    assert main([*args, "--log-every", "1", "--threads", "1"]) == 0
+    cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+    assert cfg["preset"] == "quality" and cfg["batch_size"] == 2
+    assert (cfg["patch_size"], cfg["layers"], cfg["pad"]) == (64, 16, 24)
+    assert (run / "DONE").is_file()
+
+
 def test_annealed_prior_is_gone_from_the_saved_model(data, tmp_path):
     from maskgen.independence.cluster import ClusterGenerator
 
