@@ -152,8 +152,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train the independence-prior GAN on patches of one image. "
         "IMG may be a file or builtin:synthetic|coins|nuclei. Paper settings: "
         "--preset crowd|fruit|seed (Table 4); the default preset 'cpu' is sized "
-        "for a 2-core CPU; 'quality' (64x64 patches, 16 layers, ~3x the time) learns shapes "
-        "better on some clusters. Rerun the same command to resume.",
+        "for a 2-core CPU; 'quality' (64x64 patches, 16 layers, ~3x the time) learned "
+        "shapes on the built-in seed cluster, not on the others. Rerun the same command to resume.",
     )
     t.add_argument("--image", required=True, metavar="IMG", help="the cluster image")
     t.add_argument("--out", required=True, metavar="RUN", help="run folder (resumed if it exists)")
