@@ -2,9 +2,9 @@
 
 Independence prior, application 2 (Dai et al., AAAI 2019). Commands:
 
-- ``train``: ``maskgen cluster train --image IMG --out RUN [--instance-size PX] [--preset cpu|
-  quality|crowd|fruit|seed]`` plus one flag per :class:`~maskgen.independence.cluster_config.ClusterConfig`
-  field and the engine's run options (``--device``, ``--threads``, ``--max-minutes``, ...);
+- ``train``: ``maskgen cluster train --image IMG --out RUN [--instance-size PX]
+  [--preset cpu|quality|crowd|fruit|seed]`` plus one flag per
+  :class:`~maskgen.independence.cluster_config.ClusterConfig` field and the engine's run options (``--device``, ``--threads``, ``--max-minutes``, ...);
   resumes automatically from RUN; works under ``torchrun``.
 - ``sample``: ``maskgen cluster sample --model RUN --out DIR``: grids of learned appearances, soft
   masks, composites, the composition layers (paper appendix Fig. 9-11), single RGBA instances.
@@ -153,7 +153,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "IMG may be a file or builtin:synthetic|coins|nuclei. Paper settings: "
         "--preset crowd|fruit|seed (Table 4); the default preset 'cpu' is sized "
         "for a 2-core CPU; 'quality' (64x64 patches, 16 layers, ~3x the time) learned "
-        "shapes on the built-in seed cluster, not on the others. Rerun the same command to resume.",
+        "shapes on the built-in seed cluster, not on the others. "
+        "Rerun the same command to resume.",
     )
     t.add_argument("--image", required=True, metavar="IMG", help="the cluster image")
     t.add_argument("--out", required=True, metavar="RUN", help="run folder (resumed if it exists)")

@@ -5,8 +5,8 @@ Each field is declared with :func:`maskgen.engine.config.param` (help text, boun
 work starts. Presets are tables of overrides (:attr:`ClusterConfig.PRESETS`): ``cpu`` (the
 default, sized for a 2-core CPU), ``quality`` (``cpu`` at 64x64 with more layers),
 ``crowd``/``fruit``/``seed`` (paper Table 4 with Table 2's networks at 64x64) and ``tiny``
-(tests only). What the ``cpu`` preset's additions are for and
-what was measured with them: ``benchmarks/RESULTS.md``, "cluster: what was tried".
+(tests only). What the ``cpu`` preset's additions are for and what was measured with them:
+``benchmarks/RESULTS.md``, "cluster: what was tried".
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _TABLE4_COMMON: dict[str, Any] = dict(
 #: losses only. ``cpu``: the default, 32x32 patches and narrower networks, with the annealed alpha
 #: prior (gone by step 1000 of 1500, so the saved generator has none) and the binarisation term.
 #: ``quality``: ``cpu`` at 64x64 patches with 16 layers and 24 px padding, about 3x the CPU time
-#: (the issue's 60-minute budget); the setting that beat disks on the seed cluster.
+#: (inside a quality setting's 60-minute budget); the setting that beat disks on the seed cluster.
 #: ``r1_weight`` is off in every preset. ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},  # the class defaults
