@@ -438,7 +438,7 @@ def stage_synthetic_seeds(
     """:func:`stage_synthetic` once per training seed (``--seed s``): a table of every seed's
     scores, how many runs meet each bar, then the full report of the first seed. One GAN run
     can be lucky; the count of runs that learn the shape is the claim."""
-    rows, first, first_seed, unfinished = [], None, None, []
+    rows, first, unfinished = [], None, []
     for sd in seeds:
         lab = f"{label}-seed{sd}" if label else f"seed{sd}"
         md, summ = stage_synthetic(
@@ -448,8 +448,7 @@ def stage_synthetic_seeds(
             unfinished.append(f"training seed {sd}: {md}")
             continue
         rows.append(summ)
-        if first is None:
-            first, first_seed = md, sd
+        first = first or md
     if not rows:
         return "\n".join(unfinished)
     n = len(seeds)
@@ -490,7 +489,7 @@ def stage_synthetic_seeds(
         f"{count('issue12')}.",
         *([""] + [f"- {u}" for u in unfinished] if unfinished else []),
         "",
-        f"Full report of training seed {first_seed}:",
+        f"Full report of training seed {rows[0]['seed']}:",
         "",
         first,
     ]

@@ -4,8 +4,9 @@ Independence prior, application 2 (Dai et al., AAAI 2019). Commands:
 
 - ``train``: ``maskgen cluster train --image IMG --out RUN [--instance-size PX]
   [--preset cpu|quality|crowd|fruit|seed]`` plus one flag per
-  :class:`~maskgen.independence.cluster_config.ClusterConfig` field and the engine's run options (``--device``, ``--threads``, ``--max-minutes``, ...);
-  resumes automatically from RUN; works under ``torchrun``.
+  :class:`~maskgen.independence.cluster_config.ClusterConfig` field and the engine's run
+  options (``--device``, ``--threads``, ``--max-minutes``, ...); resumes automatically from RUN;
+  works under ``torchrun``.
 - ``sample``: ``maskgen cluster sample --model RUN --out DIR``: grids of learned appearances, soft
   masks, composites, the composition layers (paper appendix Fig. 9-11), single RGBA instances.
 - ``evaluate``: ``maskgen cluster evaluate --model RUN --labels LABELS.png [--image IMG]``:
