@@ -17,6 +17,7 @@ from maskgen.independence.cluster import (
     low_pass,
     make_config,
     paint_like_behind,
+    paint_like_ground,
     prior_scale_at,
 )
 from maskgen.independence.cluster_eval import (
@@ -228,6 +229,28 @@ def test_paint_like_behind_counts_paint_that_a_transparent_pixel_would_match():
     assert g[:, :, :3].abs().max() == 0
     assert (g[:, 0, 3, :, :4] > 0).all() and g[:, 0, 3, :, 4:].abs().max() < 1e-6
     assert g[:, 1, 3, :, :2].abs().max() < 1e-6
+
+
+def test_paint_like_ground_counts_only_paint_in_the_ground_colour():
+    n, p = 2, 8
+    ground = torch.tensor([0.1, 0.05, 0.0])
+    inst = torch.zeros(n, 2, 4, p, p)
+    inst[:, :, 3] = 1.0
+    inst[:, 0, :3] = ground.view(3, 1, 1)  # instance 0: all ground-coloured
+    inst[:, 1, :3, :, :2] = ground.view(3, 1, 1)  # instance 1: a quarter ground-coloured
+    inst[:, 1, :3, :, 2:] = torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1)
+    share = paint_like_ground(inst, ground)
+    assert torch.isclose(share, torch.tensor((1.0 + 0.25) / 2), atol=1e-3)
+    # Two overlapping same-coloured objects cost nothing: only the ground colour counts.
+    orange = inst.clone()
+    orange[:, :, :3] = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1)
+    assert paint_like_ground(orange, ground) < 1e-6
+    # Only alpha gets a gradient, and only where the paint is ground-coloured.
+    inst.requires_grad_(True)
+    paint_like_ground(inst, ground).backward()
+    g = inst.grad
+    assert g[:, :, :3].abs().max() == 0
+    assert (g[:, 1, 3, :, :2] > 0).all() and g[:, 1, 3, :, 2:].abs().max() < 1e-6
 
 
 def test_presets_follow_table4():

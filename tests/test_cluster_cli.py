@@ -191,6 +191,22 @@ def test_paint_weight_flag_trains_and_logs_the_paint_share(data, tmp_path):
     assert not torch.allclose(a, b)
 
 
+def test_paint_against_ground_trains_and_differs_from_paint_against_behind(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--steps", "4", "--paint-weight", "10", "--paint-sigma", "0.5", *TRAIN]
+    runs = {k: tmp_path / k for k in ("ground", "behind")}
+    for kind, run in runs.items():
+        assert main([*args, "--out", str(run), "--paint-against", kind]) == 0
+    lines = [json.loads(x) for x in (runs["ground"] / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= x["paint_loss"] <= 1 for x in lines)
+    cfg = json.loads((runs["ground"] / "model" / "config.json").read_text())["config"]
+    assert cfg["paint_against"] == "ground"
+    from maskgen.independence.cluster import ClusterPredictor
+
+    a, b = (ClusterPredictor.from_folder(r).instances(2, seed=0) for r in runs.values())
+    assert not torch.allclose(a, b)
+
+
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
     from maskgen.core.io import read_image
     from maskgen.independence.cluster import ClusterPredictor

@@ -20,7 +20,8 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   binarisation term ``mean(alpha (1 - alpha))``. Optional, off in every preset: lazy R1 on D,
   instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
   outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
-  (``--paint-weight``, :func:`paint_like_behind`).
+  (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground``,
+  :func:`paint_like_ground`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -353,7 +354,36 @@ def paint_like_behind(
             sims.append(torch.exp(-d2 / (2.0 * sigma * sigma)))
             behind = rgb * a + behind * (1.0 - a)
         sim = torch.stack(sims, dim=1)  # n x L x 1 x P x P
-    alpha = layers[:, :, 3:4].float()
+    return _alpha_share(layers[:, :, 3:4].float(), sim)
+
+
+def paint_like_ground(
+    instances: torch.Tensor, ground: torch.Tensor, sigma: float = 0.1
+) -> torch.Tensor:
+    """Share of the instances' alpha spent on paint in the image's ground colour.
+
+    Like :func:`paint_like_behind`, but the reference is one colour, the ground's (the
+    sampler's :attr:`~maskgen.independence.cluster_patches.PatchSampler.dark_colour`), not
+    the composite behind each layer: an object that overlaps another of its own colour is not
+    penalised, only an opaque blob that paints the ground around an outline.
+
+    Args:
+        instances: ``n x L x 4 x P x P`` RGBA instances in ``[0, 1]`` (placed or not).
+        ground: ``(3,)`` RGB in ``[0, 1]``.
+        sigma: colour distance scale (RGB in ``[0, 1]``).
+
+    Returns:
+        scalar in ``[0, 1]``, differentiable in the alphas only.
+    """
+    with torch.no_grad():
+        ref = ground.float().to(instances.device).view(1, 1, 3, 1, 1)
+        d2 = ((instances[:, :, :3].float() - ref) ** 2).sum(2, keepdim=True)
+        sim = torch.exp(-d2 / (2.0 * sigma * sigma))
+    return _alpha_share(instances[:, :, 3:4].float(), sim)
+
+
+def _alpha_share(alpha: torch.Tensor, sim: torch.Tensor) -> torch.Tensor:
+    """``sum(alpha * sim) / sum(alpha)``; the denominator is a constant for the gradient."""
     return (alpha * sim).sum() / alpha.detach().sum().clamp_min(1e-6)
 
 
@@ -366,7 +396,10 @@ def image_fingerprint(image: np.ndarray) -> str:
 
 
 def regularizers(
-    q: nn.Module, out: dict[str, torch.Tensor], cfg: ClusterConfig
+    q: nn.Module,
+    out: dict[str, torch.Tensor],
+    cfg: ClusterConfig,
+    ground: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Application 2's extra generator terms, passed to the shared G phase as ``extra_loss``.
 
@@ -376,8 +409,9 @@ def regularizers(
     - Binarisation term (ours, weight ``binary_weight``, 0 in the paper presets):
       ``mean(alpha * (1 - alpha))`` over the generated masks.
     - Paint term (ours, weight ``paint_weight``, 0 in every preset): :func:`paint_like_behind`
-      of the placed layers; always computed (it is cheap) and logged as ``paint_loss``, a
-      label-free monitor of background-coloured paint.
+      of the placed layers, or with ``paint_against="ground"`` :func:`paint_like_ground` of
+      the instances against ``ground`` (``(3,)`` RGB, required then); always computed (it is
+      cheap) and logged as ``paint_loss``, a label-free monitor of background-coloured paint.
 
     Returns ``{"extra": weighted sum (scalar, attached), "info_loss", "binary_loss",
     "paint_loss"}``.
@@ -388,7 +422,12 @@ def regularizers(
     binary = (alphas * (1.0 - alphas)).mean()
     # Without its weight the paint term is only a monitor: no graph, so the step costs no more.
     with torch.set_grad_enabled(cfg.paint_weight > 0 and torch.is_grad_enabled()):
-        paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
+        if cfg.paint_against == "ground":
+            if ground is None:
+                raise ValueError("paint_against='ground' needs the ground colour")
+            paint = paint_like_ground(out["instances"], ground, cfg.paint_sigma)
+        else:
+            paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
     extra = cfg.info_weight * info + cfg.binary_weight * binary
     if cfg.paint_weight > 0:
         extra = extra + cfg.paint_weight * paint
@@ -523,7 +562,7 @@ class ClusterTrainer:
 
         cfg = self.cfg
         with self._autocast():
-            reg = regularizers(self.qw, out, cfg)
+            reg = regularizers(self.qw, out, cfg, ground=self.sampler.dark_colour)
         lam = area_weight_at(step, cfg.area_weight, cfg.area_warmup)
         extra = reg["extra"]
         if cfg.area_penalty in ("bounds", "both"):
@@ -810,6 +849,7 @@ __all__ = [
     "generate_composites",
     "low_pass",
     "paint_like_behind",
+    "paint_like_ground",
     "make_config",
     "prior_scale_at",
     "r1_step",

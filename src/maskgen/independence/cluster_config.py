@@ -136,6 +136,13 @@ class ClusterConfig:
         low_open=True,
         high=2,
     )
+    paint_against: str = param(
+        "behind",
+        "what --paint-weight compares paint with: behind (the composite behind the layer) or "
+        "ground (only the image's ground colour, as --bg-fill dark estimates it, so that "
+        "overlapping objects of one colour do not count)",
+        choices=("behind", "ground"),
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
