@@ -132,6 +132,8 @@ CASES = {
     "train-paint-weight-negative": (_train("--paint-weight", "-1"), "--paint-weight -1"),
     "train-paint-sigma-zero": (_train("--paint-sigma", "0"), "--paint-sigma 0"),
     "train-paint-against-unknown": (_train("--paint-against", "fg"), "--paint-against"),
+    "train-border-weight-negative": (_train("--border-weight", "-1"), "--border-weight -1"),
+    "train-border-px-too-wide": (_train("--border-px", "100"), "--border-px 100"),
     "train-rgb-lowres-not-dividing": (_train("--rgb-lowres", "3"), "--rgb-lowres 3"),
     "train-background-unknown": (_train("--background", "grey"), "--background"),
     "train-bg-fill-unknown": (_train("--bg-fill", "grey"), "--bg-fill"),

@@ -12,6 +12,7 @@ from maskgen.errors import MaskgenError
 from maskgen.independence.cluster import (
     PRESETS,
     ClusterGenerator,
+    border_alpha,
     build_networks,
     generate_composites,
     low_pass,
@@ -251,6 +252,19 @@ def test_paint_like_ground_counts_only_paint_in_the_ground_colour():
     g = inst.grad
     assert g[:, :, :3].abs().max() == 0
     assert (g[:, 1, 3, :, :2] > 0).all() and g[:, 1, 3, :, 2:].abs().max() < 1e-6
+
+
+def test_border_alpha_is_the_mean_alpha_in_the_edge_band():
+    a = torch.zeros(2, 3, 1, 16, 16)
+    a[..., 4:12, 4:12] = 1.0  # a centred object: nothing in a 2-px band
+    assert border_alpha(a, 2) == 0
+    a[..., 15, :] = 1.0  # a strip along the bottom edge: 16 of the 16*16-12*12 = 112 band px
+    assert torch.isclose(border_alpha(a, 2), torch.tensor(16 / 112))
+    a.requires_grad_(True)
+    border_alpha(a, 2).backward()
+    assert a.grad[..., 8, 8].abs().max() == 0 and (a.grad[..., 0, :] > 0).all()
+    with pytest.raises(MaskgenError, match="--border-px 8"):
+        make_config("tiny", border_px=8)
 
 
 def test_presets_follow_table4():

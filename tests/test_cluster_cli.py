@@ -207,6 +207,22 @@ def test_paint_against_ground_trains_and_differs_from_paint_against_behind(data,
     assert not torch.allclose(a, b)
 
 
+def test_border_weight_trains_logs_the_border_share_and_reaches_the_generator(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--steps", "4", "--border-px", "3", *TRAIN]
+    runs = {w: tmp_path / f"border{w}" for w in ("0", "50")}
+    for w, run in runs.items():
+        assert main([*args, "--out", str(run), "--border-weight", w]) == 0
+    lines = [json.loads(x) for x in (runs["50"] / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= x["border_loss"] <= 1 for x in lines)
+    cfg = json.loads((runs["50"] / "model" / "config.json").read_text())["config"]
+    assert cfg["border_weight"] == 50 and cfg["border_px"] == 3
+    from maskgen.independence.cluster import ClusterPredictor
+
+    a, b = (ClusterPredictor.from_folder(r).instances(2, seed=0) for r in runs.values())
+    assert not torch.allclose(a, b)
+
+
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
     from maskgen.core.io import read_image
     from maskgen.independence.cluster import ClusterPredictor

@@ -143,6 +143,13 @@ class ClusterConfig:
         "overlapping objects of one colour do not count)",
         choices=("behind", "ground"),
     )
+    border_weight: float = param(
+        0.0,
+        "not in the paper: weight of the mean alpha in a band along each instance's border "
+        "(an instance is 1.5x the largest object, so no whole object reaches it; 0 = off)",
+        low=0,
+    )
+    border_px: int = param(4, "width in px of that band (--border-weight)", low=1, high=256)
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
@@ -224,6 +231,10 @@ class ClusterConfig:
             )
         if self.pad >= p:
             raise MaskgenError(f"--pad {self.pad}: must be smaller than --patch-size {p}")
+        if 2 * self.border_px >= p:
+            raise MaskgenError(
+                f"--border-px {self.border_px}: two bands must leave room in the {p} px instance"
+            )
         if p % self.rgb_lowres:
             raise MaskgenError(
                 f"--rgb-lowres {self.rgb_lowres}: --patch-size {p} is not a multiple of it"
