@@ -21,7 +21,8 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
   outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
   (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground``,
-  :func:`paint_like_ground`).
+  :func:`paint_like_ground`), and one on alpha along each instance's edge (``--border-weight``,
+  :func:`border_alpha`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -431,7 +432,6 @@ def regularizers(
       of the placed layers, or with ``paint_against="ground"`` :func:`paint_like_ground` of
       the instances against ``ground`` (``(3,)`` RGB, required then); always computed (it is
       cheap) and logged as ``paint_loss``, a label-free monitor of background-coloured paint.
-
     - Border term (ours, weight ``border_weight``, 0 in every preset): :func:`border_alpha`,
       alpha in a ``border_px`` band along the instance's edge; logged as ``border_loss``.
 
