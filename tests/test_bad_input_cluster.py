@@ -134,6 +134,8 @@ CASES = {
     "train-paint-against-unknown": (_train("--paint-against", "fg"), "--paint-against"),
     "train-border-weight-negative": (_train("--border-weight", "-1"), "--border-weight -1"),
     "train-border-px-too-wide": (_train("--border-px", "100"), "--border-px 100"),
+    "train-recolour-above-one": (_train("--recolour", "1.5"), "--recolour 1.5"),
+    "train-recolour-not-finite": (_train("--recolour", "nan"), "--recolour nan"),
     "train-rgb-lowres-not-dividing": (_train("--rgb-lowres", "3"), "--rgb-lowres 3"),
     "train-background-unknown": (_train("--background", "grey"), "--background"),
     "train-bg-fill-unknown": (_train("--bg-fill", "grey"), "--bg-fill"),

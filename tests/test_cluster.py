@@ -20,6 +20,7 @@ from maskgen.independence.cluster import (
     paint_like_behind,
     paint_like_ground,
     prior_scale_at,
+    recolour_layers,
 )
 from maskgen.independence.cluster_eval import (
     best_disk,
@@ -265,6 +266,39 @@ def test_border_alpha_is_the_mean_alpha_in_the_edge_band():
     assert a.grad[..., 8, 8].abs().max() == 0 and (a.grad[..., 0, :] > 0).all()
     with pytest.raises(MaskgenError, match="--border-px 8"):
         make_config("tiny", border_px=8)
+
+
+def test_recolour_shifts_each_layer_by_one_colour_and_keeps_alpha():
+    layers = torch.rand(3, 4, 4, 8, 8) * 0.5 + 0.25  # RGB in [0.25, 0.75]: no clamping at 0.2
+    out = recolour_layers(layers, 0.2, torch.Generator().manual_seed(0))
+    assert out.shape == layers.shape and torch.equal(out[:, :, 3], layers[:, :, 3])
+    shift = out[:, :, :3] - layers[:, :, :3]
+    # One offset per layer and channel, the same at every pixel, inside [-J, J] ...
+    assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift), atol=1e-6)
+    assert shift.abs().max() <= 0.2 + 1e-6
+    # ... drawn independently per layer and per channel.
+    offsets = shift[..., 0, 0].reshape(-1)
+    assert offsets.unique().numel() == offsets.numel()
+    # Ground-coloured paint no longer looks like the ground: a visible halo for D.
+    dark = torch.zeros(64, 1, 4, 8, 8)
+    dark[:, :, 3] = 1.0
+    moved = recolour_layers(dark, 0.25, torch.Generator().manual_seed(1))
+    assert (moved[:, 0, :3, 0, 0].max(1).values > 0.05).float().mean() > 0.8
+    assert torch.equal(recolour_layers(layers, 0.0), layers)
+
+
+def test_recolour_changes_training_composites_only():
+    cfg = make_config("tiny", recolour=0.3)
+    g, _, _ = build_networks(cfg)
+    bg = torch.zeros(2, 3, cfg.patch_size, cfg.patch_size)
+    z = torch.rand(2, cfg.layers, cfg.z_dim) * 2 - 1
+    plain = generate_composites(g, cfg, 2, bg, z=z, generator=torch.Generator().manual_seed(0))
+    moved = generate_composites(
+        g, cfg, 2, bg, z=z, generator=torch.Generator().manual_seed(0), recolour=0.3
+    )
+    assert torch.equal(plain["instances"], moved["instances"])
+    assert torch.equal(plain["layers"][:, :, 3], moved["layers"][:, :, 3])
+    assert not torch.allclose(plain["composite"], moved["composite"])
 
 
 def test_presets_follow_table4():

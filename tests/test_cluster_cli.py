@@ -223,6 +223,20 @@ def test_border_weight_trains_logs_the_border_share_and_reaches_the_generator(da
     assert not torch.allclose(a, b)
 
 
+def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--steps", "4", *TRAIN]
+    runs = {j: tmp_path / f"recolour{j}" for j in ("0", "0.5")}
+    for j, run in runs.items():
+        assert main([*args, "--out", str(run), "--recolour", j]) == 0
+    cfg = json.loads((runs["0.5"] / "model" / "config.json").read_text())["config"]
+    assert cfg["recolour"] == 0.5
+    from maskgen.independence.cluster import ClusterPredictor
+
+    a, b = (ClusterPredictor.from_folder(r).instances(2, seed=0) for r in runs.values())
+    assert not torch.allclose(a, b)
+
+
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
     from maskgen.core.io import read_image
     from maskgen.independence.cluster import ClusterPredictor

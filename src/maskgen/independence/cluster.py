@@ -21,8 +21,9 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
   outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
   (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground``,
-  :func:`paint_like_ground`), and one on alpha along each instance's edge (``--border-weight``,
-  :func:`border_alpha`).
+  :func:`paint_like_ground`), one on alpha along each instance's edge (``--border-weight``,
+  :func:`border_alpha`), and a random colour shift of each generated layer before composition
+  (``--recolour``, :func:`recolour_layers`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -293,6 +294,7 @@ def generate_composites(
     background: torch.Tensor,
     z: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    recolour: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Generator for scene patches: ``N`` providers -> layout -> composition (paper Fig. 4).
 
@@ -301,6 +303,8 @@ def generate_composites(
         n: composites to make.
         background: ``n x 3 x P x P`` ``x_0``.
         z: ``n x L x z_dim`` codes (drawn when None).
+        recolour: training only: :func:`recolour_layers` amount applied to the placed layers
+            before composition (0 = off, as at inference).
 
     Returns:
         dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
@@ -315,6 +319,8 @@ def generate_composites(
     placed = pad_and_random_crop(inst, cfg.pad, generator=generator)
     inst = inst.view(n, L, 4, P, P)
     placed = placed.view(n, L, 4, P, P)
+    if recolour > 0:
+        placed = recolour_layers(placed, recolour, generator)
     comp = compose([(placed[:, i, :3], placed[:, i, 3:4]) for i in range(L)], background)
     return {
         "z": z,
@@ -323,6 +329,29 @@ def generate_composites(
         "composite": comp,
         "background": background,
     }
+
+
+def recolour_layers(
+    layers: torch.Tensor, amount: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Each layer's RGB shifted by its own random colour, clamped to ``[0, 1]``.
+
+    ReDO's argument (Chen et al., NeurIPS 2019) in compositing form: a mask is right when the
+    object's appearance can change on its own and the scene stays plausible. An opaque blob
+    that paints the ground colour around an outline becomes a visible halo once its colour
+    moves, so D can see it; a transparent pixel stays invisible whatever the shift.
+
+    Args:
+        layers: ``n x L x 4 x P x P`` RGBA in ``[0, 1]``; alpha is kept.
+        amount: ``J``: each layer's offset is uniform in ``[-J, J]`` per channel.
+
+    Returns:
+        the recoloured layers, same shape; differentiable in the RGB and alpha.
+    """
+    n, L = layers.shape[:2]
+    u = torch.rand(n, L, 3, 1, 1, generator=generator).to(layers.device, layers.dtype)
+    rgb = (layers[:, :, :3] + amount * (2.0 * u - 1.0)).clamp(0.0, 1.0)
+    return torch.cat([rgb, layers[:, :, 3:]], dim=2)
 
 
 def paint_like_behind(
@@ -563,7 +592,7 @@ class ClusterTrainer:
             cfg.background, n, self.sampler, radius=cfg.disk_radius, fill=cfg.bg_fill
         ).to(dev)
         with self._autocast():
-            out = generate_composites(self.gw, self.cfg, n, bg)
+            out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour)
         return real, out
 
     def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
@@ -882,6 +911,7 @@ __all__ = [
     "make_config",
     "prior_scale_at",
     "r1_step",
+    "recolour_layers",
     "regularizers",
     "run_facts",
     "sample_z",

@@ -150,6 +150,14 @@ class ClusterConfig:
         low=0,
     )
     border_px: int = param(4, "width in px of that band (--border-weight)", low=1, high=256)
+    recolour: float = param(
+        0.0,
+        "not in the paper (after ReDO's redrawing): each generated layer's RGB is shifted by a "
+        "random colour, uniform in [-J, J] per channel, before composition, so opaque paint "
+        "that imitates the ground no longer matches it (0 = off)",
+        low=0,
+        high=1,
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
