@@ -21,6 +21,7 @@ from maskgen.independence.cluster import (
     paint_like_ground,
     prior_scale_at,
     recolour_layers,
+    regularizers,
 )
 from maskgen.independence.cluster_eval import (
     best_disk,
@@ -253,6 +254,45 @@ def test_paint_like_ground_counts_only_paint_in_the_ground_colour():
     g = inst.grad
     assert g[:, :, :3].abs().max() == 0
     assert (g[:, 1, 3, :, :2] > 0).all() and g[:, 1, 3, :, 2:].abs().max() < 1e-6
+
+
+def test_paint_like_ground_or_darker_counts_darker_paint_in_full():
+    p = 8
+    ground = torch.tensor([0.1, 0.05, 0.05])
+    inst = torch.ones(1, 1, 4, p, p)
+    inst[:, :, :3, :, :4] = 0.0  # left half black: darker than the ground
+    inst[:, :, :3, :, 4:] = torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1)  # right half orange
+    two_sided = paint_like_ground(inst, ground)
+    one_sided = paint_like_ground(inst, ground, or_darker=True)
+    # Black is 0.12 from the ground colour: two-sided it half-counts at sigma 0.1.
+    assert 0.1 < two_sided < 0.4
+    assert torch.isclose(one_sided, torch.tensor(0.5), atol=1e-3)
+    # Brighter than the ground is measured as before.
+    inst[:, :, :3, :, :4] = ground.view(3, 1, 1) + 0.3
+    assert torch.isclose(
+        paint_like_ground(inst, ground, or_darker=True), paint_like_ground(inst, ground)
+    )
+
+
+def test_regularizers_measure_paint_against_the_chosen_reference():
+    n, L, p = 2, 3, 8
+    inst = torch.rand(n, L, 4, p, p, generator=torch.Generator().manual_seed(0))
+    out = {"instances": inst, "z": torch.zeros(n, L, 4)}
+    out["layers"], out["background"] = inst, torch.zeros(n, 3, p, p)
+
+    def q(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 4)
+
+    bright = torch.tensor([0.8, 0.8, 0.8])  # most paint is darker than this "ground"
+    share = {
+        kind: regularizers(q, out, make_config("tiny", paint_against=kind), bright)["paint_loss"]
+        for kind in ("behind", "ground", "ground-or-darker")
+    }
+    assert share["ground-or-darker"] > share["ground"] + 0.2
+    assert torch.isclose(share["ground"], paint_like_ground(inst, bright))
+    assert not torch.isclose(share["behind"], share["ground"])
+    with pytest.raises(ValueError, match="ground colour"):
+        regularizers(q, out, make_config("tiny", paint_against="ground"))
 
 
 def test_border_alpha_is_the_mean_alpha_in_the_edge_band():

@@ -191,10 +191,11 @@ def test_paint_weight_flag_trains_and_logs_the_paint_share(data, tmp_path):
     assert not torch.allclose(a, b)
 
 
-def test_paint_against_ground_trains_and_differs_from_paint_against_behind(data, tmp_path):
+def test_paint_against_ground_kinds_train_and_differ(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += ["--steps", "4", "--paint-weight", "10", "--paint-sigma", "0.5", *TRAIN]
-    runs = {k: tmp_path / k for k in ("ground", "behind")}
+    args += ["--log-every", "1"]  # the first line is step 1, before any paint gradient
+    runs = {k: tmp_path / k for k in ("ground", "behind", "ground-or-darker")}
     for kind, run in runs.items():
         assert main([*args, "--out", str(run), "--paint-against", kind]) == 0
     lines = [json.loads(x) for x in (runs["ground"] / "metrics.jsonl").read_text().splitlines()]
@@ -203,8 +204,15 @@ def test_paint_against_ground_trains_and_differs_from_paint_against_behind(data,
     assert cfg["paint_against"] == "ground"
     from maskgen.independence.cluster import ClusterPredictor
 
-    a, b = (ClusterPredictor.from_folder(r).instances(2, seed=0) for r in runs.values())
+    a, b = (
+        ClusterPredictor.from_folder(runs[k]).instances(2, seed=0) for k in ("ground", "behind")
+    )
     assert not torch.allclose(a, b)
+    # One-sided: the same first step, paint darker than the ground also counts, never less.
+    first = {k: json.loads((runs[k] / "metrics.jsonl").read_text().splitlines()[0]) for k in runs}
+    assert first["ground-or-darker"]["paint_loss"] >= first["ground"]["paint_loss"]
+    cfg = json.loads((runs["ground-or-darker"] / "model" / "config.json").read_text())["config"]
+    assert cfg["paint_against"] == "ground-or-darker"
 
 
 def test_border_weight_trains_logs_the_border_share_and_reaches_the_generator(data, tmp_path):

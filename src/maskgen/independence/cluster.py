@@ -388,7 +388,7 @@ def paint_like_behind(
 
 
 def paint_like_ground(
-    instances: torch.Tensor, ground: torch.Tensor, sigma: float = 0.1
+    instances: torch.Tensor, ground: torch.Tensor, sigma: float = 0.1, or_darker: bool = False
 ) -> torch.Tensor:
     """Share of the instances' alpha spent on paint in the image's ground colour.
 
@@ -401,13 +401,19 @@ def paint_like_ground(
         instances: ``n x L x 4 x P x P`` RGBA instances in ``[0, 1]`` (placed or not).
         ground: ``(3,)`` RGB in ``[0, 1]``.
         sigma: colour distance scale (RGB in ``[0, 1]``).
+        or_darker: one-sided distance: only the channels brighter than the ground count, so
+            paint darker than the estimated ground (which is a median of the darkest pixels,
+            not the darkest) counts in full.
 
     Returns:
         scalar in ``[0, 1]``, differentiable in the alphas only.
     """
     with torch.no_grad():
         ref = ground.float().to(instances.device).view(1, 1, 3, 1, 1)
-        d2 = ((instances[:, :, :3].float() - ref) ** 2).sum(2, keepdim=True)
+        diff = instances[:, :, :3].float() - ref
+        if or_darker:
+            diff = diff.clamp_min(0.0)
+        d2 = (diff**2).sum(2, keepdim=True)
         sim = torch.exp(-d2 / (2.0 * sigma * sigma))
     return _alpha_share(instances[:, :, 3:4].float(), sim)
 
@@ -458,8 +464,9 @@ def regularizers(
     - Binarisation term (ours, weight ``binary_weight``, 0 in the paper presets):
       ``mean(alpha * (1 - alpha))`` over the generated masks.
     - Paint term (ours, weight ``paint_weight``, 0 in every preset): :func:`paint_like_behind`
-      of the placed layers, or with ``paint_against="ground"`` :func:`paint_like_ground` of
-      the instances against ``ground`` (``(3,)`` RGB, required then); always computed (it is
+      of the placed layers, or with ``paint_against="ground"`` (``"ground-or-darker"``:
+      one-sided) :func:`paint_like_ground` of the instances against ``ground`` (``(3,)`` RGB,
+      required then); always computed (it is
       cheap) and logged as ``paint_loss``, a label-free monitor of background-coloured paint.
     - Border term (ours, weight ``border_weight``, 0 in every preset): :func:`border_alpha`,
       alpha in a ``border_px`` band along the instance's edge; logged as ``border_loss``.
@@ -473,10 +480,11 @@ def regularizers(
     binary = (alphas * (1.0 - alphas)).mean()
     # Without its weight the paint term is only a monitor: no graph, so the step costs no more.
     with torch.set_grad_enabled(cfg.paint_weight > 0 and torch.is_grad_enabled()):
-        if cfg.paint_against == "ground":
+        if cfg.paint_against != "behind":
             if ground is None:
-                raise ValueError("paint_against='ground' needs the ground colour")
-            paint = paint_like_ground(out["instances"], ground, cfg.paint_sigma)
+                raise ValueError(f"paint_against={cfg.paint_against!r} needs the ground colour")
+            darker = cfg.paint_against == "ground-or-darker"
+            paint = paint_like_ground(out["instances"], ground, cfg.paint_sigma, darker)
         else:
             paint = paint_like_behind(out["layers"], out["background"], cfg.paint_sigma)
     with torch.set_grad_enabled(cfg.border_weight > 0 and torch.is_grad_enabled()):

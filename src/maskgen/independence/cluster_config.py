@@ -138,10 +138,11 @@ class ClusterConfig:
     )
     paint_against: str = param(
         "behind",
-        "what --paint-weight compares paint with: behind (the composite behind the layer) or "
+        "what --paint-weight compares paint with: behind (the composite behind the layer), "
         "ground (only the image's ground colour, as --bg-fill dark estimates it, so that "
-        "overlapping objects of one colour do not count)",
-        choices=("behind", "ground"),
+        "overlapping objects of one colour do not count) or ground-or-darker (the same, "
+        "with paint darker than that colour counted in full)",
+        choices=("behind", "ground", "ground-or-darker"),
     )
     border_weight: float = param(
         0.0,
