@@ -20,8 +20,8 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   binarisation term ``mean(alpha (1 - alpha))``. Optional, off in every preset: lazy R1 on D,
   instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
   outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
-  (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground``,
-  :func:`paint_like_ground`), one on alpha along each instance's edge (``--border-weight``,
+  (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground`` or
+  ``ground-or-darker``, :func:`paint_like_ground`), one on alpha along each instance's edge (``--border-weight``,
   :func:`border_alpha`), and a random colour shift of each generated layer before composition
   (``--recolour``, :func:`recolour_layers`).
 
