@@ -21,9 +21,9 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   instance noise, a warm-up of ``lambda``, an EMA of G, low-resolution RGB (``--rgb-lowres``:
   outlines must come from alpha) and a penalty on alpha spent painting what is behind a layer
   (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground`` or
-  ``ground-or-darker``, :func:`paint_like_ground`), one on alpha along each instance's edge (``--border-weight``,
-  :func:`border_alpha`), and a random colour shift of each generated layer before composition
-  (``--recolour``, :func:`recolour_layers`).
+  ``ground-or-darker``, :func:`paint_like_ground`), one on alpha along each instance's edge
+  (``--border-weight``, :func:`border_alpha`), and a random colour shift of each generated
+  layer before composition (``--recolour``, :func:`recolour_layers`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -466,8 +466,8 @@ def regularizers(
     - Paint term (ours, weight ``paint_weight``, 0 in every preset): :func:`paint_like_behind`
       of the placed layers, or with ``paint_against="ground"`` (``"ground-or-darker"``:
       one-sided) :func:`paint_like_ground` of the instances against ``ground`` (``(3,)`` RGB,
-      required then); always computed (it is
-      cheap) and logged as ``paint_loss``, a label-free monitor of background-coloured paint.
+      required then); always computed (it is cheap) and logged as ``paint_loss``, a
+      label-free monitor of background-coloured paint.
     - Border term (ours, weight ``border_weight``, 0 in every preset): :func:`border_alpha`,
       alpha in a ``border_px`` band along the instance's edge; logged as ``border_loss``.
 
