@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from maskgen.data.cluster_images import synthetic_cluster
 from maskgen.errors import MaskgenError
 from maskgen.independence.cluster import (
+    LUMA,
     PRESETS,
     ClusterGenerator,
     border_alpha,
     build_networks,
     generate_composites,
+    lift_above_ground,
     low_pass,
     make_config,
     paint_like_behind,
@@ -325,6 +327,40 @@ def test_recolour_shifts_each_layer_by_one_colour_and_keeps_alpha():
     moved = recolour_layers(dark, 0.25, torch.Generator().manual_seed(1))
     assert (moved[:, 0, :3, 0, 0].max(1).values > 0.05).float().mean() > 0.8
     assert torch.equal(recolour_layers(layers, 0.0), layers)
+
+
+def test_lift_above_ground_floors_luminance_and_leaves_the_hue_free():
+    ground = torch.tensor([0.05, 0.04, 0.06])
+    rgb = torch.rand(6, 3, 8, 8) * 0.4
+    rgb.requires_grad_(True)
+    out = lift_above_ground(rgb, ground, 0.2)
+    w = torch.tensor(LUMA)
+    lum_in = torch.einsum("mchw,c->mhw", rgb.detach(), w)
+    lum_out = torch.einsum("mchw,c->mhw", out.detach(), w)
+    floor = float(ground @ w) + 0.2
+    assert lum_out.min() >= floor - 1e-5 and out.min() >= 0 and out.max() <= 1
+    high = lum_in >= floor  # already bright enough: untouched
+    assert torch.equal(
+        out.detach().permute(1, 0, 2, 3)[:, high], rgb.detach().permute(1, 0, 2, 3)[:, high]
+    )
+    # Lifted pixels keep their channel differences (the hue) and pass gradient to them.
+    low = ~high
+    diff_in = (rgb[:, 0] - rgb[:, 1]).detach()[low]
+    diff_out = (out[:, 0] - out[:, 1]).detach()[low]
+    assert torch.allclose(diff_in, diff_out, atol=1e-6)
+    (out[:, 0] - out[:, 1]).sum().backward()
+    assert rgb.grad.abs().sum() > 0
+
+
+def test_colour_floor_needs_the_ground_colour():
+    cfg = make_config("tiny", colour_floor=0.2)
+    g, _, _ = build_networks(cfg)
+    z = torch.rand(2, cfg.z_dim) * 2 - 1
+    with pytest.raises(ValueError, match="ground"):
+        g(z)
+    g.ground = torch.tensor([0.1, 0.1, 0.1])
+    lum = torch.einsum("mchw,c->mhw", g(z)[:, :3].detach(), torch.tensor(LUMA))
+    assert lum.min() >= 0.3 - 1e-5
 
 
 def test_recolour_changes_training_composites_only():

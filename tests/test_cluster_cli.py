@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from maskgen.cli.main import main
+from maskgen.errors import MaskgenError
 
 TRAIN = ["--preset", "tiny", "--log-every", "2", "--checkpoint-every", "3"]
 
@@ -243,6 +244,27 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
 
     a, b = (ClusterPredictor.from_folder(r).instances(2, seed=0) for r in runs.values())
     assert not torch.allclose(a, b)
+
+
+def test_colour_floor_trains_keeps_the_ground_and_lifts_every_sample(data, tmp_path):
+    from maskgen.independence.cluster import LUMA, ClusterPredictor
+
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    run = tmp_path / "floor"
+    assert main([*args, "--steps", "4", *TRAIN, "--out", str(run), "--colour-floor", "0.3"]) == 0
+    cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+    assert cfg["colour_floor"] == 0.3 and len(cfg["ground_rgb"]) == 3
+    inst = ClusterPredictor.from_folder(run).instances(8, seed=0)
+    lum = torch.einsum("nchw,c->nhw", inst[:, :3], torch.tensor(LUMA))
+    ground = float(torch.tensor(cfg["ground_rgb"]) @ torch.tensor(LUMA))
+    assert lum.min() >= ground + 0.3 - 1e-4
+    # Without the ground colour the model cannot be used: refused, not silently unfloored.
+    del cfg["ground_rgb"]
+    header = json.loads((run / "model" / "config.json").read_text())
+    header["config"] = cfg
+    (run / "model" / "config.json").write_text(json.dumps(header))
+    with pytest.raises(MaskgenError, match="ground_rgb"):
+        ClusterPredictor.from_folder(run)
 
 
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):

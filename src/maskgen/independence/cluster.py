@@ -23,7 +23,8 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground`` or
   ``ground-or-darker``, :func:`paint_like_ground`), one on alpha along each instance's edge
   (``--border-weight``, :func:`border_alpha`), and a random colour shift of each generated
-  layer before composition (``--recolour``, :func:`recolour_layers`).
+  layer before composition (``--recolour``, :func:`recolour_layers`), and a luminance floor on
+  the generated colours above the ground's (``--colour-floor``, :func:`lift_above_ground`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -74,6 +75,8 @@ from maskgen.independence.layout import pad_and_random_crop
 from maskgen.independence.regularizers import r1_step  # R1 (Mescheder et al. 2018)
 
 KIND = "cluster"
+#: Rec. 601 luma weights (R, G, B) for :func:`lift_above_ground`.
+LUMA = (0.299, 0.587, 0.114)
 #: Prefix of the generator's weights in a model folder's ``model.safetensors``.
 WEIGHTS_PREFIX = "generator."
 
@@ -99,7 +102,9 @@ class ClusterGenerator(nn.Module):
     ``1 x 1 x z`` input to ``b*b*c0`` (a linear layer), BN, lReLU; ``g_base_convs`` x (4x4 conv
     ``c0`` stride 1, BN, lReLU); 4x4 deconv ``c1`` stride 2, BN, lReLU; 4x4 deconv ``c2``
     stride 2, BN, lReLU; 4x4 deconv 4 stride 2, sigmoid. Channel 3 is the soft mask (alpha).
-    With ``rgb_lowres > 1`` (not in the paper) the RGB channels are low-passed (:func:`low_pass`).
+    With ``rgb_lowres > 1`` (not in the paper) the RGB channels are low-passed (:func:`low_pass`);
+    with ``colour_floor > 0`` (not in the paper) they are lifted above the ground colour
+    :attr:`ground` (:func:`lift_above_ground`), which must then be set.
     """
 
     def __init__(
@@ -112,11 +117,15 @@ class ClusterGenerator(nn.Module):
         alpha_prior: float = 0.0,
         area_target: float = 0.25,
         rgb_lowres: int = 1,
+        colour_floor: float = 0.0,
     ) -> None:
         super().__init__()
         c0, c1, c2 = channels
         self.z_dim, self.patch_size, self.base = z_dim, patch_size, patch_size // 8
-        self.rgb_lowres = rgb_lowres
+        self.rgb_lowres, self.colour_floor = rgb_lowres, colour_floor
+        #: ``(3,)`` RGB ground colour in ``[0, 1]`` for ``colour_floor`` (set by the trainer
+        #: from the image and by :meth:`from_folder` from the run's facts; not a weight).
+        self.ground: torch.Tensor | None = None
         self.fc = nn.Linear(z_dim, self.base * self.base * c0, bias=False)
         self.bn0 = nn.BatchNorm1d(self.base * self.base * c0)
         act = nn.LeakyReLU(negative_slope, inplace=True)
@@ -164,6 +173,11 @@ class ClusterGenerator(nn.Module):
         out = torch.sigmoid(h)
         if self.rgb_lowres > 1:
             out = torch.cat([low_pass(out[:, :3], self.rgb_lowres), out[:, 3:]], dim=1)
+        if self.colour_floor > 0:
+            if self.ground is None:
+                raise ValueError("colour_floor > 0 needs the generator's ground colour")
+            rgb = lift_above_ground(out[:, :3], self.ground, self.colour_floor)
+            out = torch.cat([rgb, out[:, 3:]], dim=1)
         return out
 
     # ------------------------------------------------------------------ one model API
@@ -178,6 +192,7 @@ class ClusterGenerator(nn.Module):
             alpha_prior=cfg.alpha_prior,
             area_target=cfg.area_target,
             rgb_lowres=cfg.rgb_lowres,
+            colour_floor=cfg.colour_floor,
         )
         g.config = cfg
         return g
@@ -207,8 +222,11 @@ class ClusterGenerator(nn.Module):
             raise MaskgenError(f"{path}: model holds no generator weights")
         load_state_dict_strict(g, gstate, path)
         g.prior_scale = float(header.get("prior_scale_final", prior_scale_at(cfg.steps, cfg)))
-        g.facts = {k: mconf[k] for k in ("window", "image_size", "image_sha") if k in mconf}
+        facts = ("window", "image_size", "image_sha", "ground_rgb")
+        g.facts = {k: mconf[k] for k in facts if k in mconf}
         g.facts["instance_size"] = header.get("instance_size", mconf.get("instance_size"))
+        if cfg.colour_floor > 0:
+            g.ground = _ground_from_facts(g.facts, path)
         return g.to(device).eval()
 
     def save_folder(self, path: str | os.PathLike[str]) -> Path:
@@ -231,6 +249,39 @@ class ClusterGenerator(nn.Module):
             "prior_scale_final": float(self.prior_scale),
         }
         return save_model_folder(path, KIND, config, state, extra=extra)
+
+
+def _ground_from_facts(facts: dict[str, Any], path: str | os.PathLike[str]) -> torch.Tensor:
+    """The ``ground_rgb`` fact as a ``(3,)`` float tensor (a model with a colour floor needs it)."""
+    rgb = facts.get("ground_rgb")
+    ok = isinstance(rgb, list) and len(rgb) == 3
+    if not ok or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgb):
+        raise MaskgenError(f"{path}: colour_floor > 0 but no valid ground_rgb in config.json")
+    return torch.tensor(rgb, dtype=torch.float32)
+
+
+def lift_above_ground(rgb: torch.Tensor, ground: torch.Tensor, floor: float) -> torch.Tensor:
+    """Colours lifted by grey to a luminance of at least ``lum(ground) + floor``.
+
+    A hard form of the paint terms: with every generated colour at least ``floor`` brighter
+    than the ground, an opaque pixel can no longer look like the ground, so the only way a
+    layer can show ground there is transparency -- the mask must follow the outline. Adding
+    the same amount to the three channels raises luminance by exactly that amount (the weights
+    sum to 1) and keeps the hue free; the clamp at 1 can only lower it for colours already far
+    above the floor.
+
+    Args:
+        rgb: ``M x 3 x P x P`` in ``[0, 1]``.
+        ground: ``(3,)`` RGB in ``[0, 1]``.
+        floor: luminance margin in ``[0, 1]``.
+
+    Returns:
+        ``M x 3 x P x P`` in ``[0, 1]``, differentiable (the chroma only, where lifted).
+    """
+    w = rgb.new_tensor(LUMA)
+    target = float((ground.detach().float().cpu() * torch.tensor(LUMA)).sum()) + floor
+    lum = torch.einsum("mchw,c->mhw", rgb, w).unsqueeze(1)
+    return (rgb + (target - lum).clamp_min(0.0)).clamp(0.0, 1.0)
 
 
 class LatentPredictor(nn.Module):
@@ -540,6 +591,7 @@ class ClusterTrainer:
         self.cfg, self.sampler, self.ctx, self.run = cfg, sampler, ctx, run
         dev = ctx.device
         g, d, q = build_networks(cfg)
+        g.ground = sampler.dark_colour.float()
         self.g, self.d, self.q = g.to(dev), d.to(dev), q.to(dev)
         self.opt_g = torch.optim.Adam(
             list(self.g.parameters()) + list(self.q.parameters()), lr=cfg.lr_g, betas=cfg.betas
@@ -706,6 +758,7 @@ def run_facts(sampler: PatchSampler) -> dict[str, Any]:
         "window": sampler.window,
         "image_size": [int(sampler.image_hw[0]), int(sampler.image_hw[1])],
         "image_sha": image_fingerprint(sampler.resized.numpy()),
+        "ground_rgb": [round(float(v), 6) for v in sampler.dark_colour],
     }
 
 
@@ -919,6 +972,7 @@ __all__ = [
     "make_config",
     "prior_scale_at",
     "r1_step",
+    "lift_above_ground",
     "recolour_layers",
     "regularizers",
     "run_facts",

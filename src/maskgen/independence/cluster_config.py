@@ -159,6 +159,15 @@ class ClusterConfig:
         low=0,
         high=1,
     )
+    colour_floor: float = param(
+        0.0,
+        "not in the paper: the generated colours are lifted to at least this luminance (RGB in "
+        "[0, 1]) above the image's ground colour (as --bg-fill dark estimates it), so a layer "
+        "cannot paint the ground and only transparency can show it; for objects brighter than "
+        "their ground (0 = off)",
+        low=0,
+        high=1,
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )
