@@ -391,7 +391,14 @@ def stage_synthetic(
         f"[{m['plausible_area_patch_px'][0]:.0f}, {m['plausible_area_patch_px'][1]:.0f}] patch px, "
         "from the 90th percentile of GT instance areas; label-free count with foreground = whole "
         "image). The count divides foreground area by the mean generated (complete) mask area, "
-        "so occlusion makes it under-count.",
+        "so occlusion makes it under-count."
+        + (
+            f" With `--colour-floor {cfg['colour_floor']:g}` every generated colour is at least "
+            "that much above the ground's luminance, so the share drawn in background colour is 0 "
+            "by construction: only the shape metrics say whether the masks follow the outlines."
+            if cfg.get("colour_floor", 0) > 0
+            else ""
+        ),
         "",
         *([f"![synthetic layers](figures/cluster_synthetic{sfx}_layers.png)"] if figures else []),
     ]
