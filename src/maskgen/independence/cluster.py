@@ -267,8 +267,8 @@ def lift_above_ground(rgb: torch.Tensor, ground: torch.Tensor, floor: float) -> 
     than the ground, an opaque pixel can no longer look like the ground, so the only way a
     layer can show ground there is transparency -- the mask must follow the outline. Adding
     the same amount to the three channels raises luminance by exactly that amount (the weights
-    sum to 1) and keeps the hue free; the clamp at 1 can only lower it for colours already far
-    above the floor.
+    sum to 1) and keeps the hue free; the clamp at 1 can leave a saturated colour short of a
+    high floor (a channel at 1 stops rising), never of the low floors used on dark grounds.
 
     Args:
         rgb: ``M x 3 x P x P`` in ``[0, 1]``.
@@ -957,6 +957,7 @@ class ClusterPredictor:
 
 __all__ = [
     "KIND",
+    "LUMA",
     "PRESETS",
     "ClusterConfig",
     "ClusterGenerator",
@@ -966,13 +967,13 @@ __all__ = [
     "border_alpha",
     "build_networks",
     "generate_composites",
+    "lift_above_ground",
     "low_pass",
     "paint_like_behind",
     "paint_like_ground",
     "make_config",
     "prior_scale_at",
     "r1_step",
-    "lift_above_ground",
     "recolour_layers",
     "regularizers",
     "run_facts",
