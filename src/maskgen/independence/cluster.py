@@ -61,7 +61,7 @@ from maskgen.independence.cluster_config import (  # noqa: F401 (re-exported)
     ClusterConfig,
     make_config,
 )
-from maskgen.independence.cluster_patches import PatchSampler, make_backgrounds
+from maskgen.independence.cluster_patches import LUMA, PatchSampler, make_backgrounds
 from maskgen.independence.composition import compose
 from maskgen.independence.discriminator import ConvSpec, SNDiscriminator
 from maskgen.independence.gan import (
@@ -75,8 +75,6 @@ from maskgen.independence.layout import pad_and_random_crop
 from maskgen.independence.regularizers import r1_step  # R1 (Mescheder et al. 2018)
 
 KIND = "cluster"
-#: Rec. 601 luma weights (R, G, B) for :func:`lift_above_ground`.
-LUMA = (0.299, 0.587, 0.114)
 #: Prefix of the generator's weights in a model folder's ``model.safetensors``.
 WEIGHTS_PREFIX = "generator."
 
@@ -279,7 +277,7 @@ def lift_above_ground(rgb: torch.Tensor, ground: torch.Tensor, floor: float) -> 
         ``M x 3 x P x P`` in ``[0, 1]``, differentiable (the chroma only, where lifted).
     """
     w = rgb.new_tensor(LUMA)
-    target = float((ground.detach().float().cpu() * torch.tensor(LUMA)).sum()) + floor
+    target = float(ground.detach().float().cpu() @ torch.tensor(LUMA)) + floor
     lum = torch.einsum("mchw,c->mhw", rgb, w).unsqueeze(1)
     return (rgb + (target - lum).clamp_min(0.0)).clamp(0.0, 1.0)
 

@@ -200,6 +200,8 @@ class PatchSampler:
 
 #: Share of an image's pixels, darkest first, whose median colour stands for its background.
 DARK_QUANTILE = 0.1
+#: Rec. 601 luma weights (R, G, B): the luminance by which ground and objects are told apart.
+LUMA = (0.299, 0.587, 0.114)
 
 
 def dark_colour(image: torch.Tensor, quantile: float = DARK_QUANTILE) -> torch.Tensor:
@@ -210,7 +212,7 @@ def dark_colour(image: torch.Tensor, quantile: float = DARK_QUANTILE) -> torch.T
     evaluation's default foreground rule does; on a dense cluster with little ground visible
     it is the colour of the gaps and shadows between objects.
     """
-    lum = torch.tensordot(torch.tensor([0.299, 0.587, 0.114]), image.float(), dims=1).flatten()
+    lum = torch.tensordot(torch.tensor(LUMA), image.float(), dims=1).flatten()
     k = max(1, int(lum.numel() * quantile))
     idx = torch.topk(lum, k, largest=False).indices
     return image.float().flatten(1)[:, idx].median(dim=1).values
@@ -261,6 +263,7 @@ def patch_grid_side(n: int) -> int:
 __all__ = [
     "DARK_QUANTILE",
     "DISK_RADIUS_64",
+    "LUMA",
     "WINDOW_FACTOR",
     "PatchSampler",
     "as_rgb_uint8",
