@@ -138,6 +138,7 @@ CASES = {
     "train-recolour-not-finite": (_train("--recolour", "nan"), "--recolour nan"),
     "train-colour-floor-above-one": (_train("--colour-floor", "2"), "--colour-floor 2"),
     "train-colour-floor-negative": (_train("--colour-floor", "-0.1"), "--colour-floor -0.1"),
+    "train-density-unknown": (_train("--density", "sparse"), "--density"),
     "train-rgb-lowres-not-dividing": (_train("--rgb-lowres", "3"), "--rgb-lowres 3"),
     "train-background-unknown": (_train("--background", "grey"), "--background"),
     "train-bg-fill-unknown": (_train("--bg-fill", "grey"), "--bg-fill"),

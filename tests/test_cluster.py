@@ -586,3 +586,41 @@ def test_trainer_step_is_named_phases_and_finite():
     assert {"loss_d", "d_real", "loss_g", "mask_area", "info_loss", "r1", "prior_scale"} <= set(m)
     assert all(np.isfinite(float(v)) for v in m.values())
     assert "r1" not in t.step(1)  # lazy R1: every r1_every (4) steps
+
+
+def test_layers_to_match_density_keeps_the_prefix_nearest_the_share():
+    from maskgen.independence.cluster import layers_to_match_density
+
+    # Four layers, each opaque on its own quarter of an 8x8 patch: k layers cover k/4.
+    alphas = torch.zeros(1, 4, 1, 8, 8)
+    for i in range(4):
+        alphas[0, i, 0, 2 * i : 2 * i + 2] = 1.0
+    none = torch.zeros(1, 1, 8, 8)
+    for share, k in ((0.0, 0), (0.3, 1), (0.5, 2), (0.9, 4), (1.0, 4)):
+        keep = layers_to_match_density(alphas, torch.tensor([share]), none)
+        assert keep.tolist() == [[1.0] * k + [0.0] * (4 - k)], share
+    # Ground that already shows foreground (layer 0's quarter and one more) counts first.
+    bright = torch.zeros(1, 1, 8, 8)
+    bright[0, 0, :2] = 1.0
+    bright[0, 0, 6:] = 1.0
+    keep = layers_to_match_density(alphas, torch.tensor([0.5]), bright)
+    assert keep.tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    keep = layers_to_match_density(alphas, torch.tensor([0.75]), bright)
+    assert keep.tolist() == [[1.0, 1.0, 0.0, 0.0]]
+
+
+def test_bright_share_uses_otsus_threshold_and_a_flat_image_has_none():
+    from maskgen.independence.cluster_patches import bright_share, otsu_luminance, otsu_threshold
+
+    img = torch.zeros(3, 10, 10)
+    img[:, :3] = 0.8
+    thr = otsu_luminance(img)
+    assert 0.0 <= thr < 0.8
+    assert bright_share(img[None], thr).tolist() == [pytest.approx(0.3)]
+    assert otsu_threshold(np.full((4, 4), 0.5)) == float("inf")
+    assert (
+        bright_share(
+            torch.full((1, 3, 4, 4), 0.5), otsu_luminance(torch.full((3, 4, 4), 0.5))
+        ).item()
+        == 0.0
+    )

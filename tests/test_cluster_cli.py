@@ -267,6 +267,22 @@ def test_colour_floor_trains_keeps_the_ground_and_lifts_every_sample(data, tmp_p
         ClusterPredictor.from_folder(run)
 
 
+def test_density_matched_trains_with_fewer_layers_where_the_image_is_sparse(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    kept = {}
+    for density in ("fixed", "matched"):
+        run = tmp_path / density
+        flags = ["--steps", "4", *TRAIN, "--layers", "6", "--density", density]
+        assert main([*args, *flags, "--out", str(run)]) == 0
+        cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+        assert cfg["density"] == density
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        kept[density] = [json.loads(x)["layers_kept"] for x in lines if "layers_kept" in x]
+    assert kept["fixed"] and all(k == 6 for k in kept["fixed"])
+    # The tiny cluster's real patches are far from six object-sized layers dense.
+    assert kept["matched"] and all(0 <= k < 6 for k in kept["matched"])
+
+
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
     from maskgen.core.io import read_image
     from maskgen.independence.cluster import ClusterPredictor

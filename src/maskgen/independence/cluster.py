@@ -61,7 +61,13 @@ from maskgen.independence.cluster_config import (  # noqa: F401 (re-exported)
     ClusterConfig,
     make_config,
 )
-from maskgen.independence.cluster_patches import LUMA, PatchSampler, make_backgrounds
+from maskgen.independence.cluster_patches import (
+    LUMA,
+    PatchSampler,
+    bright_share,
+    luminance,
+    make_backgrounds,
+)
 from maskgen.independence.composition import compose
 from maskgen.independence.discriminator import ConvSpec, SNDiscriminator
 from maskgen.independence.gan import (
@@ -344,6 +350,7 @@ def generate_composites(
     z: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     recolour: float = 0.0,
+    density: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Generator for scene patches: ``N`` providers -> layout -> composition (paper Fig. 4).
 
@@ -354,11 +361,14 @@ def generate_composites(
         z: ``n x L x z_dim`` codes (drawn when None).
         recolour: training only: :func:`recolour_layers` amount applied to the placed layers
             before composition (0 = off, as at inference).
+        density: training only, ``--density matched``: ``(share, bright)``, the ``n`` target
+            foreground shares and the background's bright pixels ``n x 1 x P x P``; layers
+            beyond :func:`layers_to_match_density`'s count are made transparent.
 
     Returns:
         dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
-        layout), ``layers`` (``n x L x 4 x P x P``, after layout) and ``composite``
-        (``n x 3 x P x P``).
+        layout), ``layers`` (``n x L x 4 x P x P``, after layout), ``composite``
+        (``n x 3 x P x P``) and ``kept`` (``n``, the layers each composite holds).
     """
     L, P = cfg.layers, cfg.patch_size
     dev = background.device
@@ -368,6 +378,11 @@ def generate_composites(
     placed = pad_and_random_crop(inst, cfg.pad, generator=generator)
     inst = inst.view(n, L, 4, P, P)
     placed = placed.view(n, L, 4, P, P)
+    kept = torch.full((n,), float(L), device=dev)
+    if density is not None:
+        keep = layers_to_match_density(placed[:, :, 3:4], *density)
+        placed = placed * keep[:, :, None, None, None].to(placed.dtype)
+        kept = keep.sum(1)
     if recolour > 0:
         placed = recolour_layers(placed, recolour, generator)
     comp = compose([(placed[:, i, :3], placed[:, i, 3:4]) for i in range(L)], background)
@@ -377,7 +392,40 @@ def generate_composites(
         "layers": placed,
         "composite": comp,
         "background": background,
+        "kept": kept,
     }
+
+
+def layers_to_match_density(
+    alphas: torch.Tensor, share: torch.Tensor, bright: torch.Tensor
+) -> torch.Tensor:
+    """Which layers a composite keeps so that it is as dense as a real patch (``--density
+    matched``; ours, not in the paper).
+
+    With a fixed number of providers every composite is about equally crowded, while real
+    patches range from mostly ground to packed; a generator whose composites are denser than
+    the image can only thin them by painting objects in the ground's colour. Here composite
+    ``j`` keeps its first ``k_j`` layers, ``k_j`` making its coverage -- the mean of
+    ``1 - (1 - bright) * prod_{i<k}(1 - alpha_i)`` -- nearest to ``share[j]``. The providers are
+    i.i.d. and randomly placed, so the first ``k`` are as good as any ``k``. No gradient flows
+    through the choice.
+
+    Args:
+        alphas: ``n x L x 1 x P x P`` placed alphas in ``[0, 1]``.
+        share: ``n`` target foreground shares in ``[0, 1]``.
+        bright: ``n x 1 x P x P``, 1 where the background already shows foreground.
+
+    Returns:
+        ``n x L`` float32 keep mask, 1 for the kept layers (a prefix of each row).
+    """
+    with torch.no_grad():
+        n, num = alphas.shape[:2]
+        uncovered = (1.0 - bright.float())[:, None] * torch.cumprod(1.0 - alphas.float(), dim=1)
+        covered = 1.0 - uncovered.flatten(2).mean(2)  # n x L: with layers 0..i
+        base = bright.float().flatten(1).mean(1, keepdim=True)  # no layer
+        coverage = torch.cat([base, covered], dim=1)  # n x (L + 1)
+        k = (coverage - share.to(coverage)[:, None]).abs().argmin(dim=1)
+        return (torch.arange(num, device=alphas.device)[None] < k[:, None]).float()
 
 
 def recolour_layers(
@@ -649,8 +697,13 @@ class ClusterTrainer:
         bg = make_backgrounds(
             cfg.background, n, self.sampler, radius=cfg.disk_radius, fill=cfg.bg_fill
         ).to(dev)
+        density = None
+        if cfg.density == "matched":
+            thr = self.sampler.bright_threshold
+            bright = (luminance(bg.float()) > thr).float()[:, None]
+            density = (bright_share(real, thr), bright)
         with self._autocast():
-            out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour)
+            out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)
         return real, out
 
     def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
@@ -721,6 +774,7 @@ class ClusterTrainer:
         metrics.update(self.g_phase(step, out))
         self.ema_phase()
         metrics["prior_scale"] = scale
+        metrics["layers_kept"] = float(out["kept"].mean())
         self.last_batch = (out, real)
         return metrics
 
@@ -965,6 +1019,7 @@ __all__ = [
     "border_alpha",
     "build_networks",
     "generate_composites",
+    "layers_to_match_density",
     "lift_above_ground",
     "low_pass",
     "paint_like_behind",

@@ -168,6 +168,16 @@ class ClusterConfig:
         low=0,
         high=1,
     )
+    density: str = param(
+        "fixed",
+        "not in the paper: fixed: every composite holds all --layers providers (paper); "
+        "matched: each composite keeps only the first k layers, k bringing its foreground "
+        "coverage (the union of the layers' alphas and the background's bright pixels) "
+        "nearest to the bright share of a real patch of the same batch (Otsu's threshold "
+        "on the image's luminance, no labels), so composites are as dense as the image, "
+        "patch by patch; --layers is then the most a composite can hold",
+        choices=("fixed", "matched"),
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )

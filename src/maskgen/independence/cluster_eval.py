@@ -45,6 +45,7 @@ Measured values: ``benchmarks/RESULTS.md``, sections ``cluster-synthetic*``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -294,12 +295,12 @@ def foreground_area(image: np.ndarray, mode: str = "bright") -> float:
     """Foreground pixels of an RGB image without labels (see module docstring, item 3)."""
     if mode == "all":
         return float(image.shape[0] * image.shape[1])
-    from skimage.filters import threshold_otsu
+    from maskgen.independence.cluster_patches import LUMA, otsu_threshold
 
-    grey = image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    if grey.max() == grey.min():
+    grey = image[..., :3].astype(np.float64) @ np.array(LUMA)
+    t = otsu_threshold(grey)
+    if t == math.inf:
         return 0.0
-    t = threshold_otsu(grey)
     if mode == "bright":
         return float((grey > t).sum())
     if mode == "dark":

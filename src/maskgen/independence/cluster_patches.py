@@ -172,6 +172,7 @@ class PatchSampler:
         small = cv2.resize(img, (nw, nh), interpolation=interp)
         self.resized = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0).contiguous()
         self.dark_colour = dark_colour(self.resized)
+        self.bright_threshold = otsu_luminance(self.resized)
 
     @property
     def num_positions(self) -> int:
@@ -212,10 +213,40 @@ def dark_colour(image: torch.Tensor, quantile: float = DARK_QUANTILE) -> torch.T
     evaluation's default foreground rule does; on a dense cluster with little ground visible
     it is the colour of the gaps and shadows between objects.
     """
-    lum = torch.tensordot(torch.tensor(LUMA), image.float(), dims=1).flatten()
+    lum = luminance(image.float()).flatten()
     k = max(1, int(lum.numel() * quantile))
     idx = torch.topk(lum, k, largest=False).indices
     return image.float().flatten(1)[:, idx].median(dim=1).values
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of ``... x 3 x H x W`` float RGB: ``... x H x W``."""
+    return torch.tensordot(
+        torch.tensor(LUMA, dtype=image.dtype, device=image.device), image, dims=([0], [-3])
+    )
+
+
+def otsu_threshold(grey: np.ndarray) -> float:
+    """Otsu's threshold of a grey array (any shape, float); ``inf`` when it is flat (no
+    brighter class). The label-free foreground rule of application 2: objects are the
+    brighter class."""
+    from skimage.filters import threshold_otsu
+
+    grey = np.asarray(grey, dtype=np.float64)
+    if grey.size == 0 or grey.max() == grey.min():
+        return math.inf
+    return float(threshold_otsu(grey))
+
+
+def otsu_luminance(image: torch.Tensor) -> float:
+    """:func:`otsu_threshold` of the luminance of ``3 x H x W`` float RGB in ``[0, 1]``."""
+    return otsu_threshold(luminance(image.float()).numpy())
+
+
+def bright_share(patches: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per patch, the share of pixels brighter than ``threshold`` (luminance): ``n`` float32,
+    for ``n x 3 x P x P`` patches in ``[0, 1]``."""
+    return (luminance(patches.float()) > threshold).float().flatten(1).mean(1)
 
 
 def disk_mask(patch_size: int, radius: float | None = None) -> torch.Tensor:
@@ -267,11 +298,15 @@ __all__ = [
     "WINDOW_FACTOR",
     "PatchSampler",
     "as_rgb_uint8",
+    "bright_share",
     "check_not_label_map",
     "check_patch_geometry",
     "dark_colour",
     "disk_mask",
     "load_cluster_image",
+    "luminance",
     "make_backgrounds",
+    "otsu_luminance",
+    "otsu_threshold",
     "window_size",
 ]
