@@ -419,7 +419,7 @@ def layers_to_match_density(
         ``n x L`` float32 keep mask, 1 for the kept layers (a prefix of each row).
     """
     with torch.no_grad():
-        n, num = alphas.shape[:2]
+        num = alphas.shape[1]
         uncovered = (1.0 - bright.float())[:, None] * torch.cumprod(1.0 - alphas.float(), dim=1)
         covered = 1.0 - uncovered.flatten(2).mean(2)  # n x L: with layers 0..i
         base = bright.float().flatten(1).mean(1, keepdim=True)  # no layer
