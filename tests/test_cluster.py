@@ -607,6 +607,11 @@ def test_layers_to_match_density_keeps_the_prefix_nearest_the_share():
     assert keep.tolist() == [[0.0, 0.0, 0.0, 0.0]]
     keep = layers_to_match_density(alphas, torch.tensor([0.75]), bright)
     assert keep.tolist() == [[1.0, 1.0, 0.0, 0.0]]
+    # Counted inside a region only (matched-disk): the rows of layers 2 and 3 alone.
+    region = torch.zeros(8, 8)
+    region[4:] = 1.0
+    keep = layers_to_match_density(alphas, torch.tensor([0.5]), none, region)
+    assert keep.tolist() == [[1.0, 1.0, 1.0, 0.0]]
 
 
 def test_bright_share_uses_otsus_threshold_and_a_flat_image_has_none():
@@ -617,6 +622,9 @@ def test_bright_share_uses_otsus_threshold_and_a_flat_image_has_none():
     thr = otsu_luminance(img)
     assert 0.0 <= thr < 0.8
     assert bright_share(img[None], thr).tolist() == [pytest.approx(0.3)]
+    region = torch.zeros(10, 10)
+    region[:5] = 1.0
+    assert bright_share(img[None], thr, region).tolist() == [pytest.approx(0.6)]
     assert otsu_threshold(np.full((4, 4), 0.5)) == float("inf")
     assert (
         bright_share(

@@ -270,7 +270,7 @@ def test_colour_floor_trains_keeps_the_ground_and_lifts_every_sample(data, tmp_p
 def test_density_matched_trains_with_fewer_layers_where_the_image_is_sparse(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     kept = {}
-    for density in ("fixed", "matched"):
+    for density in ("fixed", "matched", "matched-disk"):
         run = tmp_path / density
         flags = ["--steps", "4", *TRAIN, "--layers", "6", "--density", density]
         assert main([*args, *flags, "--out", str(run)]) == 0
@@ -281,6 +281,9 @@ def test_density_matched_trains_with_fewer_layers_where_the_image_is_sparse(data
     assert kept["fixed"] and all(k == 6 for k in kept["fixed"])
     # The tiny cluster's real patches are far from six object-sized layers dense.
     assert kept["matched"] and all(0 <= k < 6 for k in kept["matched"])
+    assert kept["matched-disk"] and all(0 <= k <= 6 for k in kept["matched-disk"])
+    # Inside the disk no real ground shows, so filling it takes more layers than the patch.
+    assert sum(kept["matched-disk"]) > sum(kept["matched"])
 
 
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):

@@ -65,6 +65,7 @@ from maskgen.independence.cluster_patches import (
     LUMA,
     PatchSampler,
     bright_share,
+    disk_mask,
     luminance,
     make_backgrounds,
 )
@@ -350,7 +351,7 @@ def generate_composites(
     z: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     recolour: float = 0.0,
-    density: tuple[torch.Tensor, torch.Tensor] | None = None,
+    density: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Generator for scene patches: ``N`` providers -> layout -> composition (paper Fig. 4).
 
@@ -361,9 +362,10 @@ def generate_composites(
         z: ``n x L x z_dim`` codes (drawn when None).
         recolour: training only: :func:`recolour_layers` amount applied to the placed layers
             before composition (0 = off, as at inference).
-        density: training only, ``--density matched``: ``(share, bright)``, the ``n`` target
-            foreground shares and the background's bright pixels ``n x 1 x P x P``; layers
-            beyond :func:`layers_to_match_density`'s count are made transparent.
+        density: training only, ``--density matched[-disk]``: ``(share, bright, region)``,
+            the ``n`` target foreground shares, the background's bright pixels
+            ``n x 1 x P x P`` and where coverage counts (``P x P`` or None: everywhere);
+            layers beyond :func:`layers_to_match_density`'s count are made transparent.
 
     Returns:
         dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
@@ -397,7 +399,10 @@ def generate_composites(
 
 
 def layers_to_match_density(
-    alphas: torch.Tensor, share: torch.Tensor, bright: torch.Tensor
+    alphas: torch.Tensor,
+    share: torch.Tensor,
+    bright: torch.Tensor,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Which layers a composite keeps so that it is as dense as a real patch (``--density
     matched``; ours, not in the paper).
@@ -414,16 +419,21 @@ def layers_to_match_density(
         alphas: ``n x L x 1 x P x P`` placed alphas in ``[0, 1]``.
         share: ``n`` target foreground shares in ``[0, 1]``.
         bright: ``n x 1 x P x P``, 1 where the background already shows foreground.
+        region: ``P x P`` 0/1 float, where coverage is counted (``--density matched-disk``:
+            the background's disk, where the layers must stand in for the image); the whole
+            patch when None.
 
     Returns:
         ``n x L`` float32 keep mask, 1 for the kept layers (a prefix of each row).
     """
     with torch.no_grad():
         num = alphas.shape[1]
+        w = torch.ones(alphas.shape[-2:]) if region is None else region.reshape(alphas.shape[-2:])
+        w = w.to(alphas.device, torch.float32).flatten()
         uncovered = (1.0 - bright.float())[:, None] * torch.cumprod(1.0 - alphas.float(), dim=1)
-        covered = 1.0 - uncovered.flatten(2).mean(2)  # n x L: with layers 0..i
-        base = bright.float().flatten(1).mean(1, keepdim=True)  # no layer
-        coverage = torch.cat([base, covered], dim=1)  # n x (L + 1)
+        covered = 1.0 - uncovered.flatten(2) @ w / w.sum()  # n x L: with layers 0..i
+        base = bright.float().flatten(1) @ w / w.sum()  # n: no layer
+        coverage = torch.cat([base[:, None], covered], dim=1)  # n x (L + 1)
         k = (coverage - share.to(coverage)[:, None]).abs().argmin(dim=1)
         return (torch.arange(num, device=alphas.device)[None] < k[:, None]).float()
 
@@ -698,10 +708,13 @@ class ClusterTrainer:
             cfg.background, n, self.sampler, radius=cfg.disk_radius, fill=cfg.bg_fill
         ).to(dev)
         density = None
-        if cfg.density == "matched":
+        if cfg.density != "fixed":
             thr = self.sampler.bright_threshold
+            region = None
+            if cfg.density == "matched-disk" and cfg.background == "disk":
+                region = disk_mask(cfg.patch_size, cfg.disk_radius)[0, 0].to(dev)
             bright = (luminance(bg.float()) > thr).float()[:, None]
-            density = (bright_share(real, thr), bright)
+            density = (bright_share(real, thr, region), bright, region)
         with self._autocast():
             out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)
         return real, out

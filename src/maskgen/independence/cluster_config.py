@@ -175,8 +175,10 @@ class ClusterConfig:
         "coverage (the union of the layers' alphas and the background's bright pixels) "
         "nearest to the bright share of a real patch of the same batch (Otsu's threshold "
         "on the image's luminance, no labels), so composites are as dense as the image, "
-        "patch by patch; --layers is then the most a composite can hold",
-        choices=("fixed", "matched"),
+        "patch by patch; --layers is then the most a composite can hold; matched-disk: "
+        "the same, counted only inside the background's disk (the region the layers must "
+        "fill; the whole patch with --background black)",
+        choices=("fixed", "matched", "matched-disk"),
     )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0

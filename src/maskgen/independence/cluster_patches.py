@@ -243,10 +243,17 @@ def otsu_luminance(image: torch.Tensor) -> float:
     return otsu_threshold(luminance(image.float()).numpy())
 
 
-def bright_share(patches: torch.Tensor, threshold: float) -> torch.Tensor:
+def bright_share(
+    patches: torch.Tensor, threshold: float, region: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per patch, the share of pixels brighter than ``threshold`` (luminance): ``n`` float32,
-    for ``n x 3 x P x P`` patches in ``[0, 1]``."""
-    return (luminance(patches.float()) > threshold).float().flatten(1).mean(1)
+    for ``n x 3 x P x P`` patches in ``[0, 1]``; counted only inside ``region`` (``P x P``
+    0/1 float, e.g. :func:`disk_mask`) when given."""
+    bright = (luminance(patches.float()) > threshold).float()
+    if region is None:
+        return bright.flatten(1).mean(1)
+    w = region.reshape(1, *bright.shape[1:]).to(bright)
+    return (bright * w).flatten(1).sum(1) / w.sum().clamp_min(1.0)
 
 
 def disk_mask(patch_size: int, radius: float | None = None) -> torch.Tensor:
