@@ -64,10 +64,12 @@ from maskgen.independence.cluster_config import (  # noqa: F401 (re-exported)
 from maskgen.independence.cluster_patches import (
     LUMA,
     PatchSampler,
+    bright_pixels,
     bright_share,
     disk_mask,
     luminance,
     make_backgrounds,
+    region_mean,
 )
 from maskgen.independence.composition import compose
 from maskgen.independence.discriminator import ConvSpec, SNDiscriminator
@@ -283,9 +285,8 @@ def lift_above_ground(rgb: torch.Tensor, ground: torch.Tensor, floor: float) -> 
     Returns:
         ``M x 3 x P x P`` in ``[0, 1]``, differentiable (the chroma only, where lifted).
     """
-    w = rgb.new_tensor(LUMA)
     target = float(ground.detach().float().cpu() @ torch.tensor(LUMA)) + floor
-    lum = torch.einsum("mchw,c->mhw", rgb, w).unsqueeze(1)
+    lum = luminance(rgb).unsqueeze(1)
     return (rgb + (target - lum).clamp_min(0.0)).clamp(0.0, 1.0)
 
 
@@ -428,11 +429,9 @@ def layers_to_match_density(
     """
     with torch.no_grad():
         num = alphas.shape[1]
-        w = torch.ones(alphas.shape[-2:]) if region is None else region.reshape(alphas.shape[-2:])
-        w = w.to(alphas.device, torch.float32).flatten()
         uncovered = (1.0 - bright.float())[:, None] * torch.cumprod(1.0 - alphas.float(), dim=1)
-        covered = 1.0 - uncovered.flatten(2) @ w / w.sum()  # n x L: with layers 0..i
-        base = bright.float().flatten(1) @ w / w.sum()  # n: no layer
+        covered = 1.0 - region_mean(uncovered[:, :, 0], region)  # n x L: with layers 0..i
+        base = region_mean(bright.float()[:, 0], region)  # n: no layer
         coverage = torch.cat([base[:, None], covered], dim=1)  # n x (L + 1)
         k = (coverage - share.to(coverage)[:, None]).abs().argmin(dim=1)
         return (torch.arange(num, device=alphas.device)[None] < k[:, None]).float()
@@ -669,6 +668,10 @@ class ClusterTrainer:
             "ema": self.ema,
         }
         self._augmented_discriminators(ctx.rank)
+        # Where --density matched-disk counts coverage: the background's disk (else everywhere).
+        self.density_region = None
+        if cfg.density == "matched-disk" and cfg.background == "disk":
+            self.density_region = disk_mask(cfg.patch_size, cfg.disk_radius)[0, 0].to(dev)
         self.history: list[dict[str, float]] = []
         self.last_warning: str | None = None
         self.last_batch: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
@@ -709,11 +712,8 @@ class ClusterTrainer:
         ).to(dev)
         density = None
         if cfg.density != "fixed":
-            thr = self.sampler.bright_threshold
-            region = None
-            if cfg.density == "matched-disk" and cfg.background == "disk":
-                region = disk_mask(cfg.patch_size, cfg.disk_radius)[0, 0].to(dev)
-            bright = (luminance(bg.float()) > thr).float()[:, None]
+            thr, region = self.sampler.bright_threshold, self.density_region
+            bright = bright_pixels(bg, thr)[:, None]
             density = (bright_share(real, thr, region), bright, region)
         with self._autocast():
             out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)

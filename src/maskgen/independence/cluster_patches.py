@@ -243,17 +243,28 @@ def otsu_luminance(image: torch.Tensor) -> float:
     return otsu_threshold(luminance(image.float()).numpy())
 
 
+def bright_pixels(patches: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``n x P x P`` float32, 1 where ``n x 3 x P x P`` patches are brighter than ``threshold``
+    (luminance): application 2's label-free foreground."""
+    return (luminance(patches.float()) > threshold).float()
+
+
+def region_mean(x: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``... x P x P`` over its last two axes, inside ``region`` (``P x P`` 0/1 float,
+    e.g. :func:`disk_mask`) when given: ``...``."""
+    if region is None:
+        return x.flatten(-2).mean(-1)
+    w = region.reshape(-1).to(x)
+    return x.flatten(-2) @ w / w.sum().clamp_min(1.0)
+
+
 def bright_share(
     patches: torch.Tensor, threshold: float, region: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Per patch, the share of pixels brighter than ``threshold`` (luminance): ``n`` float32,
     for ``n x 3 x P x P`` patches in ``[0, 1]``; counted only inside ``region`` (``P x P``
     0/1 float, e.g. :func:`disk_mask`) when given."""
-    bright = (luminance(patches.float()) > threshold).float()
-    if region is None:
-        return bright.flatten(1).mean(1)
-    w = region.reshape(1, *bright.shape[1:]).to(bright)
-    return (bright * w).flatten(1).sum(1) / w.sum().clamp_min(1.0)
+    return region_mean(bright_pixels(patches, threshold), region)
 
 
 def disk_mask(patch_size: int, radius: float | None = None) -> torch.Tensor:
@@ -305,6 +316,7 @@ __all__ = [
     "WINDOW_FACTOR",
     "PatchSampler",
     "as_rgb_uint8",
+    "bright_pixels",
     "bright_share",
     "check_not_label_map",
     "check_patch_geometry",
@@ -315,5 +327,6 @@ __all__ = [
     "make_backgrounds",
     "otsu_luminance",
     "otsu_threshold",
+    "region_mean",
     "window_size",
 ]
