@@ -286,6 +286,30 @@ def test_density_matched_trains_with_fewer_layers_where_the_image_is_sparse(data
     assert sum(kept["matched-disk"]) > sum(kept["matched"])
 
 
+def test_d_field_patch_trains_a_discriminator_that_sees_the_whole_patch(data, tmp_path):
+    import torch
+
+    from maskgen.independence.cluster import build_networks
+    from maskgen.independence.cluster_config import make_config
+    from maskgen.independence.discriminator import receptive_field
+
+    # tiny: 16 px patches, a D of field 15 + 1; at 32 px patches one stride-2 layer is added.
+    assert receptive_field(build_networks(make_config("tiny", patch_size=32))[1].specs) < 31
+    d = build_networks(make_config("tiny", patch_size=32, d_field="patch"))[1]
+    assert receptive_field(d.specs) >= 31
+    run = tmp_path / "patch"
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    flags = [*TRAIN, "--patch-size", "32", "--d-field", "patch", "--steps", "4"]
+    assert main([*args, *flags, "--out", str(run)]) == 0
+    assert json.loads((run / "model" / "config.json").read_text())["config"]["d_field"] == "patch"
+    # The saved run's D has the added layer (the checkpoint holds its weights).
+    state = torch.load(sorted(run.glob("checkpoints/*.pt"))[-1], weights_only=False)
+    d_state = state["objects"]["d"]
+    assert sum(k.endswith("weight.original") for k in d_state) == len(d.specs) + 1
+    # Resuming the finished run with the same flags keeps the same D (no shape mismatch).
+    assert main([*args, *flags, "--out", str(run)]) == 0
+
+
 def test_bg_fill_dark_trains_and_samples_on_the_images_ground(data, tmp_path):
     from maskgen.core.io import read_image
     from maskgen.independence.cluster import ClusterPredictor

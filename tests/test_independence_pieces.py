@@ -21,6 +21,8 @@ from maskgen.independence.augment import (
 from maskgen.independence.regularizers import (
     area_bounds_penalty,
     binarisation_loss,
+    main_component,
+    outside_main_component,
     r1_penalty,
     ramp_weight,
 )
@@ -90,6 +92,34 @@ def test_regularizers():
     assert ramp_weight(90, 100, 2.0, 0.3, 0.8) == 2.0
     d = torch.nn.Conv2d(3, 1, 3)
     assert float(r1_penalty(d, torch.rand(2, 3, 8, 8)).detach()) > 0
+
+
+def test_outside_main_component_penalises_fragments_only():
+    m = np.zeros((3, 12, 12), bool)
+    m[0, 1:4, 1:4] = True  # 9 px, the main piece
+    m[0, 8:10, 8:10] = True  # 4 px fragment
+    m[1, 2:6, 2:6] = True
+    m[1, 5, 5] = False  # 15 px, one piece
+    m[1, 7, 7] = True  # two px from it diagonally: a 1 px fragment
+    keep = main_component(m, grow=0)
+    assert keep[0].sum() == 9 and not keep[0, 8:10, 8:10].any()
+    assert keep[1].sum() == 15 and not keep[1, 7, 7]
+    assert keep[2].all()  # an empty mask: nothing to choose, nothing penalised
+    # Diagonal neighbours are one object (8-connected); one mask never joins another.
+    d = np.zeros((2, 6, 6), bool)
+    d[0, 1, 1] = d[0, 2, 2] = d[1, 3, 3] = True
+    assert main_component(d, grow=0)[0].sum() == 2
+    assert main_component(np.ones((1, 5, 5), bool), grow=1).all()
+    a = torch.from_numpy(m[:1].astype(np.float32) * 0.9).requires_grad_()
+    share = outside_main_component(a, grow=0)
+    assert share.item() == pytest.approx(4 / 13)
+    share.backward()
+    # The gradient lowers alpha off the main piece (fragments and faint haze alike), never on it.
+    assert (a.grad[0, 8:10, 8:10] > 0).all() and (a.grad[0, 1:4, 1:4] == 0).all()
+    assert float(a.grad[0, 0, 11]) == pytest.approx(float(a.grad[0, 8, 8]))
+    one = m[1:2].copy()
+    one[0, 7, 7] = False
+    assert float(outside_main_component(torch.from_numpy(one.astype(np.float32)), grow=1)) == 0
 
 
 # ---------------------------------------------------------------- each piece through the CLI
@@ -246,6 +276,17 @@ def _cluster_argv(image: Path, out: Path) -> list:
             "--steps", "4", "--preset", "tiny", "--log-every", "2", "--checkpoint-every", "2"]  # fmt: skip
 
 
+def test_cluster_fragment_weight_through_cli(cluster_image, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = run_cli([*_cluster_argv(cluster_image, out), "--fragment-weight", "5"], capsys)
+    assert rc == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["fragment_weight"] == 5 if "config" in cfg else cfg["fragment_weight"] == 5
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    shares = [r["fragment_loss"] for r in rows if "fragment_loss" in r]
+    assert shares and all(0 <= v <= 1 for v in shares)
+
+
 def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, capsys):
     out = tmp_path / "run"
     argv = _cluster_argv(cluster_image, out)
@@ -265,6 +306,9 @@ def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, ca
         (["--augment-p", "-0.1"], "--augment-p"),
         (["--area-penalty", "x"], "--area-penalty"),
         (["--area-bounds", "0.3,0.3"], "--area-bounds"),
+        (["--fragment-weight", "-1"], "--fragment-weight"),
+        (["--fragment-weight", "nan"], "--fragment-weight"),
+        (["--d-field", "global"], "--d-field"),
     ],
 )
 def test_cluster_bad_new_flags(cluster_image, tmp_path, capsys, flags, needle):

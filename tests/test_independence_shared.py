@@ -11,7 +11,10 @@ from maskgen.core.warp import translation_theta
 from maskgen.independence.composition import compose, compose_rgba
 from maskgen.independence.discriminator import (
     DISCRIMINATOR_PRESETS,
+    ConvSpec,
     SNDiscriminator,
+    cover_patch,
+    receptive_field,
     specs_from_config,
 )
 from maskgen.independence.gan import (
@@ -56,6 +59,31 @@ def test_discriminator_shapes_and_spectral_norm():
     assert specs_from_config(d.config()["specs"]) == d.specs
     with pytest.raises(ValueError, match="unknown discriminator preset"):
         SNDiscriminator("nope")
+
+
+def _field_by_gradient(specs: tuple[ConvSpec, ...], size: int) -> int:
+    """Side of the input window that moves the centre logit, read from the gradient."""
+    torch.manual_seed(0)
+    d = SNDiscriminator(specs, spectral=False)
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    cols = x.grad.abs().sum((0, 1, 2)).nonzero().ravel()
+    return int(cols.max() - cols.min() + 1)
+
+
+def test_receptive_field_and_cover_patch_match_the_gradient():
+    # The cluster trainer's cpu stack sees 31 px per output; the paper's Table 2 stack 63.
+    cpu = (ConvSpec(32), ConvSpec(64), ConvSpec(128), ConvSpec(128, 3, 1))
+    assert receptive_field(cpu) == 31 == _field_by_gradient(cpu, 128)
+    assert receptive_field(DISCRIMINATOR_PRESETS["app2-paper"]) == 63
+    assert cover_patch(cpu, 32) == cpu  # already sees a 32 px patch
+    wide = cover_patch(cpu, 64)
+    # One stride-2 layer of the previous width, inserted before the stride-1 head.
+    assert wide == (*cpu[:3], ConvSpec(128, 3, 2), cpu[3])
+    assert receptive_field(wide) == 63 == _field_by_gradient(wide, 128)
+    assert receptive_field(cover_patch(cpu, 200)) >= 199
+    assert SNDiscriminator(wide)(torch.rand(2, 3, 64, 64)).shape == (2, 1, 4, 4)
 
 
 def test_area_penalty_matches_eq7():

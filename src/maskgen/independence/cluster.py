@@ -72,7 +72,7 @@ from maskgen.independence.cluster_patches import (
     region_mean,
 )
 from maskgen.independence.composition import compose
-from maskgen.independence.discriminator import ConvSpec, SNDiscriminator
+from maskgen.independence.discriminator import ConvSpec, SNDiscriminator, cover_patch
 from maskgen.independence.gan import (
     area_weight_at,
     detect_collapse,
@@ -81,7 +81,10 @@ from maskgen.independence.gan import (
     generator_step,
 )
 from maskgen.independence.layout import pad_and_random_crop
-from maskgen.independence.regularizers import r1_step  # R1 (Mescheder et al. 2018)
+from maskgen.independence.regularizers import (  # R1: Mescheder et al. 2018
+    outside_main_component,
+    r1_step,
+)
 
 KIND = "cluster"
 #: Prefix of the generator's weights in a model folder's ``model.safetensors``.
@@ -332,7 +335,10 @@ def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminato
     """Generator, discriminator and Q network for ``cfg`` (built in this order from the global
     RNG, so a seed fixes all three)."""
     g = ClusterGenerator.from_config(cfg)
-    d = SNDiscriminator(tuple(ConvSpec(*r) for r in cfg.d_specs), in_channels=3)
+    specs = tuple(ConvSpec(*r) for r in cfg.d_specs)
+    if cfg.d_field == "patch":
+        specs = cover_patch(specs, cfg.patch_size)
+    d = SNDiscriminator(specs, in_channels=3)
     q = LatentPredictor(cfg.z_dim, cfg.patch_size, cfg.q_channels)
     return g, d, q
 
@@ -576,9 +582,12 @@ def regularizers(
       label-free monitor of background-coloured paint.
     - Border term (ours, weight ``border_weight``, 0 in every preset): :func:`border_alpha`,
       alpha in a ``border_px`` band along the instance's edge; logged as ``border_loss``.
+    - Fragment term (ours, weight ``fragment_weight``, 0 in every preset):
+      :func:`~maskgen.independence.regularizers.outside_main_component`, the share of each
+      layer's alpha outside its largest component; logged as ``fragment_loss`` when on.
 
     Returns ``{"extra": weighted sum (scalar, attached), "info_loss", "binary_loss",
-    "paint_loss", "border_loss"}``.
+    "paint_loss", "border_loss"}`` (and ``"fragment_loss"`` when its weight is set).
     """
     zhat = q(out["instances"][:, 0])
     info = F.mse_loss(zhat.float(), out["z"][:, 0].float())
@@ -596,6 +605,9 @@ def regularizers(
     with torch.set_grad_enabled(cfg.border_weight > 0 and torch.is_grad_enabled()):
         border = border_alpha(alphas, cfg.border_px)
     extra = cfg.info_weight * info + cfg.binary_weight * binary
+    if cfg.fragment_weight > 0:
+        fragment = outside_main_component(alphas)
+        extra = extra + cfg.fragment_weight * fragment
     if cfg.paint_weight > 0:
         extra = extra + cfg.paint_weight * paint
     if cfg.border_weight > 0:
@@ -606,6 +618,7 @@ def regularizers(
         "binary_loss": binary.detach(),
         "paint_loss": paint.detach(),
         "border_loss": border.detach(),
+        **({"fragment_loss": fragment.detach()} if cfg.fragment_weight > 0 else {}),
     }
 
 
@@ -769,6 +782,8 @@ class ClusterTrainer:
             paint_loss=float(reg["paint_loss"]),
             border_loss=float(reg["border_loss"]),
         )
+        if "fragment_loss" in reg:
+            m["fragment_loss"] = float(reg["fragment_loss"])
         return m
 
     def ema_phase(self) -> None:

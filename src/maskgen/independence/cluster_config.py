@@ -151,6 +151,13 @@ class ClusterConfig:
         low=0,
     )
     border_px: int = param(4, "width in px of that band (--border-weight)", low=1, high=256)
+    fragment_weight: float = param(
+        0.0,
+        "not in the paper: weight of the share of each layer's alpha outside its largest "
+        "connected component (alpha > 0.5, grown 1 px), so a provider draws one object, not "
+        "fragments (0 = off)",
+        low=0,
+    )
     recolour: float = param(
         0.0,
         "not in the paper (after ReDO's redrawing): each generated layer's RGB is shifted by a "
@@ -234,6 +241,13 @@ class ClusterConfig:
         ((32, 3, 2), (64, 3, 2), (128, 3, 2), (128, 3, 1)),
         "discriminator layers (channels, kernel, stride); presets change it",
         flag=False,
+    )
+    d_field: str = param(
+        "layers",
+        "not in the paper's presets: layers = D as the preset lists it (at 64x64 patches the "
+        "cpu stack sees 31 px per output); patch = stride-2 layers added until one output sees "
+        "the whole patch, as the paper's Table 2 D does at 64x64 (cover_patch)",
+        choices=("layers", "patch"),
     )
     q_channels: tuple[int, ...] = param(
         (16, 32, 64), "widths of the InfoGAN Q network's stride-2 convs", low=1, high=4096

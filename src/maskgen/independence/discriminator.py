@@ -101,9 +101,38 @@ class SNDiscriminator(nn.Module):
         return self.net(x * 2.0 - 1.0)
 
 
+def receptive_field(specs: tuple[ConvSpec, ...] | list[ConvSpec]) -> int:
+    """Side in input px of the window one output logit sees (the final 1x1 conv adds none)."""
+    field, jump = 1, 1
+    for s in specs:
+        field += (s.kernel - 1) * jump
+        jump *= s.stride
+    return field
+
+
+def cover_patch(specs: tuple[ConvSpec, ...], size: int) -> tuple[ConvSpec, ...]:
+    """``specs`` with stride-2 layers (3x3, the width of the layer before) inserted before the
+    last layer until one output sees at least ``size - 1`` px: a *global* discriminator for a
+    ``size`` px input, as the paper's Table 2 stack is at 64x64 (field 63). Why: a patch
+    discriminator whose window is smaller than an object judges its parts, not its outline.
+    """
+    out = list(specs)
+    while receptive_field(out) < size - 1 and len(out) < 32:
+        width = out[-2].channels if len(out) > 1 else out[-1].channels
+        out.insert(len(out) - 1, ConvSpec(width, 3, 2))
+    return tuple(out)
+
+
 def specs_from_config(rows: list[dict]) -> tuple[ConvSpec, ...]:
     """Inverse of :meth:`SNDiscriminator.config` ``["specs"]``."""
     return tuple(ConvSpec(**r) for r in rows)
 
 
-__all__ = ["DISCRIMINATOR_PRESETS", "ConvSpec", "SNDiscriminator", "specs_from_config"]
+__all__ = [
+    "DISCRIMINATOR_PRESETS",
+    "ConvSpec",
+    "SNDiscriminator",
+    "cover_patch",
+    "receptive_field",
+    "specs_from_config",
+]

@@ -8,6 +8,10 @@
 - :func:`binarisation_loss` and :func:`ramp_weight`: a binarisation term (``alpha (1 - alpha)``
   or the per-pixel binary entropy) on a schedule -- off while the masks are still finding the
   object, ramped up later so the final masks are hard (layered GANs harden masks late).
+- :func:`outside_main_component`: the share of a mask's alpha outside its largest connected
+  component -- a label-free push toward one object per generated layer (the independence
+  prior's premise: a provider outputs *an* instance), against masks that split their area
+  into fragments.
 - :func:`r1_penalty` / :func:`r1_step`: R1 gradient penalty on real images (Mescheder et al.,
   ICML 2018), lazily every ``k`` steps (StyleGAN2); the standard small-data regulariser of D.
 
@@ -16,6 +20,7 @@ All are pure functions of tensors; the trainers own the weights and schedules (c
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,6 +72,47 @@ def ramp_weight(step: int, total: int, final: float, start: float, end: float) -
     return final * (step - s0) / (s1 - s0)
 
 
+def main_component(masks: np.ndarray, grow: int = 1) -> np.ndarray:
+    """The largest 8-connected component of each of ``N x H x W`` bool ``masks``, dilated by
+    ``grow`` px; an empty mask keeps everything (nothing to choose). Bool ``N x H x W``."""
+    from scipy import ndimage
+
+    n = len(masks)
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = True  # 8-connected within a mask, never across masks
+    lab, count = ndimage.label(masks, structure=plane)
+    keep = np.ones(masks.shape, bool)
+    if count == 0:
+        return keep
+    sizes = np.bincount(lab.ravel(), minlength=count + 1)
+    owner = np.zeros(count + 1, np.int64)
+    owner[lab.reshape(n, -1)] = np.arange(n)[:, None]
+    best = np.zeros(n, np.int64)
+    for c in np.argsort(sizes[1:], kind="stable") + 1:  # ascending: the largest is set last
+        best[owner[c]] = c
+    has = best > 0
+    keep[has] = lab[has] == best[has][:, None, None]
+    if grow > 0:
+        keep[has] = ndimage.binary_dilation(keep[has], structure=plane, iterations=grow)
+    return keep
+
+
+def outside_main_component(
+    alphas: torch.Tensor, threshold: float = 0.5, grow: int = 1
+) -> torch.Tensor:
+    """``sum(alpha * outside) / sum(alpha)`` over ``... x H x W`` soft masks in ``[0, 1]``,
+    ``outside`` = not in the mask's largest component at ``alpha > threshold`` (grown by
+    ``grow`` px; :func:`main_component`). The choice of component carries no gradient and the
+    denominator is a constant for it, so the gradient only lowers alpha off the main object.
+    Scalar in ``[0, 1]``: 0 when every mask is one piece.
+    """
+    flat = alphas.reshape(-1, *alphas.shape[-2:])
+    with torch.no_grad():
+        keep = main_component((flat > threshold).cpu().numpy(), grow)
+    outside = torch.from_numpy(~keep).to(flat.device, flat.dtype)
+    return (flat * outside).sum() / flat.detach().sum().clamp_min(1e-6)
+
+
 def r1_penalty(d: nn.Module, real: torch.Tensor) -> torch.Tensor:
     """``mean_n |grad_x D(x_n)|^2`` on real images (attached, for backward into D)."""
     x = real.detach().float().requires_grad_(True)
@@ -98,6 +144,8 @@ def r1_step(
 __all__ = [
     "area_bounds_penalty",
     "binarisation_loss",
+    "main_component",
+    "outside_main_component",
     "r1_penalty",
     "r1_step",
     "ramp_weight",
