@@ -104,7 +104,8 @@ def outside_main_component(
     ``outside`` = not in the mask's largest component at ``alpha > threshold`` (grown by
     ``grow`` px; :func:`main_component`). The choice of component carries no gradient and the
     denominator is a constant for it, so the gradient only lowers alpha off the main object.
-    Scalar in ``[0, 1]``: 0 when every mask is one piece.
+    Scalar in ``[0, 1]``: 0 when all of every mask's alpha lies in its (grown) main piece;
+    faint haze off the piece counts like a fragment.
     """
     flat = alphas.reshape(-1, *alphas.shape[-2:])
     with torch.no_grad():
