@@ -293,7 +293,7 @@ def test_d_field_patch_trains_a_discriminator_that_sees_the_whole_patch(data, tm
     from maskgen.independence.cluster_config import make_config
     from maskgen.independence.discriminator import receptive_field
 
-    # tiny: 16 px patches, a D of field 15 + 1; at 32 px patches one stride-2 layer is added.
+    # The tiny D sees 15 px; at 32 px patches `patch` adds one stride-2 layer (31 px).
     assert receptive_field(build_networks(make_config("tiny", patch_size=32))[1].specs) < 31
     d = build_networks(make_config("tiny", patch_size=32, d_field="patch"))[1]
     assert receptive_field(d.specs) >= 31

@@ -280,8 +280,7 @@ def test_cluster_fragment_weight_through_cli(cluster_image, tmp_path, capsys):
     out = tmp_path / "run"
     rc, _, err = run_cli([*_cluster_argv(cluster_image, out), "--fragment-weight", "5"], capsys)
     assert rc == 0, err
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["fragment_weight"] == 5 if "config" in cfg else cfg["fragment_weight"] == 5
+    assert json.loads((out / "config.json").read_text())["config"]["fragment_weight"] == 5
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     shares = [r["fragment_loss"] for r in rows if "fragment_loss" in r]
     assert shares and all(0 <= v <= 1 for v in shares)
