@@ -73,26 +73,20 @@ def ramp_weight(step: int, total: int, final: float, start: float, end: float) -
 
 
 def main_component(masks: np.ndarray, grow: int = 1) -> np.ndarray:
-    """The largest 8-connected component of each of ``N x H x W`` bool ``masks``, dilated by
-    ``grow`` px; an empty mask keeps everything (nothing to choose). Bool ``N x H x W``."""
+    """The largest 8-connected component of each of ``N x H x W`` bool ``masks``
+    (:func:`maskgen.core.masks.largest_component`), dilated by ``grow`` px; an empty mask keeps
+    everything (nothing to choose). Bool ``N x H x W``."""
     from scipy import ndimage
 
-    n = len(masks)
-    plane = np.zeros((3, 3, 3), bool)
-    plane[1] = True  # 8-connected within a mask, never across masks
-    lab, count = ndimage.label(masks, structure=plane)
+    from maskgen.core.masks import largest_component
+
     keep = np.ones(masks.shape, bool)
-    if count == 0:
-        return keep
-    sizes = np.bincount(lab.ravel(), minlength=count + 1)
-    owner = np.zeros(count + 1, np.int64)
-    owner[lab.reshape(n, -1)] = np.arange(n)[:, None]
-    best = np.zeros(n, np.int64)
-    for c in np.argsort(sizes[1:], kind="stable") + 1:  # ascending: the largest is set last
-        best[owner[c]] = c
-    has = best > 0
-    keep[has] = lab[has] == best[has][:, None, None]
-    if grow > 0:
+    has = masks.reshape(len(masks), -1).any(1)
+    for i in np.flatnonzero(has):
+        keep[i] = largest_component(masks[i])
+    if grow > 0 and has.any():
+        plane = np.zeros((3, 3, 3), bool)
+        plane[1] = True  # dilate within each mask, never across masks
         keep[has] = ndimage.binary_dilation(keep[has], structure=plane, iterations=grow)
     return keep
 
