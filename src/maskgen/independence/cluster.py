@@ -776,14 +776,7 @@ class ClusterTrainer:
             step=step,
             autocast=self._autocast(),
         )
-        m.update(
-            info_loss=float(reg["info_loss"]),
-            binary_loss=float(reg["binary_loss"]),
-            paint_loss=float(reg["paint_loss"]),
-            border_loss=float(reg["border_loss"]),
-        )
-        if "fragment_loss" in reg:
-            m["fragment_loss"] = float(reg["fragment_loss"])
+        m.update({k: float(v) for k, v in reg.items() if k != "extra"})
         return m
 
     def ema_phase(self) -> None:
