@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from maskgen.data.cluster_images import synthetic_cluster
+from maskgen.engine import DistContext
 from maskgen.errors import MaskgenError
 from maskgen.independence.cluster import (
     LUMA,
     PRESETS,
     ClusterGenerator,
+    ClusterTrainer,
     border_alpha,
     build_networks,
     generate_composites,
+    ground_offsets,
     lift_above_ground,
     low_pass,
     make_config,
@@ -43,7 +48,9 @@ from maskgen.independence.cluster_patches import (
     as_rgb_uint8,
     dark_colour,
     disk_mask,
+    luminance,
     make_backgrounds,
+    shift_ground,
     window_size,
 )
 
@@ -329,6 +336,50 @@ def test_recolour_shifts_each_layer_by_one_colour_and_keeps_alpha():
     assert torch.equal(recolour_layers(layers, 0.0), layers)
 
 
+def test_shift_ground_moves_the_ground_and_keeps_the_objects():
+    ground, thr = 0.05, 0.25
+    x = torch.full((2, 3, 4, 4), ground)
+    x[:, :, :2] = 0.6  # objects: the top half, far above the threshold
+    x[:, :, 2, 0] = 0.2  # an outline pixel: 3/4 of the way from ground to threshold
+    offset = torch.tensor([[0.5, 0.2, 0.0], [0.1, 0.0, 0.3]])
+    out = shift_ground(x, offset, ground, thr)
+    assert torch.equal(out[:, :, :2], x[:, :, :2])
+    assert torch.allclose(out[:, :, 3], x[:, :, 3] + offset[:, :, None])
+    weight = 2 * (thr - 0.2) / (thr - ground)  # 0.5: half moved
+    assert torch.allclose(out[:, :, 2, 0], 0.2 + weight * offset)
+    assert out.max() <= 1 and out.min() >= 0
+    assert torch.equal(shift_ground(x, offset, ground, math.inf), x)
+
+
+def test_ground_offsets_reach_any_colour_at_one_and_nothing_at_zero():
+    ground = torch.tensor([0.05, 0.04, 0.03])
+    off = ground_offsets(4000, ground, 1.0, torch.Generator().manual_seed(0))
+    colours = ground + off
+    assert colours.min() >= 0 and colours.max() <= 1
+    assert colours.min() < 0.01 and colours.max() > 0.99 and colours.std(0).min() > 0.25
+    assert torch.equal(ground_offsets(3, ground, 0.0), torch.zeros(3, 3))
+
+
+def test_ground_jitter_moves_real_and_background_ground_alike_and_leaves_layers():
+    from maskgen.independence.cluster_patches import PatchSampler
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    img[8:20, 8:20] = (200, 150, 60)  # a bright object on a black ground
+    img[28:40, 26:44] = (180, 120, 40)
+    cfg = make_config("tiny", ground_jitter=1.0)
+    trainer = ClusterTrainer(cfg, PatchSampler(img, 16, cfg.patch_size), DistContext())
+    torch.manual_seed(0)
+    real, out = trainer.generate_phase()
+    dark = luminance(real) < 0.05
+    assert dark.float().mean() < 0.05  # the black ground took other colours ...
+    assert (real.amax(1) > 0.5).float().mean() > 0.3  # ... most of them far from black
+    bg = out["background"]
+    assert (luminance(bg) < 0.05).float().mean() < 0.05  # the background's ground too
+    z = out["z"]
+    plain = generate_composites(trainer.g, cfg, len(z), torch.zeros_like(bg), z=z)
+    assert torch.equal(out["instances"], plain["instances"])  # the providers are untouched
+
+
 def test_lift_above_ground_floors_luminance_and_leaves_the_hue_free():
     ground = torch.tensor([0.05, 0.04, 0.06])
     rgb = torch.rand(6, 3, 8, 8) * 0.4
@@ -574,9 +625,6 @@ def test_generator_model_folder_round_trip_is_strict(tmp_path):
 
 
 def test_trainer_step_is_named_phases_and_finite():
-    from maskgen.engine import DistContext
-    from maskgen.independence.cluster import ClusterTrainer
-
     c = synthetic_cluster(size=64, instance_size=20, seed=1)
     cfg = make_config("tiny", instance_size=20.0, r1_weight=1.0, ema_decay=0.9)
     torch.manual_seed(0)

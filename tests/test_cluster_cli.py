@@ -246,6 +246,18 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
     assert not torch.allclose(a, b)
 
 
+def test_ground_jitter_trains_is_saved_and_resumes(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += [*TRAIN, "--steps", "6", "--out", str(tmp_path / "jitter"), "--ground-jitter", "0.7"]
+    assert main([*args, "--stop-after", "3"]) == 0  # paused at the step-3 checkpoint
+    assert not (tmp_path / "jitter" / "DONE").exists()
+    assert main(args) == 0  # the same command: resumes and finishes
+    cfg = json.loads((tmp_path / "jitter" / "model" / "config.json").read_text())["config"]
+    assert cfg["ground_jitter"] == 0.7
+    lines = (tmp_path / "jitter" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 4, 6]
+
+
 def test_colour_floor_trains_keeps_the_ground_and_lifts_every_sample(data, tmp_path):
     from maskgen.independence.cluster import LUMA, ClusterPredictor
 

@@ -23,8 +23,10 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   (``--paint-weight``, :func:`paint_like_behind` or, with ``--paint-against ground`` or
   ``ground-or-darker``, :func:`paint_like_ground`), one on alpha along each instance's edge
   (``--border-weight``, :func:`border_alpha`), and a random colour shift of each generated
-  layer before composition (``--recolour``, :func:`recolour_layers`), and a luminance floor on
-  the generated colours above the ground's (``--colour-floor``, :func:`lift_above_ground`).
+  layer before composition (``--recolour``, :func:`recolour_layers`), a luminance floor on
+  the generated colours above the ground's (``--colour-floor``, :func:`lift_above_ground`), and
+  the ground of real patches and backgrounds moved to random colours alike
+  (``--ground-jitter``, :func:`ground_offsets`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
@@ -70,6 +72,7 @@ from maskgen.independence.cluster_patches import (
     luminance,
     make_backgrounds,
     region_mean,
+    shift_ground,
 )
 from maskgen.independence.composition import compose
 from maskgen.independence.discriminator import ConvSpec, SNDiscriminator, cover_patch
@@ -443,6 +446,21 @@ def layers_to_match_density(
         return (torch.arange(num, device=alphas.device)[None] < k[:, None]).float()
 
 
+def ground_offsets(
+    n: int, ground: torch.Tensor, amount: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``n x 3`` ground shifts of ``--ground-jitter``: ``amount * (c - ground)``, ``c`` uniform
+    in ``[0, 1]^3`` per patch, so that at ``amount = 1`` the ground takes any colour.
+
+    Why (ours, not in the paper): on a cluster whose ground shows, an opaque pixel painted in
+    the ground's colour looks exactly like a transparent one, so D cannot see a blob that paints
+    an outline. Moving the ground's colour in the real patches and under the layers alike keeps
+    the two distributions equal for a right mask and makes such paint a visible halo.
+    """
+    c = torch.rand(n, 3, generator=generator)
+    return amount * (c - ground.float().cpu()[None])
+
+
 def recolour_layers(
     layers: torch.Tensor, amount: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -728,9 +746,19 @@ class ClusterTrainer:
             thr, region = self.sampler.bright_threshold, self.density_region
             bright = bright_pixels(bg, thr)[:, None]
             density = (bright_share(real, thr, region), bright, region)
+        if cfg.ground_jitter > 0:
+            real, bg = self.jitter_ground(real), self.jitter_ground(bg)
         with self._autocast():
             out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)
         return real, out
+
+    def jitter_ground(self, patches: torch.Tensor) -> torch.Tensor:
+        """``--ground-jitter``: each patch's ground moved to its own random colour
+        (:func:`ground_offsets`, :func:`~maskgen.independence.cluster_patches.shift_ground`)."""
+        s = self.sampler
+        offset = ground_offsets(len(patches), s.dark_colour, self.cfg.ground_jitter)
+        ground = float(luminance(s.dark_colour[:, None, None]))
+        return shift_ground(patches, offset.to(patches.device), ground, s.bright_threshold)
 
     def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
         """Discriminator on real patches vs composites (eq. 6), then lazy R1 when due."""
@@ -1048,6 +1076,7 @@ __all__ = [
     "make_config",
     "prior_scale_at",
     "r1_step",
+    "ground_offsets",
     "recolour_layers",
     "regularizers",
     "run_facts",

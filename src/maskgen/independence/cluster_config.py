@@ -166,6 +166,16 @@ class ClusterConfig:
         low=0,
         high=1,
     )
+    ground_jitter: float = param(
+        0.0,
+        "not in the paper: the same augmentation for D's real patches and the backgrounds of "
+        "the composites (the generated layers untouched): the ground (pixels darker than the "
+        "image's Otsu threshold) moves to a random colour, ground + J (c - ground) with c "
+        "uniform in [0, 1]^3 per patch, so a layer that paints the ground's colour shows as a "
+        "dark halo where a real patch has none (0 = off)",
+        low=0,
+        high=1,
+    )
     colour_floor: float = param(
         0.0,
         "not in the paper: the generated colours are lifted to at least this luminance (RGB in "

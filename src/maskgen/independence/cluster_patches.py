@@ -249,6 +249,34 @@ def bright_pixels(patches: torch.Tensor, threshold: float) -> torch.Tensor:
     return (luminance(patches.float()) > threshold).float()
 
 
+def shift_ground(
+    patches: torch.Tensor, offset: torch.Tensor, ground: float, threshold: float
+) -> torch.Tensor:
+    """``patches`` with their ground moved by ``offset``, objects left as they are.
+
+    A pixel's weight is ``clamp(2 (threshold - lum) / (threshold - ground), 0, 1)``: 1 from the
+    ground's luminance up to half-way to the threshold, 0 from the threshold on (the objects:
+    application 2's label-free foreground rule), linear in between so that anti-aliased
+    outlines move in part, as the blend of object and ground they are.
+
+    Args:
+        patches: ``n x 3 x P x P`` float in ``[0, 1]``.
+        offset: ``n x 3`` colour shift per patch.
+        ground: the ground's luminance (of :func:`dark_colour`).
+        threshold: the objects' luminance threshold (:func:`otsu_luminance`), above ``ground``.
+
+    Returns:
+        ``n x 3 x P x P``, clamped to ``[0, 1]``; ``patches`` itself when ``threshold`` is not
+        finite (a flat image: no objects to keep apart from the ground).
+    """
+    if not math.isfinite(threshold):
+        return patches
+    span = max(threshold - ground, 1e-6)
+    weight = (2.0 * (threshold - luminance(patches.float())) / span).clamp(0.0, 1.0)
+    moved = patches + weight[:, None] * offset.to(patches)[:, :, None, None]
+    return moved.clamp(0.0, 1.0)
+
+
 def region_mean(x: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of ``... x P x P`` over its last two axes, inside ``region`` (``P x P`` 0/1 float,
     e.g. :func:`disk_mask`) when given: ``...``."""
@@ -328,5 +356,6 @@ __all__ = [
     "otsu_luminance",
     "otsu_threshold",
     "region_mean",
+    "shift_ground",
     "window_size",
 ]
