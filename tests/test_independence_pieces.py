@@ -298,6 +298,69 @@ def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, ca
     assert rows and all(np.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
 
 
+def test_cluster_restarts_keep_the_label_free_best_and_resume(cluster_image, tmp_path, capsys):
+    """``--restarts 2``: two full runs, scored without labels, the rule's pick saved; a run
+    paused inside the restarts resumes with the same command, and a finished one trains
+    nothing."""
+    from maskgen.independence.cluster import ClusterGenerator
+    from maskgen.independence.selection import rank_generators
+
+    out = tmp_path / "run"
+    argv = [*_cluster_argv(cluster_image, out), "--restarts", "2"]
+    rc, stdout, err = run_cli([*argv, "--stop-after", "2"], capsys)
+    assert rc == 0 and "paused" in stdout and not (out / "model").exists()
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    assert "restart 1/2 (seed 0): resuming" in err  # the paused restart went on
+    sel = json.loads((out / "selection.json").read_text())
+    cands = sel["candidates"]
+    assert [c["seed"] for c in cands] == [0, 1]
+    assert all(0 <= c["single_object"] <= 1 and 0 <= c["pairwise"] <= 1 for c in cands)
+    assert sel["best_seed"] == cands[rank_generators(cands)]["seed"]
+    g = ClusterGenerator.from_folder(out / "model")
+    assert g.config.seed == sel["best_seed"] and g.config.restarts == 2
+    assert {p.name.split("grid")[0] for p in (out / "grids").glob("*.png")} == {
+        "restart0-",
+        "restart1-",
+    }
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0 and "restart" not in err  # finished: nothing retrained
+
+
+def test_rank_generators_agrees_with_coverage_on_a_labelled_toy_case():
+    """Three generators on toy instances of varied shapes (ellipses of many orientations):
+    fragments, one blob for every z, and the true shapes. The label-free rule must pick the one
+    whose masks cover the true shapes best (coverage IoU, which needs the labels), and rank
+    fragments below a blob."""
+    from maskgen.independence.cluster_eval import coverage_iou
+    from maskgen.independence.selection import generator_selection_score, rank_generators
+
+    p, area = 32, 0.12
+    yy, xx = np.mgrid[:p, :p] - (p - 1) / 2
+
+    def ellipse(angle: float, a: float = 9.0, b: float = 4.0) -> np.ndarray:
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = c * xx + s * yy, -s * xx + c * yy
+        return (u / a) ** 2 + (v / b) ** 2 <= 1
+
+    truth = [ellipse(t) for t in np.linspace(0, np.pi, 24, endpoint=False)]
+    disk = xx**2 + yy**2 <= 6.0**2
+    split = ellipse(0.0) & (np.abs(xx) > 2)  # one ellipse cut in two pieces
+    candidates = {
+        "fragments": np.stack([np.roll(split, k % 5, axis=0) for k in range(48)]),
+        "blob": np.stack([disk] * 48),
+        "shapes": np.stack([truth[k % 24] for k in range(48)]),
+    }
+    scores = [generator_selection_score(m, area) for m in candidates.values()]
+    cover = [coverage_iou(m, truth, 2 * p).mean() for m in candidates.values()]
+    assert scores[0]["single_object"] == 0 and scores[1]["single_object"] == 1
+    assert (
+        list(candidates)[rank_generators(scores)] == "shapes" == list(candidates)[np.argmax(cover)]
+    )
+    assert rank_generators(scores[:2]) == 1  # a whole blob beats fragments
+    assert rank_generators([scores[0], scores[0]]) == 0  # ties: the first
+
+
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
@@ -308,6 +371,9 @@ def test_cluster_augment_and_area_bounds_through_cli(cluster_image, tmp_path, ca
         (["--fragment-weight", "-1"], "--fragment-weight"),
         (["--fragment-weight", "nan"], "--fragment-weight"),
         (["--d-field", "global"], "--d-field"),
+        (["--restarts", "0"], "--restarts"),
+        (["--restarts", "17"], "--restarts"),
+        (["--restarts", "2", "--seed", str(2**31 - 1)], "--restarts"),
     ],
 )
 def test_cluster_bad_new_flags(cluster_image, tmp_path, capsys, flags, needle):

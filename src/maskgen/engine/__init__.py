@@ -38,6 +38,7 @@ from maskgen.engine.loop import (
     Trainer,
     finish_run,
     run_summary,
+    sayer,
     training_loop,
 )
 from maskgen.engine.model_io import (
@@ -59,6 +60,7 @@ __all__ = [
     "Trainer",
     "finish_run",
     "run_summary",
+    "sayer",
     "add_config_arguments",
     "config_from_args",
     "config_from_dict",

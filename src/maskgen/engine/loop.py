@@ -116,8 +116,9 @@ class CheckpointIO:
                 obj.load_state_dict(value)
 
 
-def _say(opts: RunOptions, run: RunFolder) -> Callable[[str], None]:
-    if opts.quiet or not run.ctx.is_main:
+def sayer(opts: RunOptions, ctx: Any) -> Callable[[str], None]:
+    """A progress printer to stderr, silent with ``opts.quiet`` and on ranks other than 0."""
+    if opts.quiet or not ctx.is_main:
         return lambda text: None
     return lambda text: print(text, file=sys.stderr, flush=True)
 
@@ -174,7 +175,7 @@ def training_loop(
         NonFiniteLossError: a metric became NaN/inf (no checkpoint is written after it).
     """
     desc = desc or prefix
-    say = _say(opts, run)
+    say = sayer(opts, run.ctx)
     t0 = time.monotonic()
     io = CheckpointIO(**trainer.resumable)
     start = 0

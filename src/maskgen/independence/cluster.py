@@ -45,6 +45,7 @@ Measured results, the presets' history and what was tried: ``benchmarks/RESULTS.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import os
@@ -706,6 +707,7 @@ class ClusterTrainer:
         self.history: list[dict[str, float]] = []
         self.last_warning: str | None = None
         self.last_batch: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+        self.grid_tag = ""  # preview grid file prefix (restarts: "restart<i>-")
 
     def _augmented_discriminators(self, rank: int) -> None:
         """D as the D phase, the G phase and R1 see it: ``D(augment(x))`` with ``--augment``
@@ -840,7 +842,7 @@ class ClusterTrainer:
         due = every is None or step % every == 0 or step == self.cfg.steps
         if self.run is not None and self.last_batch is not None and due:
             out, real = self.last_batch
-            path = self.run.path / "grids" / f"grid-{step:08d}.png"
+            path = self.run.path / "grids" / f"{self.grid_tag}grid-{step:08d}.png"
             save_image_grid(path, preview_grid(out, real), nrow=8)
 
     def final_generator(self, facts: dict[str, Any]) -> ClusterGenerator:
@@ -879,6 +881,52 @@ def _start_notes(run: Any, sampler: PatchSampler, cfg: ClusterConfig) -> None:
             f"--prior-anneal {cfg.prior_anneal} > --steps {cfg.steps}: the saved generator "
             f"keeps {end_scale:.2f} of the alpha prior (masks partly the prior's disk)"
         )
+
+
+#: Generated masks that application 2's label-free selection scores per restart.
+SELECTION_MASKS = 256
+
+
+def keep_best_run(
+    cfg: ClusterConfig, sampler: PatchSampler, run: Any, opts: Any, facts: dict[str, Any]
+) -> int | None:
+    """``--restarts K``: ``K`` full runs with seeds ``seed .. seed + K - 1`` in ``run``
+    (checkpoint series ``restart<i>``, grids ``grids/restart<i>-*``), each scored without labels
+    by :func:`~maskgen.independence.selection.generator_selection_score` on
+    :data:`SELECTION_MASKS` masks, the best by
+    :func:`~maskgen.independence.selection.rank_generators`; returns its seed (its last
+    checkpoint is the run's ``ckpt``), or None when paused before all were scored.
+
+    Full-length, not short, restarts: the failures the rule catches (layers breaking into
+    fragments) appear once the alpha prior has annealed away, late in a run.
+    """
+    from maskgen.engine import sayer, seed_everything
+    from maskgen.independence.restarts import keep_best_restart
+    from maskgen.independence.selection import generator_selection_score, rank_generators
+
+    def make_trainer(seed: int) -> ClusterTrainer:
+        seed_everything(seed, run.ctx.rank)
+        trainer = ClusterTrainer(dataclasses.replace(cfg, seed=seed), sampler, run.ctx, run)
+        trainer.grid_tag = f"restart{seed - cfg.seed}-"
+        return trainer
+
+    def score(trainer: ClusterTrainer, result: Any) -> dict[str, Any]:
+        g = copy.deepcopy(trainer.final_generator(facts))
+        masks = ClusterPredictor(g).masks(SELECTION_MASKS, seed=0)
+        return generator_selection_score(masks, cfg.area_target)
+
+    return keep_best_restart(
+        run,
+        opts,
+        restarts=cfg.restarts,
+        seed=cfg.seed,
+        steps=cfg.steps,
+        make_trainer=make_trainer,
+        score=score,
+        rank=rank_generators,
+        criterion="most varied among >= 80% one-object layers, else most one-object (label-free)",
+        say=sayer(opts, run.ctx),
+    )
 
 
 def train_cluster(
@@ -933,6 +981,12 @@ def train_cluster(
             return run.model_dir()
         trainer.run = run
         _start_notes(run, sampler, cfg)
+        if cfg.restarts > 1:
+            best = keep_best_run(cfg, sampler, run, opts, facts)
+            if best is None:  # paused (time budget / stop_after) during the restarts
+                return None
+            cfg = dataclasses.replace(cfg, seed=best)
+            trainer = ClusterTrainer(cfg, sampler, ctx, run)
         result = training_loop(trainer, run, total_steps=cfg.steps, opts=opts, desc="cluster")
         if not result.finished:
             return None
@@ -1076,7 +1130,9 @@ __all__ = [
     "make_config",
     "prior_scale_at",
     "r1_step",
+    "SELECTION_MASKS",
     "ground_offsets",
+    "keep_best_run",
     "recolour_layers",
     "regularizers",
     "run_facts",

@@ -269,6 +269,15 @@ class ClusterConfig:
     betas: tuple[float, float] = param((0.5, 0.999), "Adam betas", low=0, high=1, high_open=True)
     steps: int = param(1500, "training steps", low=1, high=10**8)
     seed: int = param(0, "random seed", low=0, high=2**31 - 1)
+    restarts: int = param(
+        1,
+        "not in the paper: K full runs with seeds seed..seed+K-1 (K times the CPU time); the "
+        "saved model is the best by a label-free rule: most varied masks (lowest mean pairwise "
+        "IoU) among runs with >= 80%% one-object layers, else the most one-object layers "
+        "(maskgen.independence.selection.rank_generators; 1 = off)",
+        low=1,
+        high=16,
+    )
     grid_every: int | None = param(
         None,
         "steps between preview grids; unset: one per logging tick",
@@ -309,6 +318,8 @@ class ClusterConfig:
 
         parse_policy(self.augment)
         check_pair("--area-bounds", self.area_bounds, strict=True)
+        if self.seed + self.restarts - 1 > 2**31 - 1:
+            raise MaskgenError(f"--restarts {self.restarts}: seeds past 2**31-1 from --seed")
         if self.disk_radius is not None and self.disk_radius > p:
             raise MaskgenError(f"--disk-radius {self.disk_radius:g}: larger than the {p} px patch")
         if any(len(r) != 3 or min(r) < 1 for r in self.d_specs):

@@ -242,8 +242,7 @@ def distill(cfg: DistillConfig, out: str | Path, opts: RunOptions | None = None)
     threshold), written with ``DONE`` once all ``cfg.steps`` are done.
     """
     from maskgen.data.segmentation_sets import resize_rgb
-    from maskgen.engine import RunFolder, init_distributed, resume_key, training_loop
-    from maskgen.independence.segmentation import _sayer
+    from maskgen.engine import RunFolder, init_distributed, resume_key, sayer, training_loop
 
     opts = opts or RunOptions()
     ctx = init_distributed(opts.device)
@@ -261,7 +260,7 @@ def distill(cfg: DistillConfig, out: str | Path, opts: RunOptions | None = None)
     trainer = DistillTrainer(cfg, teacher, s_cfg, imgs, crop, bgs, ctx, Path(out) / "grids")
     del teacher
     run = RunFolder(out, kind=RUN_KIND, config=resume_key(cfg), ctx=ctx)
-    say = _sayer(opts, ctx)
+    say = sayer(opts, ctx)
     for n in notes:
         say(f"note: {n}")
     if run.is_finished():

@@ -545,7 +545,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
     folder; its ``model/`` is the trained :class:`Segmenter` (kind ``segment-unet``, stage
     ``teacher``), written with ``DONE`` once all ``cfg.steps`` are done.
     """
-    from maskgen.engine import RunFolder, init_distributed, resume_key, training_loop
+    from maskgen.engine import RunFolder, init_distributed, resume_key, sayer, training_loop
 
     opts = opts or RunOptions()
     ctx = init_distributed(opts.device)
@@ -557,7 +557,7 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
     # failed start leaves nothing that blocks the corrected command.
     trainer = SegmentTrainer(cfg, imgs, crop, bgs, ctx, Path(out) / "grids", opts.quiet)
     run = RunFolder(out, kind=RUN_KIND, config=resume_key(cfg), ctx=ctx)
-    say = _sayer(opts, ctx)
+    say = sayer(opts, ctx)
     for n in notes:
         say(f"note: {n}")
     if run.is_finished():
@@ -580,14 +580,6 @@ def train_segmentation(cfg: SegmentConfig, out: str | Path, opts: RunOptions | N
         run.mark_finished()
         say(f"model written to {run.model_dir()}")
     return run.path
-
-
-def _sayer(opts: RunOptions, ctx: Any):
-    import sys
-
-    if opts.quiet or not ctx.is_main:
-        return lambda text: None
-    return lambda text: print(text, file=sys.stderr, flush=True)
 
 
 @torch.no_grad()

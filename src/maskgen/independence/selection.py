@@ -1,4 +1,8 @@
-"""Label-free model selection for application 1: the *fresh-discriminator realism* score.
+"""Label-free model selection: application 1's *fresh-discriminator realism* score, and
+application 2's *one object, then variety* rule (:func:`generator_selection_score`,
+:func:`rank_generators`; see their docstrings).
+
+Application 1:
 
 A segmenter whose masks are right can cut an object out of its crop and paste it on another
 background without leaving a trace: the paste looks like a real crop. A mask that is an
@@ -170,10 +174,54 @@ def rank_candidates(scores: list[float]) -> int:
     return int(np.argmax(np.asarray(scores)))
 
 
+#: Application 2: the share of one-object layers a candidate needs to be ranked by variety
+#: (issue 12's single-object bar).
+MIN_SINGLE_OBJECT = 0.8
+
+
+def generator_selection_score(masks: np.ndarray, area_target: float) -> dict[str, float]:
+    """Application 2's label-free numbers of a generator, from ``M x P x P`` bool masks of its
+    instances (``alpha > 0.5``).
+
+    - ``single_object``: the share of masks that are one plausible object, by the evaluation's
+      rule (:func:`~maskgen.independence.cluster_eval.single_object_flags`) with the reference
+      area taken from the user's ``area_target`` (``a P^2``) instead of the labels;
+    - ``pairwise``: the mean centred IoU over pairs of masks
+      (:func:`~maskgen.independence.cluster_eval.mean_pairwise_iou`; near 1: one shape for every
+      ``z``).
+
+    Neither needs ground truth. Across 45 saved runs on the horse and cat clusters they agreed
+    with the labelled metrics (``benchmarks/RESULTS.md``, section ``cluster-selection``).
+    """
+    from maskgen.independence.cluster_eval import mean_pairwise_iou, single_object_flags
+
+    p = masks.shape[-1]
+    ok, _ = single_object_flags(masks, area_target * p * p)
+    return {"single_object": float(ok.mean()), "pairwise": mean_pairwise_iou(masks, 2 * p)}
+
+
+def rank_generators(candidates: list[dict[str, float]]) -> int:
+    """Index of the best application-2 candidate (dicts of :func:`generator_selection_score`):
+    among those with at least :data:`MIN_SINGLE_OBJECT` one-object layers, the most varied
+    (lowest ``pairwise``); when none reaches it, the most one-object layers. The first on ties.
+
+    Why this order: a run that breaks its layers into fragments is broken whatever else it
+    does; among whole-object runs, varied masks are the ones that cover the instances' shapes
+    (a blob repeated for every ``z`` covers sizes only).
+    """
+    ok = [i for i, c in enumerate(candidates) if c["single_object"] >= MIN_SINGLE_OBJECT]
+    if ok:
+        return min(ok, key=lambda i: (candidates[i]["pairwise"], i))
+    return max(range(len(candidates)), key=lambda i: (candidates[i]["single_object"], -i))
+
+
 __all__ = [
+    "MIN_SINGLE_OBJECT",
     "SCORE_DISC",
     "background_patches",
     "composite_realism",
+    "generator_selection_score",
     "rank_candidates",
+    "rank_generators",
     "segmenter_realism",
 ]
