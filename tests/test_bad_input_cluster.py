@@ -136,6 +136,7 @@ CASES = {
     "train-border-px-too-wide": (_train("--border-px", "100"), "--border-px 100"),
     "train-recolour-above-one": (_train("--recolour", "1.5"), "--recolour 1.5"),
     "train-recolour-not-finite": (_train("--recolour", "nan"), "--recolour nan"),
+    "train-info-input-unknown": (_train("--info-input", "rgb"), "--info-input"),
     "train-ground-jitter-above-one": (_train("--ground-jitter", "1.5"), "--ground-jitter 1.5"),
     "train-ground-jitter-not-finite": (_train("--ground-jitter", "nan"), "--ground-jitter nan"),
     "train-colour-floor-above-one": (_train("--colour-floor", "2"), "--colour-floor 2"),

@@ -21,6 +21,7 @@ from maskgen.independence.cluster import (
     build_networks,
     generate_composites,
     ground_offsets,
+    info_view,
     lift_above_ground,
     low_pass,
     make_config,
@@ -378,6 +379,32 @@ def test_ground_jitter_moves_real_and_background_ground_alike_and_leaves_layers(
     z = out["z"]
     plain = generate_composites(trainer.g, cfg, len(z), torch.zeros_like(bg), z=z)
     assert torch.equal(out["instances"], plain["instances"])  # the providers are untouched
+
+
+def test_info_view_hides_the_colour_from_q_with_alpha():
+    inst = torch.rand(5, 4, 8, 8)
+    assert torch.equal(info_view(inst, "rgba"), inst)
+    seen = info_view(inst, "alpha")
+    assert torch.equal(seen[:, 3], inst[:, 3]) and (seen[:, :3] == 0.5).all()
+    recoloured = inst.clone()
+    recoloured[:, :3] = torch.rand(5, 3, 8, 8)
+    assert torch.equal(info_view(recoloured, "alpha"), seen)  # colour carries nothing to Q
+    with pytest.raises(ValueError, match="rgba or alpha"):
+        info_view(inst, "rgb")
+
+
+def test_info_term_with_alpha_input_reaches_g_through_the_mask_only():
+    cfg = make_config("tiny", info_input="alpha")
+    g, _, q = build_networks(cfg)
+    bg = torch.zeros(2, 3, cfg.patch_size, cfg.patch_size)
+    out = generate_composites(g, cfg, 2, bg)
+    out["instances"].retain_grad()
+    reg = regularizers(q, out, cfg)
+    assert torch.isfinite(reg["info_loss"])
+    zhat = q(info_view(out["instances"][:, 0], cfg.info_input))  # the term regularizers() adds
+    F.mse_loss(zhat, out["z"][:, 0]).backward()
+    grad = out["instances"].grad[:, 0]
+    assert grad[:, :3].abs().max() == 0 and grad[:, 3].abs().max() > 0
 
 
 def test_lift_above_ground_floors_luminance_and_leaves_the_hue_free():

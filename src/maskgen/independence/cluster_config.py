@@ -102,6 +102,12 @@ class ClusterConfig:
         0.2, "a of eq. 7: target relative mask area", low=0, high=1, low_open=True, high_open=True
     )
     info_weight: float = param(50.0, "beta of the InfoGAN-like term (appendix)", low=0)
+    info_input: str = param(
+        "rgba",
+        "what Q sees to predict z back: rgba, the whole instance (the paper's term); alpha "
+        "(ours), the mask only, so z must vary the mask's shape rather than its colour",
+        choices=("rgba", "alpha"),
+    )
     binary_weight: float = param(
         5.0, "not in the paper: weight of mean(alpha*(1-alpha)) (0 = off)", low=0
     )
