@@ -26,7 +26,9 @@ Dai et al. (AAAI 2019), "Learning Instance Appearances and Masks From One Image 
   layer before composition (``--recolour``, :func:`recolour_layers`), a luminance floor on
   the generated colours above the ground's (``--colour-floor``, :func:`lift_above_ground`), and
   the ground of real patches and backgrounds moved to random colours alike
-  (``--ground-jitter``, :func:`ground_offsets`).
+  (``--ground-jitter``, :func:`ground_offsets`), and an InfoGAN-like term that reads ``z``
+  from the mask only (``--info-input alpha``, :func:`info_view`). ``--restarts K`` keeps the
+  best of ``K`` runs by a label-free rule (:func:`keep_best_run`).
 
 Training runs on the engine's one loop (:func:`maskgen.engine.training_loop`):
 :class:`ClusterTrainer` is one step made of named phases (generate composites -> D phase (+ lazy
