@@ -588,7 +588,7 @@ def info_view(instances: torch.Tensor, what: str) -> torch.Tensor:
     the paper's term) or the alpha only, RGB set to a constant grey (``"alpha"``, ours).
 
     Why ``alpha``: with the whole instance, G can keep ``z`` recoverable through colour alone
-    and draw one mask for every ``z`` (measured: mean pairwise mask IoU up to 0.96); from the
+    and draw one mask for every ``z`` (as measured with ``--ground-jitter``, RESULTS); from the
     mask alone, ``z`` can only be read if the masks differ.
     """
     if what == "rgba":
@@ -1132,6 +1132,7 @@ __all__ = [
     "KIND",
     "LUMA",
     "PRESETS",
+    "SELECTION_MASKS",
     "ClusterConfig",
     "ClusterGenerator",
     "ClusterPredictor",
@@ -1148,7 +1149,6 @@ __all__ = [
     "make_config",
     "prior_scale_at",
     "r1_step",
-    "SELECTION_MASKS",
     "ground_offsets",
     "info_view",
     "keep_best_run",

@@ -92,7 +92,7 @@ def keep_best_restart(
     sel.update(best_seed=best["seed"], criterion=criterion)
     if run.ctx.is_main:
         write_json(path, sel)
-    say(f"kept restart seed {best['seed']} ({criterion}); training on")
+    say(f"kept restart seed {best['seed']} ({criterion})")
     return int(best["seed"])
 
 

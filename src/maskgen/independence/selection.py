@@ -190,8 +190,8 @@ def generator_selection_score(masks: np.ndarray, area_target: float) -> dict[str
       (:func:`~maskgen.independence.cluster_eval.mean_pairwise_iou`; near 1: one shape for every
       ``z``).
 
-    Neither needs ground truth. Across 45 saved runs on the horse and cat clusters they agreed
-    with the labelled metrics (``benchmarks/RESULTS.md``, section ``cluster-selection``).
+    Neither needs ground truth. How they agree with the labelled metrics on saved runs:
+    ``benchmarks/RESULTS.md``, section ``cluster-selection``.
     """
     from maskgen.independence.cluster_eval import mean_pairwise_iou, single_object_flags
 
