@@ -22,6 +22,7 @@ from maskgen.independence.cluster import (
     generate_composites,
     ground_offsets,
     info_view,
+    layer_cover,
     lift_above_ground,
     low_pass,
     make_config,
@@ -352,6 +353,23 @@ def test_shift_ground_moves_the_ground_and_keeps_the_objects():
     assert torch.equal(shift_ground(x, offset, ground, math.inf), x)
 
 
+def test_shift_ground_with_cover_never_moves_what_layers_cover():
+    ground, thr = 0.05, 0.25
+    x = torch.full((1, 3, 2, 3), ground)  # all ground-coloured: paint, edge, bare ground
+    cover = torch.tensor([[[[1.0, 0.5, 0.0], [1.0, 0.5, 0.0]]]])
+    offset = torch.tensor([[0.4, 0.2, 0.1]])
+    out = shift_ground(x, offset, ground, thr, cover)
+    assert torch.equal(out[..., 0], x[..., 0])  # opaque paint in the ground colour stays dark
+    assert torch.allclose(out[..., 1], x[..., 1] + 0.5 * offset[:, :, None])
+    assert torch.allclose(out[..., 2], x[..., 2] + offset[:, :, None])
+
+
+def test_layer_cover_is_the_union_of_the_alphas():
+    a = torch.tensor([0.5, 0.5, 0.0]).view(1, 3, 1, 1, 1)
+    assert torch.allclose(layer_cover(a), torch.tensor(0.75).view(1, 1, 1, 1))
+    assert torch.equal(layer_cover(torch.zeros(2, 4, 1, 3, 3)), torch.zeros(2, 1, 3, 3))
+
+
 def test_ground_offsets_reach_any_colour_at_one_and_nothing_at_zero():
     ground = torch.tensor([0.05, 0.04, 0.03])
     off = ground_offsets(4000, ground, 1.0, torch.Generator().manual_seed(0))
@@ -379,6 +397,39 @@ def test_ground_jitter_moves_real_and_background_ground_alike_and_leaves_layers(
     z = out["z"]
     plain = generate_composites(trainer.g, cfg, len(z), torch.zeros_like(bg), z=z)
     assert torch.equal(out["instances"], plain["instances"])  # the providers are untouched
+
+
+def test_jitter_at_composite_moves_the_composites_ground_after_the_layers_go_on():
+    from maskgen.independence.cluster_patches import PatchSampler
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    img[8:20, 8:20] = (200, 150, 60)
+    img[28:40, 26:44] = (180, 120, 40)
+    cfg = make_config("tiny", ground_jitter=1.0, jitter_at="composite")
+    trainer = ClusterTrainer(cfg, PatchSampler(img, 16, cfg.patch_size), DistContext())
+    p = cfg.patch_size
+
+    def paint(z):  # opaque black squares: paint in the ground's colour
+        rgba = torch.zeros(len(z), 4, p, p)
+        rgba[:, 3, p // 4 : p // 2, p // 4 : p // 2] = 1.0
+        return rgba
+
+    trainer.gw = paint
+    torch.manual_seed(0)
+    real, out = trainer.generate_phase()
+    assert (luminance(real) < 0.05).float().mean() < 0.05  # the real ground moved
+    bg = out["background"]
+    assert (luminance(bg) < 0.01).float().mean() > 0.3  # the background's black disk did not
+    cover = layer_cover(out["layers"][:, :, 3:4])
+
+    from maskgen.independence.composition import compose
+
+    layers = out["layers"]
+    plain = compose([(layers[:, i, :3], layers[:, i, 3:4]) for i in range(cfg.layers)], bg)
+    opaque = (cover > 0.999).expand_as(plain)
+    assert opaque.any() and torch.allclose(out["composite"][opaque], plain[opaque])
+    bare = ((cover < 1e-3) & (luminance(bg)[:, None] < 0.01)).expand_as(plain)
+    assert (out["composite"][bare] - plain[bare]).abs().mean() > 0.1  # bare ground moved
 
 
 def test_info_view_hides_the_colour_from_q_with_alpha():

@@ -249,12 +249,13 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
 def test_ground_jitter_and_alpha_info_train_are_saved_and_resume(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += [*TRAIN, "--steps", "6", "--out", str(tmp_path / "jitter"), "--ground-jitter", "0.7"]
-    args += ["--info-input", "alpha"]
+    args += ["--info-input", "alpha", "--jitter-at", "composite"]
     assert main([*args, "--stop-after", "3"]) == 0  # paused at the step-3 checkpoint
     assert not (tmp_path / "jitter" / "DONE").exists()
     assert main(args) == 0  # the same command: resumes and finishes
     cfg = json.loads((tmp_path / "jitter" / "model" / "config.json").read_text())["config"]
     assert cfg["ground_jitter"] == 0.7 and cfg["info_input"] == "alpha"
+    assert cfg["jitter_at"] == "composite"
     lines = (tmp_path / "jitter" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 4, 6]
 

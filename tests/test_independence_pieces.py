@@ -371,6 +371,7 @@ def test_rank_generators_agrees_with_coverage_on_a_labelled_toy_case():
         (["--fragment-weight", "-1"], "--fragment-weight"),
         (["--fragment-weight", "nan"], "--fragment-weight"),
         (["--d-field", "global"], "--d-field"),
+        (["--jitter-at", "patch"], "--jitter-at"),
         (["--restarts", "0"], "--restarts"),
         (["--restarts", "17"], "--restarts"),
         (["--restarts", "2", "--seed", str(2**31 - 1)], "--restarts"),

@@ -118,28 +118,10 @@ def synthetic_cluster(
         :class:`ClusterImage` with ``labels`` and ``full_masks``.
     """
     h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-    if shape not in cluster_shapes():
-        raise MaskgenError(
-            f"unknown cluster shape {shape!r}; choose from {', '.join(cluster_shapes())}"
-        )
-    if instance_size < 6 or instance_size > min(h, w):
-        raise MaskgenError(
-            f"instance size {instance_size}: must be between 6 and the image side {min(h, w)}"
-        )
-    rng = np.random.default_rng(seed)
-    centres = _grid_centres(h, w, spacing * instance_size, rng)
-    order = rng.permutation(len(centres))
-    alphas, colors = _object_layers(
-        (h, w),
-        [centres[k] for k in order],
-        rng,
-        shape,
-        instance_size,
-        scale_range,
-        tint_jitter,
-        rim,
+    alphas, colors = synthetic_layers(
+        (h, w), instance_size, shape, scale_range, spacing, seed, rim, tint_jitter
     )
-    image, labels, kept_full = _render_and_label(np.stack(alphas), np.stack(colors))
+    image, labels, kept_full = _render_and_label(alphas, colors)
     return ClusterImage(
         image=image,
         labels=labels,
@@ -167,6 +149,46 @@ def synthetic_cluster(
 BASE_HUE = np.array([0.92, 0.45, 0.12], dtype=np.float32)
 #: Colour of the background behind the cluster (dark brown).
 BACKGROUND_RGB = np.array([0.08, 0.05, 0.03], np.float32)
+
+
+def synthetic_layers(
+    size: tuple[int, int],
+    instance_size: int = 32,
+    shape: str = "fruit",
+    scale_range: tuple[float, float] = (0.8, 1.0),
+    spacing: float = 0.68,
+    seed: int = 0,
+    rim: float = 0.0,
+    tint_jitter: float = 0.06,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The object layers :func:`synthetic_cluster` composites (same arguments, ``size`` as
+    ``(H, W)``): alphas ``K x H x W`` and colours ``K x H x W x 3``, float32 in ``[0, 1]``,
+    back to front, before the cluster drops objects whose alpha never exceeds 0.5 (it
+    composites the others) and those with under 4 visible pixels (unlabelled). For probes that need each object
+    whole (its complete shape and colour), not just the rendered image."""
+    h, w = size
+    if shape not in cluster_shapes():
+        raise MaskgenError(
+            f"unknown cluster shape {shape!r}; choose from {', '.join(cluster_shapes())}"
+        )
+    if instance_size < 6 or instance_size > min(h, w):
+        raise MaskgenError(
+            f"instance size {instance_size}: must be between 6 and the image side {min(h, w)}"
+        )
+    rng = np.random.default_rng(seed)
+    centres = _grid_centres(h, w, spacing * instance_size, rng)
+    order = rng.permutation(len(centres))
+    alphas, colors = _object_layers(
+        (h, w),
+        [centres[k] for k in order],
+        rng,
+        shape,
+        instance_size,
+        scale_range,
+        tint_jitter,
+        rim,
+    )
+    return np.stack(alphas), np.stack(colors)
 
 
 def _object_layers(hw, centres, rng, shape, instance_size, scale_range, tint_jitter, rim):

@@ -464,6 +464,12 @@ def ground_offsets(
     return amount * (c - ground.float().cpu()[None])
 
 
+def layer_cover(alphas: torch.Tensor) -> torch.Tensor:
+    """How much of each pixel a stack of layers covers: ``1 - prod(1 - alpha)`` over the
+    layers, ``n x 1 x P x P`` for ``n x L x 1 x P x P`` alphas in ``[0, 1]``."""
+    return 1.0 - (1.0 - alphas).prod(dim=1)
+
+
 def recolour_layers(
     layers: torch.Tensor, amount: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -766,19 +772,28 @@ class ClusterTrainer:
             thr, region = self.sampler.bright_threshold, self.density_region
             bright = bright_pixels(bg, thr)[:, None]
             density = (bright_share(real, thr, region), bright, region)
-        if cfg.ground_jitter > 0:
-            real, bg = self.jitter_ground(real), self.jitter_ground(bg)
+        jitter = cfg.ground_jitter > 0
+        if jitter:
+            real = self.jitter_ground(real)
+            if cfg.jitter_at == "background":
+                bg = self.jitter_ground(bg)
         with self._autocast():
             out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)
+        if jitter and cfg.jitter_at == "composite":
+            cover = layer_cover(out["layers"][:, :, 3:4].float())
+            out["composite"] = self.jitter_ground(out["composite"].float(), cover)
         return real, out
 
-    def jitter_ground(self, patches: torch.Tensor) -> torch.Tensor:
+    def jitter_ground(
+        self, patches: torch.Tensor, cover: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``--ground-jitter``: each patch's ground moved to its own random colour
-        (:func:`ground_offsets`, :func:`~maskgen.independence.cluster_patches.shift_ground`)."""
+        (:func:`ground_offsets`, :func:`~maskgen.independence.cluster_patches.shift_ground`);
+        ``cover``: the generated layers' coverage of a composite (``--jitter-at composite``)."""
         s = self.sampler
         offset = ground_offsets(len(patches), s.dark_colour, self.cfg.ground_jitter)
         ground = float(luminance(s.dark_colour[:, None, None]))
-        return shift_ground(patches, offset.to(patches.device), ground, s.bright_threshold)
+        return shift_ground(patches, offset.to(patches.device), ground, s.bright_threshold, cover)
 
     def d_phase(self, step: int, real: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
         """Discriminator on real patches vs composites (eq. 6), then lazy R1 when due."""

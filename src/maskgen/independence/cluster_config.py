@@ -182,6 +182,15 @@ class ClusterConfig:
         low=0,
         high=1,
     )
+    jitter_at: str = param(
+        "background",
+        "not in the paper: where --ground-jitter moves a composite's ground: background (the "
+        "background before the layers go on, so their anti-aliased edges blend into the moved "
+        "ground) or composite (the finished composite by the real patches' own rule, times "
+        "the layers' transparency, so edges keep the dark blend a real patch's edges keep and "
+        "opaque paint still does not move)",
+        choices=("background", "composite"),
+    )
     colour_floor: float = param(
         0.0,
         "not in the paper: the generated colours are lifted to at least this luminance (RGB in "

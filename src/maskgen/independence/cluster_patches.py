@@ -250,7 +250,11 @@ def bright_pixels(patches: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def shift_ground(
-    patches: torch.Tensor, offset: torch.Tensor, ground: float, threshold: float
+    patches: torch.Tensor,
+    offset: torch.Tensor,
+    ground: float,
+    threshold: float,
+    cover: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``patches`` with their ground moved by ``offset``, objects left as they are.
 
@@ -264,6 +268,9 @@ def shift_ground(
         offset: ``n x 3`` colour shift per patch.
         ground: the ground's luminance (of :func:`dark_colour`).
         threshold: the objects' luminance threshold (:func:`otsu_luminance`), above ``ground``.
+        cover: ``n x 1 x P x P`` in ``[0, 1]``, the share of each pixel that generated layers
+            cover (a composite's); the weight is multiplied by ``1 - cover``, so an opaque
+            layer pixel never moves, whatever its colour. None: no layers (real patches).
 
     Returns:
         ``n x 3 x P x P``, clamped to ``[0, 1]``; ``patches`` itself when ``threshold`` is not
@@ -272,8 +279,10 @@ def shift_ground(
     if not math.isfinite(threshold):
         return patches
     span = max(threshold - ground, 1e-6)
-    weight = (2.0 * (threshold - luminance(patches.float())) / span).clamp(0.0, 1.0)
-    moved = patches + weight[:, None] * offset.to(patches)[:, :, None, None]
+    weight = (2.0 * (threshold - luminance(patches.float())) / span).clamp(0.0, 1.0)[:, None]
+    if cover is not None:
+        weight = weight * (1.0 - cover)
+    moved = patches + weight * offset.to(patches)[:, :, None, None]
     return moved.clamp(0.0, 1.0)
 
 
