@@ -161,11 +161,11 @@ def synthetic_layers(
     rim: float = 0.0,
     tint_jitter: float = 0.06,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The object layers :func:`synthetic_cluster` composites (same arguments, ``size`` as
-    ``(H, W)``): alphas ``K x H x W`` and colours ``K x H x W x 3``, float32 in ``[0, 1]``,
-    back to front, before the cluster drops objects whose alpha never exceeds 0.5 (it
-    composites the others) and those with under 4 visible pixels (unlabelled). For probes that need each object
-    whole (its complete shape and colour), not just the rendered image."""
+    """The object layers :func:`synthetic_cluster` is drawn from (same arguments, ``size`` as
+    ``(H, W)``): alphas ``K x H x W`` and colours ``K x H x W x 3`` in ``[0, 1]``, back to
+    front, before the cluster drops the objects whose alpha never exceeds 0.5 (not drawn) and
+    those with under 4 visible pixels (not labelled). For probes that need each object whole
+    (its complete shape and colour), not just the rendered image."""
     h, w = size
     if shape not in cluster_shapes():
         raise MaskgenError(
