@@ -20,8 +20,8 @@ trained against ``shape-flat`` composites shows how much the composition itself 
 (AUC near 0.5: true shapes in this pipeline pass as real).
 
 Reported per discriminator and training seed: the mean probability D gives each kind of patch
-(real patches held out from training draws, and fresh composites of each bank) and the AUC of
-real vs each kind (0.5 = D cannot tell them apart).
+(fresh real patches, and fresh composites of each bank) and the AUC of real vs each kind
+(0.5 = D cannot tell them apart).
 
 Usage::
 
@@ -45,7 +45,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO = Path(__file__).resolve().parent.parent
 SECTION = "cluster-probe"
 BANKS = ("shape", "shape-flat", "disk-flat")
 TRAIN_AGAINST = ("disk-flat", "shape-flat")
@@ -149,18 +148,6 @@ class BankGenerator(nn.Module):
         return torch.where(flip[:, None, None, None], out.flip(-1), out).to(z.device)
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score of a real patch > score of a composite), ties half (Mann-Whitney)."""
-    s = np.concatenate([pos, neg])
-    ranks = np.empty(len(s))
-    order = np.argsort(s, kind="mergesort")
-    ranks[order] = np.arange(1, len(s) + 1)
-    for v in np.unique(s):  # average ranks of ties
-        tie = s == v
-        ranks[tie] = ranks[tie].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
 def probe_one(
     image: np.ndarray,
     instance_size: int,
@@ -173,6 +160,7 @@ def probe_one(
     from maskgen.engine import init_distributed, seed_everything
     from maskgen.independence.cluster import ClusterTrainer
     from maskgen.independence.cluster_patches import PatchSampler
+    from maskgen.independence.selection import roc_auc
 
     cfg = cluster_config(flags, seed=seed, instance_size=instance_size)
     sampler = PatchSampler(image, instance_size, cfg.patch_size, cfg.flips)
@@ -180,8 +168,8 @@ def probe_one(
     seed_everything(cfg.seed, ctx.rank)
     tr = ClusterTrainer(cfg, sampler, ctx)
     t0 = time.process_time()
+    tr.gw = BankGenerator(layer_banks[against])
     for step in range(cfg.steps):
-        tr.gw = BankGenerator(layer_banks[against])
         real, out = tr.generate_phase()
         last = tr.d_phase(step, real, out)
     d_cpu = time.process_time() - t0
@@ -198,7 +186,7 @@ def probe_one(
     s = {k: np.concatenate(v) for k, v in scores.items()}
     res = {"against": against, "seed": seed, "d_cpu_s": d_cpu, "last": last}
     res["p_real"] = {k: float(torch.sigmoid(torch.from_numpy(v)).mean()) for k, v in s.items()}
-    res["auc"] = {b: _auc(s["real"], s[b]) for b in BANKS}
+    res["auc"] = {b: roc_auc(s["real"], s[b]) for b in BANKS}
     return res
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 SCORE_DISC = "tiny"
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """ROC AUC of scores ``pos`` (should be high) against ``neg`` (ties count half)."""
     allv = np.concatenate([pos, neg])
     order = allv.argsort(kind="mergesort")
@@ -131,7 +131,7 @@ def composite_realism(
             pr.append(d(x[test_idx]).mean((1, 2, 3)).numpy())
             pf.append(d(comp[test_idx]).mean((1, 2, 3)).numpy())
     pr, pf = np.concatenate(pr), np.concatenate(pf)
-    auc = _auc(pr, pf)
+    auc = roc_auc(pr, pf)
     return {"realism": float(np.clip(2 * (1 - auc), 0, 1)), "auc": auc}
 
 
@@ -223,5 +223,6 @@ __all__ = [
     "generator_selection_score",
     "rank_candidates",
     "rank_generators",
+    "roc_auc",
     "segmenter_realism",
 ]
