@@ -530,6 +530,13 @@ def test_quality_preset_is_cpu_at_64_with_more_layers():
     assert changed == {"patch_size", "layers", "pad", "preset"}
 
 
+def test_shapes_preset_is_quality_with_the_ground_jitter_after_composition():
+    q, s = make_config("quality"), make_config("shapes")
+    assert (s.ground_jitter, s.jitter_at, s.density) == (1.0, "composite", "matched")
+    changed = {k for k in vars(q) if getattr(q, k) != getattr(s, k)}
+    assert changed == {"ground_jitter", "jitter_at", "density", "preset"}
+
+
 def test_prior_anneal_schedule_reaches_zero():
     # Curriculum: full prior at step 0, linear decay, exactly 0 from prior_anneal on.
     cfg = make_config("tiny", alpha_prior=4.0, prior_anneal=10)

@@ -103,14 +103,19 @@ def test_train_writes_run_and_model(trained):
     assert sorted(p.name for p in (trained / "grids").iterdir())[-1] == "grid-00000006.png"
 
 
-def test_quality_preset_resolves_and_trains(data, tmp_path):
-    run = tmp_path / "quality"
+@pytest.mark.parametrize("preset", ["quality", "shapes"])
+def test_quality_presets_resolve_and_train(data, tmp_path, preset):
+    run = tmp_path / preset
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
-    args += ["--out", str(run), "--preset", "quality", "--steps", "2", "--batch-size", "2"]
+    args += ["--out", str(run), "--preset", preset, "--steps", "2", "--batch-size", "2"]
     assert main([*args, "--log-every", "1", "--threads", "1"]) == 0
     cfg = json.loads((run / "model" / "config.json").read_text())["config"]
-    assert cfg["preset"] == "quality" and cfg["batch_size"] == 2
+    assert cfg["preset"] == preset and cfg["batch_size"] == 2
     assert (cfg["patch_size"], cfg["layers"], cfg["pad"]) == (64, 16, 24)
+    shapes = (cfg["ground_jitter"], cfg["jitter_at"], cfg["density"])
+    assert shapes == (
+        (1.0, "composite", "matched") if preset == "shapes" else (0.0, "background", "fixed")
+    )
     assert (run / "DONE").is_file()
 
 

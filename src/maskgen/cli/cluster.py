@@ -154,7 +154,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "IMG may be a file or builtin:synthetic|coins|nuclei. Paper settings: "
         "--preset crowd|fruit|seed (Table 4); the default preset 'cpu' is sized "
         "for a 2-core CPU; 'quality' (64x64 patches, 16 layers, ~3x the time) learned "
-        "shapes on the built-in seed cluster, not on the others. "
+        "shapes on the built-in seed cluster, not on the others; 'shapes' ('quality' with "
+        "--ground-jitter 1 --jitter-at composite --density matched) learns the giraffe's shapes "
+        "(set --area-target to the objects' relative area). "
         "Rerun the same command to resume.",
     )
     t.add_argument("--image", required=True, metavar="IMG", help="the cluster image")
