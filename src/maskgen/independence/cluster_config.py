@@ -4,7 +4,8 @@ Each field is declared with :func:`maskgen.engine.config.param` (help text, boun
 ``maskgen cluster train`` generates one flag per field and every value is validated before any
 work starts. Presets are tables of overrides (:attr:`ClusterConfig.PRESETS`): ``cpu`` (the
 default, sized for a 2-core CPU), ``quality`` (``cpu`` at 64x64 with more layers),
-``shapes`` (``quality`` with the ground jitter and matched density), ``crowd``/``fruit``/``seed`` (paper Table 4 with Table 2's networks at 64x64) and ``tiny``
+``shapes`` (``quality`` with the ground jitter after composition and matched density),
+``crowd``/``fruit``/``seed`` (paper Table 4 with Table 2's networks at 64x64) and ``tiny``
 (tests only). What the ``cpu`` preset's additions are for and what was measured with them:
 ``benchmarks/RESULTS.md``, "cluster: what was tried".
 """
@@ -40,6 +41,8 @@ _TABLE4_COMMON: dict[str, Any] = dict(
     prior_anneal=0,
 )
 
+_QUALITY: dict[str, Any] = dict(patch_size=64, layers=16, pad=24)
+
 #: Named settings (tables of overrides of the :class:`ClusterConfig` defaults).
 #: ``crowd``/``fruit``/``seed``: paper Table 4 + Table 2 networks at 64x64, padding from
 #: "Layout Details" (30 / 32 / 26 px), flips for fruit and seed ("Data Preparation"); the paper's
@@ -53,15 +56,8 @@ _TABLE4_COMMON: dict[str, Any] = dict(
 #: ``r1_weight`` is off in every preset. ``tiny``: for tests only.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},  # the class defaults
-    "quality": dict(patch_size=64, layers=16, pad=24),
-    "shapes": dict(
-        patch_size=64,
-        layers=16,
-        pad=24,
-        ground_jitter=1.0,
-        jitter_at="composite",
-        density="matched",
-    ),
+    "quality": dict(_QUALITY),
+    "shapes": dict(**_QUALITY, ground_jitter=1.0, jitter_at="composite", density="matched"),
     "crowd": dict(**_TABLE4_COMMON, layers=8, z_dim=6, area_target=0.1, pad=30, flips=False),
     "fruit": dict(**_TABLE4_COMMON, layers=10, z_dim=5, area_target=0.25, pad=32, flips=True),
     "seed": dict(**_TABLE4_COMMON, layers=12, z_dim=2, area_target=0.25, pad=26, flips=True),
