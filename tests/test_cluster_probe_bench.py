@@ -59,14 +59,6 @@ def test_banks_keep_true_shapes_and_swap_in_disks_of_the_same_area(probe):
     assert float(iou.mean()) < 0.8  # horses are not disks
 
 
-def test_auc_is_the_share_of_correctly_ordered_pairs():
-    from maskgen.independence.selection import roc_auc  # the probe's AUC
-
-    assert roc_auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
-    assert roc_auc(np.array([0.0]), np.array([1.0])) == 0.0
-    assert roc_auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
-
-
 def test_probe_runs_the_trainers_d_phase_and_records(probe, tmp_path, monkeypatch):
     monkeypatch.setattr(probe, "EVAL_BATCHES", 2)
     flags = ["--preset", "tiny", "--steps", "3", "--ground-jitter", "1", "--density", "matched"]

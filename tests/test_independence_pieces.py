@@ -26,7 +26,7 @@ from maskgen.independence.regularizers import (
     r1_penalty,
     ramp_weight,
 )
-from maskgen.independence.selection import composite_realism
+from maskgen.independence.selection import composite_realism, roc_auc
 
 TINY = ["--preset", "tiny", "--threads", "1", "--log-every", "2", "--checkpoint-every", "2"]
 
@@ -226,6 +226,13 @@ def test_realism_ranks_exact_masks_above_wrong_ones(tmp_path):
     ri = np.argsort(np.argsort([iou[n] for n in names]))
     rs = np.argsort(np.argsort([score[n] for n in names]))
     assert np.corrcoef(ri, rs)[0, 1] > 0, (iou, score)
+
+
+def test_roc_auc_is_the_share_of_correctly_ordered_pairs():
+    # Also the AUC of benchmarks/cluster_probe.py.
+    assert roc_auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert roc_auc(np.array([0.0]), np.array([1.0])) == 0.0
+    assert roc_auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
 
 
 # ----------------------------------------------------------------------- bad input, new flags
