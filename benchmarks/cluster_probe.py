@@ -19,6 +19,9 @@ that moved towards the true shapes would be rewarded (the signal exists). A disc
 trained against ``shape-flat`` composites shows how much the composition itself gives away
 (AUC near 0.5: true shapes in this pipeline pass as real).
 
+With ``--silhouette-weight`` in the flags the trainer's second discriminator, which sees only
+the patches' soft silhouettes, trains beside D and is scored the same way.
+
 Reported per discriminator and training seed: the mean probability D gives each kind of patch
 (fresh real patches, and fresh composites of each bank) and the AUC of real vs each kind
 (0.5 = D cannot tell them apart).
@@ -173,20 +176,31 @@ def probe_one(
         real, out = tr.generate_phase()
         last = tr.d_phase(step, real, out)
     d_cpu = time.process_time() - t0
-    scores: dict[str, list[np.ndarray]] = {k: [] for k in ("real", *BANKS)}
-    tr.d.eval()
+    # Each discriminator with what it is shown: D the patches, the silhouette D (with
+    # --silhouette-weight) their silhouettes, taken before the ground jitter as in training.
+    views = {"rgb": (tr.d, "real", "composite")}
+    if tr.d_sil is not None:
+        views["silhouette"] = (tr.d_sil, "real_silhouette", "silhouette")
+    scores = {v: {k: [] for k in ("real", *BANKS)} for v in views}
+    for d, _, _ in views.values():
+        d.eval()
     with torch.no_grad():
         for _ in range(EVAL_BATCHES):
             for b in BANKS:
                 tr.gw = BankGenerator(layer_banks[b])
                 real, out = tr.generate_phase()
-                if b == BANKS[0]:
-                    scores["real"].append(tr.d(real).mean((1, 2, 3)).numpy())
-                scores[b].append(tr.d(out["composite"]).mean((1, 2, 3)).numpy())
-    s = {k: np.concatenate(v) for k, v in scores.items()}
-    res = {"against": against, "seed": seed, "d_cpu_s": d_cpu, "last": last}
-    res["p_real"] = {k: float(torch.sigmoid(torch.from_numpy(v)).mean()) for k, v in s.items()}
-    res["auc"] = {b: roc_auc(s["real"], s[b]) for b in BANKS}
+                out["real"] = real
+                for v, (d, real_key, fake_key) in views.items():
+                    if b == BANKS[0]:
+                        scores[v]["real"].append(d(out[real_key]).mean((1, 2, 3)).numpy())
+                    scores[v][b].append(d(out[fake_key]).mean((1, 2, 3)).numpy())
+    res = {"against": against, "seed": seed, "d_cpu_s": d_cpu, "last": last, "views": {}}
+    for v, vs in scores.items():
+        s = {k: np.concatenate(x) for k, x in vs.items()}
+        res["views"][v] = {
+            "p_real": {k: float(torch.sigmoid(torch.from_numpy(x)).mean()) for k, x in s.items()},
+            "auc": {b: roc_auc(s["real"], s[b]) for b in BANKS},
+        }
     return res
 
 
@@ -196,19 +210,22 @@ def section(results: list[dict], shape: str, flags: list[str], n_bank: int) -> l
         f"(its steps, batch, layout, backgrounds and D), the generator replaced by banks of "
         f"{n_bank} known objects (every object not touching the border). D's mean probability "
         f"of 'real' per kind of patch ({EVAL_BATCHES} fresh batches each) and the AUC of real "
-        "vs that kind (0.5 = cannot tell; 1 = always tells).",
+        "vs that kind (0.5 = cannot tell; 1 = always tells). D `rgb` sees the patches; "
+        "`silhouette` (with `--silhouette-weight`) the second D, which sees their soft "
+        "silhouettes; the two train side by side, and the D CPU time is both.",
         "",
-        "| D trained against | seed | D CPU s | p real: real | shape | shape-flat | disk-flat | "
+        "| D trained against | seed | D | D CPU s | p real: real | shape | shape-flat | disk-flat | "
         "AUC real vs shape | vs shape-flat | vs disk-flat |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        p, a = r["p_real"], r["auc"]
-        lines.append(
-            f"| {r['against']} | {r['seed']} | {r['d_cpu_s']:.0f} | {p['real']:.3f} | "
-            f"{p['shape']:.3f} | {p['shape-flat']:.3f} | {p['disk-flat']:.3f} | "
-            f"{a['shape']:.3f} | {a['shape-flat']:.3f} | {a['disk-flat']:.3f} |"
-        )
+        for v, vr in r["views"].items():
+            p, a = vr["p_real"], vr["auc"]
+            lines.append(
+                f"| {r['against']} | {r['seed']} | {v} | {r['d_cpu_s']:.0f} | {p['real']:.3f} | "
+                f"{p['shape']:.3f} | {p['shape-flat']:.3f} | {p['disk-flat']:.3f} | "
+                f"{a['shape']:.3f} | {a['shape-flat']:.3f} | {a['disk-flat']:.3f} |"
+            )
     return lines
 
 

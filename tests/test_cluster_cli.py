@@ -547,3 +547,45 @@ def test_torchrun_two_processes(data, tmp_path):
     assert (run / "DONE").is_file() and (run / "model" / "model.safetensors").is_file()
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4]
+
+
+def test_silhouette_discriminator_trains_resumes_and_judges_outlines_only(data, tmp_path):
+    import torch
+
+    from maskgen.independence.cluster_patches import soft_silhouette
+
+    # The silhouette ignores colour: two patches with the same bright pixels look the same.
+    a = torch.zeros(1, 3, 8, 8)
+    a[..., 2:6, 2:6] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+    b = torch.zeros(1, 3, 8, 8)
+    b[..., 2:6, 2:6] = torch.tensor([0.1, 0.9, 0.6])[:, None, None]
+    sa, sb = soft_silhouette(a, 0.2, 0.01), soft_silhouette(b, 0.2, 0.01)
+    assert sa.shape == (1, 1, 8, 8) and torch.allclose(sa, sb, atol=1e-3)
+    assert sa[0, 0, 3, 3] > 0.99 and sa[0, 0, 0, 0] < 0.01
+
+    base = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    base += [*TRAIN, "--steps", "6", "--silhouette-weight", "0.5", "--ground-jitter", "1"]
+    straight = tmp_path / "straight"
+    assert main([*base, "--out", str(straight)]) == 0
+    saved = json.loads((straight / "model" / "config.json").read_text())["config"]
+    assert saved["silhouette_weight"] == 0.5 and saved["silhouette_tau"] == 0.03
+    lines = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    logged = [x for x in lines if "loss_adv_sil" in x]
+    assert logged and all(0 < x["d_real_sil"] < 1 and x["loss_d_sil"] > 0 for x in logged)
+    # Its one-channel D and its optimiser are checkpointed ...
+    state = torch.load(sorted(straight.glob("checkpoints/*.pt"))[-1], weights_only=False)
+    assert {"d_sil", "opt_d_sil"} <= set(state["objects"])
+    first = next(v for k, v in state["objects"]["d_sil"].items() if k.endswith("original"))
+    assert first.shape[1] == 1
+    # ... so a run stopped at step 3 and rerun ends with the weights of the straight run.
+    run = tmp_path / "stopped"
+    assert main([*base, "--out", str(run), "--stop-after", "3"]) == 0
+    assert not (run / "DONE").exists()
+    assert main([*base, "--out", str(run)]) == 0
+    weights = "model/model.safetensors"
+    assert (run / weights).read_bytes() == (straight / weights).read_bytes()
+    # Off (the default), no second D is built or saved.
+    off = tmp_path / "off"
+    assert main([*base[:-4], "--out", str(off)]) == 0
+    state = torch.load(sorted(off.glob("checkpoints/*.pt"))[-1], weights_only=False)
+    assert "d_sil" not in state["objects"]

@@ -60,16 +60,19 @@ def test_banks_keep_true_shapes_and_swap_in_disks_of_the_same_area(probe):
 
 
 def test_probe_runs_the_trainers_d_phase_and_records(probe, tmp_path, monkeypatch):
-    monkeypatch.setattr(probe, "EVAL_BATCHES", 2)
-    flags = ["--preset", "tiny", "--steps", "3", "--ground-jitter", "1", "--density", "matched"]
-    rc = probe.main(["--shape", "fruit", "--work", str(tmp_path), "--seeds", "0", "--no-record",
-                     "--", *flags])  # fmt: skip
-    assert rc == 0
     import json
 
-    (res,) = [
-        r for r in json.loads((tmp_path / "probe.json").read_text()) if r["against"] == "disk-flat"
-    ]
-    assert set(res["auc"]) == {"shape", "shape-flat", "disk-flat"}
-    assert all(0.0 <= v <= 1.0 for v in res["auc"].values())
-    assert all(0.0 < v < 1.0 for v in res["p_real"].values())
+    monkeypatch.setattr(probe, "EVAL_BATCHES", 2)
+    flags = ["--preset", "tiny", "--steps", "3", "--ground-jitter", "1", "--density", "matched"]
+    for label, more in (("plain", []), ("sil", ["--silhouette-weight", "1"])):
+        rc = probe.main(["--shape", "fruit", "--work", str(tmp_path), "--seeds", "0", "--no-record",
+                         "--label", label, "--", *flags, *more])  # fmt: skip
+        assert rc == 0
+        results = json.loads((tmp_path / f"probe-{label}.json").read_text())
+        (res,) = [r for r in results if r["against"] == "disk-flat"]
+        # The silhouette D is scored beside D when the flags train one.
+        assert set(res["views"]) == ({"rgb", "silhouette"} if more else {"rgb"})
+        for view in res["views"].values():
+            assert set(view["auc"]) == {"shape", "shape-flat", "disk-flat"}
+            assert all(0.0 <= v <= 1.0 for v in view["auc"].values())
+            assert all(0.0 < v < 1.0 for v in view["p_real"].values())

@@ -76,6 +76,7 @@ from maskgen.independence.cluster_patches import (
     make_backgrounds,
     region_mean,
     shift_ground,
+    soft_silhouette,
 )
 from maskgen.independence.composition import compose
 from maskgen.independence.discriminator import ConvSpec, SNDiscriminator, cover_patch
@@ -84,6 +85,7 @@ from maskgen.independence.gan import (
     detect_collapse,
     discriminator_step,
     ema_update,
+    generator_adversarial_loss,
     generator_step,
 )
 from maskgen.independence.layout import pad_and_random_crop
@@ -724,6 +726,7 @@ class ClusterTrainer:
             "ema": self.ema,
         }
         self._augmented_discriminators(ctx.rank)
+        self._silhouette_discriminator()
         # Where --density matched-disk counts coverage: the background's disk (else everywhere).
         self.density_region = None
         if cfg.density == "matched-disk" and cfg.background == "disk":
@@ -746,6 +749,27 @@ class ClusterTrainer:
             self.resumable["gen_aug"] = g
             self.d_phase_d = AugmentedDiscriminator(self.dw, policy, g, cfg.augment_p)
             self.d_plain = AugmentedDiscriminator(unwrap(self.dw), policy, g, cfg.augment_p)
+
+    def _silhouette_discriminator(self) -> None:
+        """``--silhouette-weight``: a second D, same layers, on one-channel silhouettes
+        (:func:`~maskgen.independence.cluster_patches.soft_silhouette`), with its own Adam;
+        built after G, D and Q, so runs without it draw the same weights as before."""
+        from maskgen.engine import wrap_ddp
+
+        self.d_sil = None
+        cfg = self.cfg
+        if cfg.silhouette_weight <= 0:
+            return
+        specs = tuple(ConvSpec(*r) for r in cfg.d_specs)
+        if cfg.d_field == "patch":
+            specs = cover_patch(specs, cfg.patch_size)
+        self.d_sil = wrap_ddp(SNDiscriminator(specs, in_channels=1).to(self.ctx.device), self.ctx)
+        self.opt_d_sil = torch.optim.Adam(self.d_sil.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.resumable.update(d_sil=self.d_sil, opt_d_sil=self.opt_d_sil)
+
+    def silhouettes(self, patches: torch.Tensor) -> torch.Tensor:
+        """What the silhouette D sees of ``n x 3 x P x P`` patches: ``n x 1 x P x P``."""
+        return soft_silhouette(patches, self.sampler.bright_threshold, self.cfg.silhouette_tau)
 
     def noise_at(self, step: int) -> float:
         """Instance noise std at ``step``, annealed linearly to 0 over ``noise_steps``."""
@@ -773,12 +797,16 @@ class ClusterTrainer:
             bright = bright_pixels(bg, thr)[:, None]
             density = (bright_share(real, thr, region), bright, region)
         jitter = cfg.ground_jitter > 0
+        real_sil = self.silhouettes(real) if self.d_sil is not None else None
         if jitter:
             real = self.jitter_ground(real)
             if cfg.jitter_at == "background":
                 bg = self.jitter_ground(bg)
         with self._autocast():
             out = generate_composites(self.gw, cfg, n, bg, recolour=cfg.recolour, density=density)
+        if real_sil is not None:  # before the jitter moves the ground across the threshold
+            out["real_silhouette"] = real_sil
+            out["silhouette"] = self.silhouettes(out["composite"])
         if jitter and cfg.jitter_at == "composite":
             cover = layer_cover(out["layers"][:, :, 3:4].float())
             out["composite"] = self.jitter_ground(out["composite"].float(), cover)
@@ -811,6 +839,18 @@ class ClusterTrainer:
         )
         if cfg.r1_weight > 0 and step % cfg.r1_every == 0:
             m["r1"] = r1_step(self.d_plain, self.opt_d, real, cfg.r1_weight, cfg.r1_every)
+        if self.d_sil is not None:
+            ms = discriminator_step(
+                self.d_sil,
+                self.opt_d_sil,
+                out["real_silhouette"],
+                out["silhouette"],
+                loss=cfg.adv_loss,
+                instance_noise=self.noise_at(step),
+                step=step,
+                autocast=self._autocast(),
+            )
+            m.update({f"{k}_sil": v for k, v in ms.items()})
         return m
 
     def g_phase(self, step: int, out: dict[str, torch.Tensor]) -> dict:
@@ -821,6 +861,13 @@ class ClusterTrainer:
             reg = regularizers(self.qw, out, cfg, ground=self.sampler.dark_colour)
         lam = area_weight_at(step, cfg.area_weight, cfg.area_warmup)
         extra = reg["extra"]
+        if self.d_sil is not None:
+            with self._autocast():
+                adv_sil = generator_adversarial_loss(
+                    self.d_sil, out["silhouette"], cfg.adv_loss, self.noise_at(step)
+                )
+            extra = extra + cfg.silhouette_weight * adv_sil
+            reg = {**reg, "loss_adv_sil": adv_sil.detach()}
         if cfg.area_penalty in ("bounds", "both"):
             from maskgen.independence.regularizers import area_bounds_penalty
 

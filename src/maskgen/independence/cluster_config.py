@@ -219,6 +219,21 @@ class ClusterConfig:
         "fill; the whole patch with --background black)",
         choices=("fixed", "matched", "matched-disk"),
     )
+    silhouette_weight: float = param(
+        0.0,
+        "not in the paper: weight of a second discriminator that sees only the soft "
+        "silhouette of a patch, sigmoid((luminance - Otsu threshold) / --silhouette-tau), of "
+        "real patches and composites alike (before --ground-jitter), so it judges outlines "
+        "and not colour or texture; its generator loss is added with this weight (0 = off)",
+        low=0,
+    )
+    silhouette_tau: float = param(
+        0.03,
+        "softness of that silhouette in luminance units ([0, 1] RGB)",
+        low=0,
+        low_open=True,
+        high=1,
+    )
     r1_weight: float = param(
         0.0, "not in the paper: gamma of the lazy R1 penalty on D (0 = off)", low=0
     )

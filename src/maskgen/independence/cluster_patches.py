@@ -249,6 +249,13 @@ def bright_pixels(patches: torch.Tensor, threshold: float) -> torch.Tensor:
     return (luminance(patches.float()) > threshold).float()
 
 
+def soft_silhouette(patches: torch.Tensor, threshold: float, tau: float) -> torch.Tensor:
+    """``n x 1 x P x P`` float in ``(0, 1)``: ``sigmoid((luminance - threshold) / tau)`` of
+    ``n x 3 x P x P`` patches in ``[0, 1]`` -- :func:`bright_pixels` made soft (differentiable),
+    what ``--silhouette-weight``'s discriminator sees."""
+    return torch.sigmoid((luminance(patches.float()) - threshold) / tau)[:, None]
+
+
 def shift_ground(
     patches: torch.Tensor,
     offset: torch.Tensor,
@@ -366,5 +373,6 @@ __all__ = [
     "otsu_threshold",
     "region_mean",
     "shift_ground",
+    "soft_silhouette",
     "window_size",
 ]

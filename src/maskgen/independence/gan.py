@@ -139,6 +139,19 @@ def discriminator_step(
     }
 
 
+def generator_adversarial_loss(
+    discriminator: nn.Module,
+    fake: torch.Tensor,
+    loss: str = "nonsaturating",
+    instance_noise: float = 0.0,
+) -> torch.Tensor:
+    """The generator's adversarial loss of ``fake`` (attached to G's graph) under a frozen
+    ``discriminator``: a scalar for a second discriminator's term, added as ``extra_loss``."""
+    _, g_loss_fn = ADVERSARIAL_LOSSES[loss]
+    with _frozen(discriminator):
+        return g_loss_fn(discriminator(add_instance_noise(fake, instance_noise)).float())
+
+
 def generator_step(
     discriminator: nn.Module,
     opt_g: torch.optim.Optimizer,
@@ -274,5 +287,6 @@ __all__ = [
     "detect_collapse",
     "discriminator_step",
     "ema_update",
+    "generator_adversarial_loss",
     "generator_step",
 ]
