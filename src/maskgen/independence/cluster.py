@@ -754,9 +754,9 @@ class ClusterTrainer:
         """``--silhouette-weight``: a second D, same layers, on one-channel silhouettes
         (:func:`~maskgen.independence.cluster_patches.soft_silhouette`), with its own Adam;
         built after G, D and Q, so runs without it draw the same weights as before."""
-        from maskgen.engine import wrap_ddp
+        from maskgen.engine import unwrap, wrap_ddp
 
-        self.d_sil = None
+        self.d_sil = self.d_sil_plain = None
         cfg = self.cfg
         if cfg.silhouette_weight <= 0:
             return
@@ -764,6 +764,7 @@ class ClusterTrainer:
         if cfg.d_field == "patch":
             specs = cover_patch(specs, cfg.patch_size)
         self.d_sil = wrap_ddp(SNDiscriminator(specs, in_channels=1).to(self.ctx.device), self.ctx)
+        self.d_sil_plain = unwrap(self.d_sil)  # the G phase's view, as D's (no DDP reduction)
         self.opt_d_sil = torch.optim.Adam(self.d_sil.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.resumable.update(d_sil=self.d_sil, opt_d_sil=self.opt_d_sil)
 
@@ -864,7 +865,7 @@ class ClusterTrainer:
         if self.d_sil is not None:
             with self._autocast():
                 adv_sil = generator_adversarial_loss(
-                    self.d_sil, out["silhouette"], cfg.adv_loss, self.noise_at(step)
+                    self.d_sil_plain, out["silhouette"], cfg.adv_loss, self.noise_at(step)
                 )
             extra = extra + cfg.silhouette_weight * adv_sil
             reg = {**reg, "loss_adv_sil": adv_sil.detach()}
