@@ -339,14 +339,18 @@ def prior_scale_at(step: int, cfg: ClusterConfig) -> float:
     return max(0.0, 1.0 - step / cfg.prior_anneal)
 
 
+def discriminator_specs(cfg: ClusterConfig) -> tuple[ConvSpec, ...]:
+    """D's conv layers for ``cfg`` (``d_specs``, widened to the whole patch with ``--d-field
+    patch``); the silhouette D uses the same."""
+    specs = tuple(ConvSpec(*r) for r in cfg.d_specs)
+    return cover_patch(specs, cfg.patch_size) if cfg.d_field == "patch" else specs
+
+
 def build_networks(cfg: ClusterConfig) -> tuple[ClusterGenerator, SNDiscriminator, LatentPredictor]:
     """Generator, discriminator and Q network for ``cfg`` (built in this order from the global
     RNG, so a seed fixes all three)."""
     g = ClusterGenerator.from_config(cfg)
-    specs = tuple(ConvSpec(*r) for r in cfg.d_specs)
-    if cfg.d_field == "patch":
-        specs = cover_patch(specs, cfg.patch_size)
-    d = SNDiscriminator(specs, in_channels=3)
+    d = SNDiscriminator(discriminator_specs(cfg), in_channels=3)
     q = LatentPredictor(cfg.z_dim, cfg.patch_size, cfg.q_channels)
     return g, d, q
 
@@ -760,10 +764,8 @@ class ClusterTrainer:
         cfg = self.cfg
         if cfg.silhouette_weight <= 0:
             return
-        specs = tuple(ConvSpec(*r) for r in cfg.d_specs)
-        if cfg.d_field == "patch":
-            specs = cover_patch(specs, cfg.patch_size)
-        self.d_sil = wrap_ddp(SNDiscriminator(specs, in_channels=1).to(self.ctx.device), self.ctx)
+        d_sil = SNDiscriminator(discriminator_specs(cfg), in_channels=1)
+        self.d_sil = wrap_ddp(d_sil.to(self.ctx.device), self.ctx)
         self.d_sil_plain = unwrap(self.d_sil)  # the G phase's view, as D's (no DDP reduction)
         self.opt_d_sil = torch.optim.Adam(self.d_sil.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.resumable.update(d_sil=self.d_sil, opt_d_sil=self.opt_d_sil)
