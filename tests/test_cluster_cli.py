@@ -251,6 +251,25 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
     assert not torch.allclose(a, b)
 
 
+def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    run = tmp_path / "turn"
+    assert main([*args, "--steps", "4", *TRAIN, "--out", str(run), "--layer-rotation", "180"]) == 0
+    cfg = json.loads((run / "model" / "config.json").read_text())["config"]
+    assert cfg["layer_rotation"] == 180.0
+    from maskgen.independence.cluster import ClusterPredictor, sample_z
+
+    pred = ClusterPredictor.from_folder(run)
+    turned = pred.instances(6, seed=0)
+    with torch.no_grad():
+        drawn = pred.generator(sample_z(6, pred.generator.z_dim, torch.Generator().manual_seed(0)))
+    # The same codes, turned: about the same mask area, not the same pixels.
+    assert not torch.allclose(turned, drawn, atol=1e-3)
+    assert torch.allclose(turned[:, 3].sum((1, 2)), drawn[:, 3].sum((1, 2)), rtol=0.35)
+    assert torch.equal(turned, pred.instances(6, seed=0))
+    assert main([*args, "--out", str(tmp_path / "bad"), "--layer-rotation", "200"]) == 2
+
+
 def test_ground_jitter_and_alpha_info_train_are_saved_and_resume(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += [*TRAIN, "--steps", "6", "--out", str(tmp_path / "jitter"), "--ground-jitter", "0.7"]

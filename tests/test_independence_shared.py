@@ -27,6 +27,7 @@ from maskgen.independence.gan import (
 from maskgen.independence.layout import (
     identity_layout,
     pad_and_random_crop,
+    random_rotation,
     spatial_transform_layout,
 )
 from maskgen.independence.losses import (
@@ -154,6 +155,32 @@ def test_layouts():
         assert found
     # Same generator seed -> same crops.
     assert torch.equal(z, pad_and_random_crop(x, 3, torch.Generator().manual_seed(0)))
+
+
+def test_random_rotation_turns_each_layer_about_its_centre():
+    p = 33
+    yy, xx = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    c = (p - 1) / 2
+    disk = (((yy - c) ** 2 + (xx - c) ** 2) <= 8**2).float()
+    bar = ((yy - c).abs() <= 2) & ((xx - c).abs() <= 12)  # a horizontal bar
+    x = torch.stack([disk, bar.float()])[:, None].repeat(1, 4, 1, 1)  # 2 x 4 x P x P
+    assert random_rotation(x, 0.0) is x
+    turned = random_rotation(x.repeat(16, 1, 1, 1), 180.0, torch.Generator().manual_seed(0))
+    # A centred disk is the same at every angle; the bar keeps its area but not its direction.
+    changed = (turned[0::2, 3] > 0.5) != (disk > 0.5)
+    assert int(changed.sum((1, 2)).max()) <= 24  # a digital disk's rim, of ~200 pixels
+    areas = turned[1::2, 3].sum((1, 2))
+    assert torch.allclose(areas, x[1, 3].sum().expand(16), rtol=0.08)
+    vertical = turned[1::2, 3, :, int(c)].sum(1) > 10  # the bar stands upright at some angles
+    assert 0 < int(vertical.sum()) < 16
+    # Same generator seed -> same angles; within max_degrees = 5 the bar stays horizontal.
+    assert torch.equal(
+        turned, random_rotation(x.repeat(16, 1, 1, 1), 180.0, torch.Generator().manual_seed(0))
+    )
+    small = random_rotation(x[1:].repeat(8, 1, 1, 1), 5.0, torch.Generator().manual_seed(1))
+    assert bool((small[:, 3, :, int(c)].sum(1) < 6).all())
+    with pytest.raises(ValueError, match="square"):
+        random_rotation(torch.zeros(1, 4, 8, 9), 10.0)
 
 
 def test_gan_phases_update_and_report():

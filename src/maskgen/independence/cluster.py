@@ -88,7 +88,7 @@ from maskgen.independence.gan import (
     generator_adversarial_loss,
     generator_step,
 )
-from maskgen.independence.layout import pad_and_random_crop
+from maskgen.independence.layout import pad_and_random_crop, random_rotation
 from maskgen.independence.regularizers import (  # R1: Mescheder et al. 2018
     outside_main_component,
     r1_step,
@@ -388,7 +388,7 @@ def generate_composites(
 
     Returns:
         dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
-        layout), ``layers`` (``n x L x 4 x P x P``, after layout), ``composite``
+        layout, so not turned by ``--layer-rotation``: Q and the mask terms read them), ``layers`` (``n x L x 4 x P x P``, after layout), ``composite``
         (``n x 3 x P x P``) and ``kept`` (``n``, the layers each composite holds).
     """
     L, P = cfg.layers, cfg.patch_size
@@ -396,7 +396,8 @@ def generate_composites(
     if z is None:
         z = sample_z(n * L, cfg.z_dim, generator, dev).view(n, L, cfg.z_dim)
     inst = g(z.reshape(n * L, cfg.z_dim))  # (n*L) x 4 x P x P
-    placed = pad_and_random_crop(inst, cfg.pad, generator=generator)
+    turned = random_rotation(inst, cfg.layer_rotation, generator)
+    placed = pad_and_random_crop(turned, cfg.pad, generator=generator)
     inst = inst.view(n, L, 4, P, P)
     placed = placed.view(n, L, 4, P, P)
     kept = torch.full((n,), float(L), device=dev)
@@ -1135,11 +1136,12 @@ class ClusterPredictor:
 
     @torch.no_grad()
     def instances(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``n`` generated instances ``n x 4 x P x P`` float on the CPU, deterministic in ``seed``."""
+        """``n`` generated instances ``n x 4 x P x P`` float on the CPU, deterministic in
+        ``seed``; turned at random as the layout turns them when ``--layer-rotation`` is set."""
         self.check_count(n)
         gen = torch.Generator().manual_seed(seed)
         z = sample_z(n, self.generator.z_dim, gen, self.device)
-        return self.generator(z).float().cpu()
+        return random_rotation(self.generator(z), self.config.layer_rotation, gen).float().cpu()
 
     def sample(self, n: int, seed: int = 0, dtype: str = "uint8") -> np.ndarray:
         """``n`` RGBA instances ``N x P x P x 4``: uint8 (``dtype="uint8"``) or float32 in
@@ -1167,7 +1169,8 @@ class ClusterPredictor:
         cfg, g, p = self.config, self.generator, self.patch_size
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        inst = g(sample_z(n, cfg.z_dim, gen, self.device)).float().cpu()
+        inst = g(sample_z(n, cfg.z_dim, gen, self.device))
+        inst = random_rotation(inst, cfg.layer_rotation, gen).float().cpu()
         if image is not None:
             sampler = PatchSampler(image, self.generator.facts["instance_size"], p)
             bg = make_backgrounds(

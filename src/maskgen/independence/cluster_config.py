@@ -262,6 +262,14 @@ class ClusterConfig:
         0.0, "EMA of G's weights for the saved model (0 = off)", low=0, high=1, high_open=True
     )
     pad: int = param(16, "layout padding in px (paper 30/32/26 at 64x64)", low=0)
+    layer_rotation: float = param(
+        0.0,
+        "not in the paper: the layout also turns each instance about its centre by a random "
+        "angle in [-R, R] degrees before placing it (sampled instances too), for objects seen at "
+        "every orientation (0 = off, the paper's translation only; 180 = any angle)",
+        low=0,
+        high=180,
+    )
     background: str = param(
         "disk",
         "background provider: real patch with a central black disk, or black",

@@ -9,6 +9,8 @@ i.e. transparent black (alpha 0), so a warped layer never covers new ground with
 - Application 2 (dense structure-free clusters): random placement by padding the generated
   layer and cropping it back at a random offset -> :func:`pad_and_random_crop` ("Layout
   Details": pad 26-32 px at 64x64).
+- Random turn of each layer about its centre (ours, ``--layer-rotation``):
+  :func:`random_rotation`, for objects seen at every orientation.
 - General spatial transformer: :func:`spatial_transform_layout` with an affine ``theta`` in
   :mod:`maskgen.core.warp`'s convention (output->input normalised coordinates,
   ``align_corners=False``).
@@ -74,4 +76,34 @@ def pad_and_random_crop(
     return torch.gather(rows, 3, xs[:, None, None, :].expand(n, c, h, w))
 
 
-__all__ = ["identity_layout", "pad_and_random_crop", "spatial_transform_layout"]
+def random_rotation(
+    rgba: torch.Tensor, max_degrees: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Turn each square layer about its centre by its own angle, uniform in
+    ``[-max_degrees, max_degrees]`` (bilinear, transparent black where the turned layer leaves
+    the square).
+
+    Args:
+        rgba: ``N x C x P x P`` float.
+        max_degrees: largest turn in degrees, in ``[0, 180]`` (0 returns ``rgba``; 180: any angle).
+        generator: torch RNG for the angles (on the CPU); the global RNG when None.
+
+    Returns:
+        ``N x C x P x P``; differentiable in ``rgba``.
+    """
+    if not 0 <= max_degrees <= 180:
+        raise ValueError(f"max_degrees must be in [0, 180], got {max_degrees}")
+    n, _, h, w = rgba.shape
+    if h != w:
+        raise ValueError(f"random_rotation needs square layers, got {h}x{w}")
+    if max_degrees == 0:
+        return rgba
+    t = (torch.rand(n, generator=generator) * 2.0 - 1.0) * torch.pi * (max_degrees / 180.0)
+    c, s = torch.cos(t), torch.sin(t)
+    zero = torch.zeros_like(t)
+    # Square layers: normalised coordinates share one scale, so a plain rotation matrix is exact.
+    theta = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1)
+    return warp(rgba, theta.to(rgba.device))
+
+
+__all__ = ["identity_layout", "pad_and_random_crop", "random_rotation", "spatial_transform_layout"]
