@@ -253,8 +253,14 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
 
 def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
-    run = tmp_path / "turn"
-    assert main([*args, "--steps", "4", *TRAIN, "--out", str(run), "--layer-rotation", "180"]) == 0
+    args += ["--steps", "4", *TRAIN, "--layer-rotation", "180"]
+    run, paused = tmp_path / "turn", tmp_path / "paused"
+    assert main([*args, "--out", str(run)]) == 0
+    # The turns come from the checkpointed RNG: a run paused and rerun ends as a straight one.
+    assert main([*args, "--out", str(paused), "--stop-after", "3"]) == 0
+    assert main([*args, "--out", str(paused)]) == 0
+    weights = "model/model.safetensors"
+    assert (paused / weights).read_bytes() == (run / weights).read_bytes()
     cfg = json.loads((run / "model" / "config.json").read_text())["config"]
     assert cfg["layer_rotation"] == 180.0
     from maskgen.independence.cluster import ClusterPredictor, sample_z
@@ -268,6 +274,7 @@ def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tm
     assert torch.allclose(turned[:, 3].sum((1, 2)), drawn[:, 3].sum((1, 2)), rtol=0.35)
     assert torch.equal(turned, pred.instances(6, seed=0))
     assert main([*args, "--out", str(tmp_path / "bad"), "--layer-rotation", "200"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_ground_jitter_and_alpha_info_train_are_saved_and_resume(data, tmp_path):
