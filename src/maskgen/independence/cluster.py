@@ -388,8 +388,9 @@ def generate_composites(
 
     Returns:
         dict with ``z`` (``n x L x z_dim``), ``instances`` (``n x L x 4 x P x P``, before
-        layout, so not turned by ``--layer-rotation``: Q and the mask terms read them), ``layers`` (``n x L x 4 x P x P``, after layout), ``composite``
-        (``n x 3 x P x P``) and ``kept`` (``n``, the layers each composite holds).
+        layout, so not turned by ``--layer-rotation``: Q and the mask terms read them),
+        ``layers`` (``n x L x 4 x P x P``, after layout), ``composite`` (``n x 3 x P x P``) and
+        ``kept`` (``n``, the layers each composite holds).
     """
     L, P = cfg.layers, cfg.patch_size
     dev = background.device
