@@ -76,6 +76,16 @@ def box_to_box_theta(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([ax, zero, bx], 1), torch.stack([zero, ay, by], 1)], 1)
 
 
+def rotation_theta(angle: torch.Tensor) -> torch.Tensor:
+    """Theta turning content about the centre by ``angle`` radians (an ``N``-vector); ``N x 2 x 3``.
+
+    Exact for square images only (normalised ``x`` and ``y`` then share one pixel scale).
+    """
+    c, s = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(angle)
+    return torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1)
+
+
 def translation_theta(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Theta shifting content by ``(dx, dy)`` in normalised units (``N``-vectors); ``N x 2 x 3``.
 

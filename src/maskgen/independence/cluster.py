@@ -1140,7 +1140,10 @@ class ClusterPredictor:
         """``n`` generated instances ``n x 4 x P x P`` float on the CPU, deterministic in
         ``seed``; turned at random as the layout turns them when ``--layer-rotation`` is set."""
         self.check_count(n)
-        gen = torch.Generator().manual_seed(seed)
+        return self._draw(n, torch.Generator().manual_seed(seed))
+
+    def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` instances from codes drawn from ``gen``, turned as the layout turns them."""
         z = sample_z(n, self.generator.z_dim, gen, self.device)
         return random_rotation(self.generator(z), self.config.layer_rotation, gen).float().cpu()
 
@@ -1170,8 +1173,7 @@ class ClusterPredictor:
         cfg, g, p = self.config, self.generator, self.patch_size
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        inst = g(sample_z(n, cfg.z_dim, gen, self.device))
-        inst = random_rotation(inst, cfg.layer_rotation, gen).float().cpu()
+        inst = self._draw(n, gen)
         if image is not None:
             sampler = PatchSampler(image, self.generator.facts["instance_size"], p)
             bg = make_backgrounds(

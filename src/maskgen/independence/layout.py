@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from maskgen.core.warp import warp
+from maskgen.core.warp import rotation_theta, warp
 
 
 def identity_layout(rgba: torch.Tensor) -> torch.Tensor:
@@ -99,11 +99,7 @@ def random_rotation(
     if max_degrees == 0:
         return rgba
     t = (torch.rand(n, generator=generator) * 2.0 - 1.0) * torch.pi * (max_degrees / 180.0)
-    c, s = torch.cos(t), torch.sin(t)
-    zero = torch.zeros_like(t)
-    # Square layers: normalised coordinates share one scale, so a plain rotation matrix is exact.
-    theta = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1)
-    return warp(rgba, theta.to(rgba.device))
+    return warp(rgba, rotation_theta(t).to(rgba.device))
 
 
 __all__ = ["identity_layout", "pad_and_random_crop", "random_rotation", "spatial_transform_layout"]
