@@ -31,6 +31,7 @@ from maskgen.independence.cluster import (
     prior_scale_at,
     recolour_layers,
     regularizers,
+    upsample_x2,
 )
 from maskgen.independence.cluster_eval import (
     best_disk,
@@ -196,6 +197,25 @@ def test_generator_table2_shapes():
     deconvs = [m for m in g.body if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [c.weight.shape[:2] for c in convs] == [(256, 256)] * 2
     assert [d.out_channels for d in deconvs] == [128, 64, 4]
+
+
+def test_resize_upsampling_draws_no_period_two_texture_where_deconv_does():
+    torch.manual_seed(0)
+    flat = torch.ones(1, 8, 6, 6)  # a featureless input: any texture is the layer's own
+    for kind, periodic in (("deconv", True), ("resize", False)):
+        up = upsample_x2(8, 3, kind, bias=False)
+        out = up(flat)[..., 2:-2, 2:-2]  # away from the zero-padded border
+        assert out.shape[-1] == 8
+        # Even and odd columns differ for the transposed conv (uneven kernel overlap), not
+        # for nearest-neighbour + conv, whose output of a constant input is constant.
+        gap = (out[..., 0::2] - out[..., 1::2]).abs().max().item()
+        assert (gap > 1e-3) == periodic
+    cfg = make_config("tiny", g_upsample="resize")
+    g = ClusterGenerator.from_config(cfg)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    assert g(torch.rand(2, cfg.z_dim)).shape == (2, 4, cfg.patch_size, cfg.patch_size)
+    with pytest.raises(MaskgenError, match="g_upsample|g-upsample"):
+        make_config("tiny", g_upsample="bicubic")
 
 
 def test_rgb_lowres_leaves_no_sharp_rgb_edge_but_keeps_alpha():

@@ -277,6 +277,29 @@ def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tm
     assert not (tmp_path / "bad").exists()
 
 
+def test_resize_upsampling_trains_resumes_and_loads_back(data, tmp_path, capsys):
+    from _cli import check_bad_input
+    from maskgen.independence.cluster import ClusterPredictor
+
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--steps", "4", *TRAIN, "--g-upsample", "resize"]
+    run, paused = tmp_path / "resize", tmp_path / "paused"
+    assert main([*args, "--out", str(run)]) == 0
+    assert main([*args, "--out", str(paused), "--stop-after", "3"]) == 0
+    assert main([*args, "--out", str(paused)]) == 0
+    weights = "model/model.safetensors"
+    assert (paused / weights).read_bytes() == (run / weights).read_bytes()
+    pred = ClusterPredictor.from_folder(run)  # strict load: the resize convs' weights
+    assert pred.config.g_upsample == "resize"
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in pred.generator.modules())
+    p = pred.patch_size
+    assert pred.masks(2, seed=0).shape == (2, p, p)
+    bad = tmp_path / "bad"
+    capsys.readouterr()  # the training runs' log lines
+    check_bad_input([*args, "--out", bad, "--g-upsample", "pixel"], capsys, "--g-upsample")
+    assert not bad.exists()
+
+
 def test_ground_jitter_and_alpha_info_train_are_saved_and_resume(data, tmp_path):
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += [*TRAIN, "--steps", "6", "--out", str(tmp_path / "jitter"), "--ground-jitter", "0.7"]

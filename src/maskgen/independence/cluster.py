@@ -113,6 +113,23 @@ def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(small, size=(p, p), mode="bilinear", align_corners=False)
 
 
+def upsample_x2(cin: int, cout: int, kind: str, bias: bool) -> nn.Module:
+    """One x2 upsampling stage of the generator, ``N x cin x H x W -> N x cout x 2H x 2W``.
+
+    ``deconv``: paper Table 2's 4x4 stride-2 transposed convolution. ``resize`` (not in the
+    paper): nearest-neighbour x2 then a 3x3 convolution -- every output pixel sums the same
+    number of kernel taps, so it cannot draw the period-2 stripes that a stride-2 transposed
+    convolution's uneven overlap draws (Odena et al., "Deconvolution and checkerboard artifacts").
+    """
+    if kind == "deconv":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    if kind == "resize":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias)
+        )
+    raise ValueError(f"unknown upsampling {kind!r}")
+
+
 class ClusterGenerator(nn.Module):
     """Paper Table 2 generator: ``z`` (``M x z_dim``) -> RGBA ``M x 4 x P x P`` in ``[0, 1]``.
 
@@ -120,6 +137,8 @@ class ClusterGenerator(nn.Module):
     ``1 x 1 x z`` input to ``b*b*c0`` (a linear layer), BN, lReLU; ``g_base_convs`` x (4x4 conv
     ``c0`` stride 1, BN, lReLU); 4x4 deconv ``c1`` stride 2, BN, lReLU; 4x4 deconv ``c2``
     stride 2, BN, lReLU; 4x4 deconv 4 stride 2, sigmoid. Channel 3 is the soft mask (alpha).
+    With ``upsample="resize"`` (not in the paper) each deconv is :func:`upsample_x2`'s
+    resize + 3x3 conv.
     With ``rgb_lowres > 1`` (not in the paper) the RGB channels are low-passed (:func:`low_pass`);
     with ``colour_floor > 0`` (not in the paper) they are lifted above the ground colour
     :attr:`ground` (:func:`lift_above_ground`), which must then be set.
@@ -136,6 +155,7 @@ class ClusterGenerator(nn.Module):
         area_target: float = 0.25,
         rgb_lowres: int = 1,
         colour_floor: float = 0.0,
+        upsample: str = "deconv",
     ) -> None:
         super().__init__()
         c0, c1, c2 = channels
@@ -156,9 +176,9 @@ class ClusterGenerator(nn.Module):
                 nn.BatchNorm2d(c0),
                 act,
             ]
-        body += [nn.ConvTranspose2d(c0, c1, 4, 2, 1, bias=False), nn.BatchNorm2d(c1), act]
-        body += [nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), act]
-        body += [nn.ConvTranspose2d(c2, 4, 4, 2, 1)]
+        body += [upsample_x2(c0, c1, upsample, bias=False), nn.BatchNorm2d(c1), act]
+        body += [upsample_x2(c1, c2, upsample, bias=False), nn.BatchNorm2d(c2), act]
+        body += [upsample_x2(c2, 4, upsample, bias=True)]
         self.body = nn.Sequential(*body)
         self.c0 = c0
         # Fixed (non-trained) logit bias of the alpha channel: alpha_prior * (1 - r^2 / r0^2),
@@ -211,6 +231,7 @@ class ClusterGenerator(nn.Module):
             area_target=cfg.area_target,
             rgb_lowres=cfg.rgb_lowres,
             colour_floor=cfg.colour_floor,
+            upsample=cfg.g_upsample,
         )
         g.config = cfg
         return g

@@ -292,6 +292,13 @@ class ClusterConfig:
         (64, 32, 16), "generator widths c0,c1,c2 (paper Table 2: 256,128,64)", low=1, high=4096
     )
     g_base_convs: int = param(2, "4x4 stride-1 convs at the base resolution", low=0, high=16)
+    g_upsample: str = param(
+        "deconv",
+        "generator upsampling: deconv = the paper's 4x4 stride-2 transposed convolutions (Table "
+        "2); resize = nearest-neighbour x2 then a 3x3 convolution (not in the paper: no "
+        "periodic texture from uneven kernel overlap)",
+        choices=("deconv", "resize"),
+    )
     d_specs: tuple[tuple[int, int, int], ...] = param(
         ((32, 3, 2), (64, 3, 2), (128, 3, 2), (128, 3, 1)),
         "discriminator layers (channels, kernel, stride); presets change it",
