@@ -210,6 +210,13 @@ def test_resize_upsampling_draws_no_period_two_texture_where_deconv_does():
         # for nearest-neighbour + conv, whose output of a constant input is constant.
         gap = (out[..., 0::2] - out[..., 1::2]).abs().max().item()
         assert (gap > 1e-3) == periodic
+    # Computed as one tied transposed convolution, it is the nearest x2 + 3x3 conv it holds.
+    resize = upsample_x2(8, 5, "resize", bias=True)
+    x = torch.randn(3, 8, 7, 9, requires_grad=True)
+    plain = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), resize[1])
+    assert torch.allclose(resize(x), plain(x), atol=1e-5)
+    grads = [torch.autograd.grad(m(x).square().sum(), x)[0] for m in (resize, plain)]
+    assert torch.allclose(*grads, atol=1e-4)
     cfg = make_config("tiny", g_upsample="resize")
     g = ClusterGenerator.from_config(cfg)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
