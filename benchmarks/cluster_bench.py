@@ -647,7 +647,8 @@ def stage_speed(work: Path, presets: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in presets:
-        cfg = make_config(*preset_spec(p), instance_size=32)
+        name, overrides = preset_spec(p)
+        cfg = make_config(name, instance_size=32, **overrides)
         torch.manual_seed(0)
         s = PatchSampler(c.image, 32, cfg.patch_size, cfg.flips)
         trainer = ClusterTrainer(cfg, s, DistContext())
