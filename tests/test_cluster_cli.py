@@ -251,16 +251,23 @@ def test_recolour_trains_is_saved_and_reaches_the_generator(data, tmp_path):
     assert not torch.allclose(a, b)
 
 
-def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tmp_path):
-    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
-    args += ["--steps", "4", *TRAIN, "--layer-rotation", "180"]
-    run, paused = tmp_path / "turn", tmp_path / "paused"
+def paused_run_matches_straight(args: list[str], tmp_path: Path) -> Path:
+    """Train ``args`` straight and, elsewhere, paused at step 3 then rerun; assert both end
+    with the same weights byte for byte. Returns the straight run's folder."""
+    run, paused = tmp_path / "straight", tmp_path / "paused"
     assert main([*args, "--out", str(run)]) == 0
-    # The turns come from the checkpointed RNG: a run paused and rerun ends as a straight one.
     assert main([*args, "--out", str(paused), "--stop-after", "3"]) == 0
     assert main([*args, "--out", str(paused)]) == 0
     weights = "model/model.safetensors"
     assert (paused / weights).read_bytes() == (run / weights).read_bytes()
+    return run
+
+
+def test_layer_rotation_trains_is_saved_and_turns_the_sampled_instances(data, tmp_path):
+    args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
+    args += ["--steps", "4", *TRAIN, "--layer-rotation", "180"]
+    # The turns come from the checkpointed RNG: a run paused and rerun ends as a straight one.
+    run = paused_run_matches_straight(args, tmp_path)
     cfg = json.loads((run / "model" / "config.json").read_text())["config"]
     assert cfg["layer_rotation"] == 180.0
     from maskgen.independence.cluster import ClusterPredictor, sample_z
@@ -283,12 +290,7 @@ def test_resize_upsampling_trains_resumes_and_loads_back(data, tmp_path, capsys)
 
     args = ["cluster", "train", "--image", str(data / "image.png"), "--instance-size", "20"]
     args += ["--steps", "4", *TRAIN, "--g-upsample", "resize"]
-    run, paused = tmp_path / "resize", tmp_path / "paused"
-    assert main([*args, "--out", str(run)]) == 0
-    assert main([*args, "--out", str(paused), "--stop-after", "3"]) == 0
-    assert main([*args, "--out", str(paused)]) == 0
-    weights = "model/model.safetensors"
-    assert (paused / weights).read_bytes() == (run / weights).read_bytes()
+    run = paused_run_matches_straight(args, tmp_path)
     pred = ClusterPredictor.from_folder(run)  # strict load: the resize convs' weights
     assert pred.config.g_upsample == "resize"
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in pred.generator.modules())
